@@ -1,0 +1,59 @@
+//! Evaluation of a model over an image store.
+
+use crate::data::augment::Normalization;
+use crate::data::loader::{BatchStream, ImageStore, StreamConfig, batches_per_epoch};
+use crate::metrics::Confusion;
+use crate::model::FerModel;
+use candle_core::{D, Device, Result, Tensor};
+use sitfer_runtime::labels::NUM_CLASSES;
+
+/// Predictions of a model over a store: class probabilities per sample, in store order.
+pub struct Predictions {
+    pub probs: Vec<[f32; NUM_CLASSES]>,
+}
+
+impl Predictions {
+    pub fn confusion(&self, store: &ImageStore) -> Confusion {
+        let mut c = Confusion::default();
+        let targets = store.targets.as_ref().expect("evaluation needs labels");
+        for (p, t) in self.probs.iter().zip(targets.iter()) {
+            c.add(argmax(t), argmax(p));
+        }
+        c
+    }
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for i in 1..v.len() {
+        if v[i] > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Runs the model in inference mode over every image of `store`.
+pub fn predict(
+    model: &dyn FerModel,
+    store: &ImageStore,
+    norm: Normalization,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Predictions> {
+    let cfg = StreamConfig::eval(batch_size, norm);
+    let n_batches = batches_per_epoch(store.len(), batch_size, false);
+    let side = store.side() as usize;
+    let mut probs = Vec::with_capacity(store.len());
+    for batch in BatchStream::new(store.clone(), cfg, 0, Some(n_batches)) {
+        let x = Tensor::from_vec(batch.views[0].clone(), (batch.len(), 3, side, side), device)?;
+        let out = model.forward_t(&x, false)?;
+        let p = candle_nn::ops::softmax(&out.logits, D::Minus1)?.to_vec2::<f32>()?;
+        for row in p {
+            let mut a = [0f32; NUM_CLASSES];
+            a.copy_from_slice(&row[..NUM_CLASSES]);
+            probs.push(a);
+        }
+    }
+    Ok(Predictions { probs })
+}

@@ -1,0 +1,344 @@
+//! `sitfer-train`: train, evaluate and split FER datasets.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use sitfer_trainer::data::augment::{AugmentConfig, Normalization};
+use sitfer_trainer::data::split::{LabelBudget, semi_supervised_split};
+use sitfer_trainer::data::{Format, OutsidePolicy, ReadOptions, data_root, read_dataset};
+use sitfer_trainer::evaluate::predict;
+use sitfer_trainer::metrics::EvalReport;
+use sitfer_trainer::model::{Arch, ModelSpec, Stem, build};
+use sitfer_trainer::train::checkpoint::{self, Which};
+use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
+use sitfer_trainer::train::optimizer::OptimizerConfig;
+use sitfer_trainer::train::run::{RunOptions, labeled_store, parse_device, set_vars, train};
+use std::path::PathBuf;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "sitfer-train",
+    version,
+    about = "Train and evaluate sitfer facial expression models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (supervised; semi-supervised methods share this command).
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on a labeled split.
+    Eval(EvalArgs),
+    /// Draw a labeled/unlabeled split and save its manifest.
+    Split(SplitArgs),
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Dataset root (default: $SITFER_DATA/fer2013, else ../shared/data/fer2013).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Dataset format.
+    #[arg(long, value_enum, default_value = "fer2013-folder")]
+    format: Format,
+    /// Labels outside the 7-class set (contempt…): drop the samples or refuse the dataset.
+    #[arg(long, value_enum, default_value = "drop")]
+    outside_labels: OutsidePolicy,
+    /// FER+: train on vote distributions instead of majority labels.
+    #[arg(long)]
+    soft_labels: bool,
+}
+
+impl DataArgs {
+    fn root(&self) -> PathBuf {
+        match &self.data {
+            Some(p) => p.clone(),
+            None => data_root(None).join("fer2013"),
+        }
+    }
+    fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            outside: self.outside_labels,
+            soft_labels: self.soft_labels,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OptimizerKind {
+    Adamw,
+    Sgd,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[arg(long, value_enum, default_value = "supervised")]
+    method: Method,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Labels kept per class: a count, `all`, or a fraction (`0.1`, `10%`); the rest is unlabeled.
+    #[arg(long, default_value = "all")]
+    labels_per_class: LabelBudget,
+    /// Reuse a split manifest (split.json) instead of drawing one.
+    #[arg(long)]
+    split: Option<PathBuf>,
+    /// Fraction of train held out for validation when the dataset has no val split.
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    #[arg(long, value_enum, default_value = "student")]
+    arch: Arch,
+    /// ResNet stem (small: 3x3 stride 1, no max-pool).
+    #[arg(long, value_enum, default_value = "small")]
+    stem: Stem,
+    /// Input side in pixels.
+    #[arg(long, default_value_t = 48)]
+    input_size: u32,
+    /// Start from pretrained weights (safetensors; tensors matched by name and shape).
+    #[arg(long)]
+    pretrained: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "adamw")]
+    optimizer: OptimizerKind,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    weight_decay: f64,
+    /// SGD momentum (Nesterov).
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Constant learning rate after warm-up instead of cosine decay.
+    #[arg(long)]
+    constant_lr: bool,
+    #[arg(long, default_value_t = 100)]
+    warmup_steps: u64,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Epochs over the labeled split (ignored when --steps is given).
+    #[arg(long, default_value_t = 30.0)]
+    epochs: f64,
+    /// Total optimizer steps.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Steps between validation runs (default: one labeled epoch).
+    #[arg(long)]
+    eval_every: Option<u64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Threads preparing batches.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Run directory (checkpoints, metrics.jsonl, plots, split.json).
+    #[arg(long, default_value = "runs/latest")]
+    out: PathBuf,
+    /// Continue from the run directory's latest checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many steps (resume later with --resume).
+    #[arg(long)]
+    stop_after: Option<u64>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A run directory (its best checkpoint) or a checkpoint directory.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Dataset to evaluate on (default: the one the checkpoint was trained on).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Split: val or test.
+    #[arg(long, default_value = "val")]
+    split: String,
+    /// Use the latest checkpoint of a run instead of the best.
+    #[arg(long)]
+    latest: bool,
+    /// Write the report (JSON) and a confusion-matrix PNG beside this path stem.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
+struct SplitArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long)]
+    labels_per_class: LabelBudget,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> Result<()> {
+    sitfer_trainer::alloc::configure();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(a) => run_train(a),
+        Command::Eval(a) => run_eval(a),
+        Command::Split(a) => run_split(a),
+    }
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    let optimizer = match a.optimizer {
+        OptimizerKind::Adamw => OptimizerConfig::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: a.weight_decay,
+        },
+        OptimizerKind::Sgd => OptimizerConfig::Sgd {
+            momentum: a.momentum,
+            nesterov: true,
+            weight_decay: a.weight_decay,
+        },
+    };
+    if a.batch_size == 0 {
+        bail!("--batch-size must be positive");
+    }
+    let cfg = TrainConfig {
+        method: a.method,
+        model: ModelSpec {
+            arch: a.arch,
+            stem: a.stem,
+            num_classes: sitfer_runtime::NUM_CLASSES,
+            input_size: a.input_size,
+        },
+        data: DataConfig {
+            root: a.data.root(),
+            format: a.data.format,
+            budget: a.labels_per_class,
+            outside: a.data.outside_labels,
+            soft_labels: a.data.soft_labels,
+            val_fraction: a.val_fraction,
+            split_manifest: a.split.clone(),
+        },
+        norm: Normalization::default(),
+        augment: AugmentConfig::default(),
+        optimizer,
+        lr: a.lr,
+        cosine: !a.constant_lr,
+        warmup_steps: a.warmup_steps,
+        batch_size: a.batch_size,
+        steps: a.steps.unwrap_or(0),
+        epochs: a.epochs,
+        eval_every: a.eval_every.unwrap_or(0),
+        seed: a.seed,
+        workers: a.workers,
+        pretrained: a.pretrained.clone(),
+        device: a.device.clone(),
+    };
+    let summary = train(
+        &cfg,
+        &RunOptions {
+            run_dir: a.out.clone(),
+            resume: a.resume,
+            stop_after: a.stop_after,
+        },
+    )?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "run": a.out,
+            "steps": summary.step,
+            "best_step": summary.best_step,
+            "best_val_accuracy": summary.best_val_accuracy,
+            "elapsed_seconds": summary.elapsed_seconds,
+        })
+    );
+    Ok(())
+}
+
+fn run_eval(a: EvalArgs) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    let which = if a.latest { Which::Latest } else { Which::Best };
+    let dir = checkpoint::resolve(&a.checkpoint, which)?;
+    let ck = checkpoint::load(&dir, &device)?;
+    let cfg = &ck.state.config;
+    let varmap = candle_nn::VarMap::new();
+    let model = build(
+        &cfg.model,
+        candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &device),
+    )?;
+    set_vars(&varmap, &ck.weights, &dir)?;
+    let root = a.data.clone().unwrap_or_else(|| cfg.data.root.clone());
+    let format = a.format.unwrap_or(cfg.data.format);
+    let opts = ReadOptions {
+        outside: cfg.data.outside,
+        soft_labels: false,
+    };
+    let mut dataset = read_dataset(format, &root, &opts)?;
+    if a.data.is_none() {
+        // The same carving as in training, so "val" means the same samples.
+        sitfer_trainer::data::split::carve_validation(&mut dataset, cfg.data.val_fraction, cfg.seed);
+    }
+    let samples = match a.split.as_str() {
+        "val" => &dataset.val,
+        "test" => &dataset.test,
+        "train" => &dataset.train,
+        other => bail!("--split `{other}`: expected val, test or train"),
+    };
+    if samples.is_empty() {
+        bail!("{}: split `{}` is empty", root.display(), a.split);
+    }
+    let (store, skipped) = labeled_store(samples, cfg.model.input_size, &a.split);
+    let preds = predict(model.as_ref(), &store, cfg.norm, 256, &device)?;
+    let report = EvalReport::from_confusion(preds.confusion(&store));
+    println!(
+        "checkpoint {} (step {})\ndata {} [{}]{}",
+        dir.display(),
+        ck.state.step,
+        root.display(),
+        a.split,
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} unreadable images skipped)", skipped.len())
+        }
+    );
+    print!("{}", report.to_text());
+    if let Some(stem) = a.report {
+        let json = stem.with_extension("json");
+        sitfer_runtime::atomic::atomic_write_bytes(&json, &serde_json::to_vec_pretty(&report)?)
+            .with_context(|| json.display().to_string())?;
+        let png = stem.with_extension("png");
+        sitfer_trainer::plot::confusion_matrix(
+            &png,
+            &format!("{} {}: acc {:.2}%", root.display(), a.split, 100.0 * report.accuracy),
+            &report.confusion,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", png.display()))?;
+        println!("wrote {} and {}", json.display(), png.display());
+    }
+    Ok(())
+}
+
+fn run_split(a: SplitArgs) -> Result<()> {
+    let root = a.data.root();
+    let dataset = read_dataset(a.data.format, &root, &a.data.read_options())?;
+    let split = semi_supervised_split(&dataset.train, a.labels_per_class, a.seed);
+    split
+        .manifest
+        .save(&a.out)
+        .with_context(|| a.out.display().to_string())?;
+    println!(
+        "{} labeled, {} unlabeled -> {}",
+        split.labeled.len(),
+        split.unlabeled.len(),
+        a.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! The typed configuration of a training run (saved in every checkpoint).
+
+use crate::data::augment::{AugmentConfig, Normalization};
+use crate::data::split::LabelBudget;
+use crate::data::{Format, OutsidePolicy};
+use crate::model::ModelSpec;
+use crate::train::optimizer::OptimizerConfig;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Training method. The semi-supervised methods share this trainer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Cross-entropy on the labeled split only.
+    Supervised,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataConfig {
+    pub root: PathBuf,
+    pub format: Format,
+    pub budget: LabelBudget,
+    pub outside: OutsidePolicy,
+    pub soft_labels: bool,
+    /// Fraction of train moved to validation when the dataset has none (RAF-DB).
+    pub val_fraction: f64,
+    /// A split manifest to reuse instead of drawing one.
+    pub split_manifest: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub method: Method,
+    pub model: ModelSpec,
+    pub data: DataConfig,
+    pub norm: Normalization,
+    pub augment: AugmentConfig,
+    pub optimizer: OptimizerConfig,
+    pub lr: f64,
+    pub cosine: bool,
+    pub warmup_steps: u64,
+    pub batch_size: usize,
+    /// Total optimizer steps; 0 = derive from `epochs` over the labeled split.
+    pub steps: u64,
+    /// Epochs over the labeled split (used when `steps` is 0).
+    pub epochs: f64,
+    /// Steps between evaluations; 0 = once per labeled epoch.
+    pub eval_every: u64,
+    pub seed: u64,
+    pub workers: usize,
+    pub pretrained: Option<PathBuf>,
+    pub device: String,
+}

@@ -1,0 +1,289 @@
+//! End-to-end training on a generated ImageFolder dataset: checkpoints, resume, metrics and
+//! evaluation through the library and the `sitfer-train` binary.
+
+use image::{Rgb, RgbImage};
+use sitfer_runtime::labels::ALL;
+use sitfer_trainer::data::augment::{AugmentConfig, Normalization};
+use sitfer_trainer::data::split::LabelBudget;
+use sitfer_trainer::data::{Format, OutsidePolicy};
+use sitfer_trainer::model::{Arch, ModelSpec, Stem};
+use sitfer_trainer::train::checkpoint::{self, Which};
+use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
+use sitfer_trainer::train::optimizer::OptimizerConfig;
+use sitfer_trainer::train::run::{RunOptions, train};
+use std::path::Path;
+
+/// Class `c` is a bright square in one of 7 positions on a noisy background.
+fn write_dataset(root: &Path, per_class: usize) {
+    let mut state = 12345u32;
+    let mut noise = move || {
+        state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+        (state >> 24) as u8 / 4
+    };
+    for (split, n) in [("train", per_class), ("val", per_class / 2)] {
+        for (c, e) in ALL.iter().enumerate() {
+            let dir = root.join(split).join(e.name());
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let img = RgbImage::from_fn(16, 16, |x, y| {
+                    let inside = x / 4 == (c as u32 % 4) && y / 8 == (c as u32 / 4);
+                    let v = if inside { 220 } else { noise() };
+                    Rgb([v, v, v])
+                });
+                img.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+fn config(root: &Path, steps: u64) -> TrainConfig {
+    TrainConfig {
+        method: Method::Supervised,
+        model: ModelSpec {
+            arch: Arch::Student,
+            stem: Stem::Small,
+            num_classes: 7,
+            input_size: 16,
+        },
+        data: DataConfig {
+            root: root.to_path_buf(),
+            format: Format::ImageFolder,
+            budget: LabelBudget::All,
+            outside: OutsidePolicy::Drop,
+            soft_labels: false,
+            val_fraction: 0.0,
+            split_manifest: None,
+        },
+        norm: Normalization::default(),
+        augment: AugmentConfig::default(),
+        optimizer: OptimizerConfig::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-4,
+        },
+        lr: 3e-3,
+        cosine: true,
+        warmup_steps: 2,
+        batch_size: 16,
+        steps,
+        epochs: 0.0,
+        eval_every: 4,
+        seed: 3,
+        workers: 2,
+        pretrained: None,
+        device: "cpu".into(),
+    }
+}
+
+fn weights(run: &Path, which: Which) -> std::collections::HashMap<String, Vec<f32>> {
+    let dir = checkpoint::resolve(run, which).unwrap();
+    let ck = checkpoint::load(&dir, &candle_core::Device::Cpu).unwrap();
+    ck.weights
+        .into_iter()
+        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+#[test]
+fn resume_reaches_the_same_step_with_the_same_state() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 8);
+    let runs = tempfile::tempdir().unwrap();
+    let cfg = config(data.path(), 8);
+
+    let straight = runs.path().join("straight");
+    let s = train(
+        &cfg,
+        &RunOptions {
+            run_dir: straight.clone(),
+            resume: false,
+            stop_after: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(s.step, 8);
+    assert_eq!(s.history.len(), 2);
+
+    let resumed = runs.path().join("resumed");
+    let first = train(
+        &cfg,
+        &RunOptions {
+            run_dir: resumed.clone(),
+            resume: false,
+            stop_after: Some(4),
+        },
+    )
+    .unwrap();
+    assert_eq!(first.step, 4);
+    let ck = checkpoint::load(
+        &checkpoint::resolve(&resumed, Which::Latest).unwrap(),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(ck.state.step, 4);
+    assert_eq!(ck.state.optimizer_updates, 4);
+    assert!(
+        ck.optimizer.keys().any(|k| k.starts_with("m.")) && ck.optimizer.keys().any(|k| k.starts_with("v.")),
+        "Adam moments are saved"
+    );
+    let second = train(
+        &cfg,
+        &RunOptions {
+            run_dir: resumed.clone(),
+            resume: true,
+            stop_after: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(second.step, 8);
+    assert_eq!(second.history.len(), 2, "history continues, not restarts");
+
+    let (a, b) = (weights(&straight, Which::Latest), weights(&resumed, Which::Latest));
+    assert_eq!(a.len(), b.len());
+    for (k, va) in &a {
+        let d = va.iter().zip(&b[k]).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(d < 1e-4, "{k}: resumed run differs by {d}");
+    }
+    // metrics.jsonl has one line per evaluation, and the plots exist.
+    let metrics = std::fs::read_to_string(resumed.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2);
+    for f in [
+        "accuracy.png",
+        "loss.png",
+        "best-val-confusion.png",
+        "split.json",
+        "best.json",
+    ] {
+        assert!(resumed.join(f).is_file(), "{f} missing");
+    }
+    // Older checkpoints are pruned: only latest and best remain.
+    let kept = std::fs::read_dir(resumed.join("checkpoints")).unwrap().count();
+    assert!(kept <= 2, "{kept} checkpoints kept");
+}
+
+#[test]
+fn resume_refuses_a_different_configuration() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 4);
+    let run = tempfile::tempdir().unwrap();
+    let cfg = config(data.path(), 4);
+    train(
+        &cfg,
+        &RunOptions {
+            run_dir: run.path().to_path_buf(),
+            resume: false,
+            stop_after: Some(4),
+        },
+    )
+    .unwrap();
+    let mut other = cfg.clone();
+    other.lr = 1.0;
+    let err = train(
+        &other,
+        &RunOptions {
+            run_dir: run.path().to_path_buf(),
+            resume: true,
+            stop_after: None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--resume") && err.contains("lr"), "{err}");
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_diagnosis_and_keeps_its_checkpoint() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 4);
+    let run = tempfile::tempdir().unwrap();
+    let mut cfg = config(data.path(), 4);
+    train(
+        &cfg,
+        &RunOptions {
+            run_dir: run.path().to_path_buf(),
+            resume: false,
+            stop_after: None,
+        },
+    )
+    .unwrap();
+    let before = weights(run.path(), Which::Latest);
+    // An absurd learning rate makes the loss overflow; resume from the good checkpoint.
+    cfg.lr = 1e30;
+    cfg.steps = 40;
+    cfg.warmup_steps = 0;
+    let run2 = tempfile::tempdir().unwrap();
+    let err = train(
+        &cfg,
+        &RunOptions {
+            run_dir: run2.path().to_path_buf(),
+            resume: false,
+            stop_after: None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("loss became") && err.contains("learning rate"), "{err}");
+    assert_eq!(before, weights(run.path(), Which::Latest));
+}
+
+#[test]
+fn cli_trains_and_evaluates() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 6);
+    let run = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_sitfer-train");
+    let out = std::process::Command::new(bin)
+        .args([
+            "train",
+            "--format",
+            "image-folder",
+            "--input-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--warmup-steps",
+            "1",
+        ])
+        .arg("--data")
+        .arg(data.path())
+        .arg("--out")
+        .arg(run.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["steps"], 4);
+    let report = run.path().join("report");
+    let out = std::process::Command::new(bin)
+        .arg("eval")
+        .arg("--checkpoint")
+        .arg(run.path())
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("accuracy") && text.contains("macro-F1") && text.contains("confusion"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(json["samples"], 21);
+    assert!(report.with_extension("png").is_file());
+    // A missing dataset is a clear error naming the path.
+    let out = std::process::Command::new(bin)
+        .args(["train", "--data", "/nonexistent/fer"])
+        .arg("--out")
+        .arg(run.path().join("x"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/fer"));
+}
