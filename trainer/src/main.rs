@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use sitfer_trainer::data::augment::{AugmentConfig, Normalization};
+use sitfer_trainer::data::augment::{AugmentConfig, NormalizationPreset};
 use sitfer_trainer::data::split::{LabelBudget, semi_supervised_split};
 use sitfer_trainer::data::{Format, OutsidePolicy, ReadOptions, data_root, read_dataset};
 use sitfer_trainer::evaluate::predict;
@@ -101,6 +101,9 @@ struct TrainArgs {
     /// Start from pretrained weights (safetensors; tensors matched by name and shape).
     #[arg(long)]
     pretrained: Option<PathBuf>,
+    /// Input normalisation (tf-lite for the EfficientNet-Lite0 ImageNet weights).
+    #[arg(long, value_enum, default_value = "imagenet")]
+    normalization: NormalizationPreset,
     #[arg(long, value_enum, default_value = "adamw")]
     optimizer: OptimizerKind,
     /// Peak learning rate.
@@ -226,7 +229,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
             val_fraction: a.val_fraction,
             split_manifest: a.split.clone(),
         },
-        norm: Normalization::default(),
+        norm: a.normalization.normalization(),
         augment: AugmentConfig::default(),
         optimizer,
         lr: a.lr,

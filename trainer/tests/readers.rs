@@ -198,7 +198,17 @@ fn image_folder_contempt_folder_follows_policy() {
     assert_eq!(d.dropped.total(), 2);
     let parts = "train/contempt | `contempt` | --outside-labels drop";
     let e = err(Format::ImageFolder, p, &REFUSE, parts);
-    assert!(matches!(e, DataError::OutsideLabel { .. }), "{e:?}");
+    assert!(matches!(e, DataError::Layout { .. }), "{e:?}");
+    assert!(!e.to_string().contains(":0:"), "a folder has no line number: {e}");
+}
+
+#[test]
+fn image_folder_skips_hidden_folders() {
+    let dir = tmp();
+    let p = dir.path();
+    pngs(p, "train/happy/a.png train/.ipynb_checkpoints/b.png val/sad/c.png");
+    let d = read(Format::ImageFolder, p, &DROP);
+    assert_eq!(splits(&d), [1, 1, 0]);
 }
 
 #[test]
@@ -280,8 +290,7 @@ fn fer2013_csv_errors_name_file_line_and_field() {
     ];
     let errs = cases(Format::Fer2013Csv, fer_csv, &specs);
     let e = &errs[0];
-    let ok = matches!(e, DataError::UnknownLabel { line: 3, .. });
-    assert!(ok, "{e:?}");
+    assert!(matches!(e, DataError::UnknownLabel { line: 3, .. }), "{e:?}");
     let e = &errs[4];
     let ok = matches!(e, DataError::Field { line: 3, field, .. } if field == "pixels");
     assert!(ok, "{e:?}");
@@ -447,8 +456,7 @@ fn ferplus_errors() {
     let p = dir.path();
     let parts = "fer2013new.csv:8: | `contempt` | --outside-labels drop";
     let e = err(Format::Ferplus, p, &REFUSE, parts);
-    let ok = matches!(e, DataError::OutsideLabel { line: 8, .. });
-    assert!(ok, "{e:?}");
+    assert!(matches!(e, DataError::OutsideLabel { line: 8, .. }), "{e:?}");
     // More vote rows than fer2013.csv rows: row 9 (line 11) has no pixels.
     let mut rows = FERPLUS_ROWS.to_vec();
     rows.push("Training,fer0000009.png,10,0,0,0,0,0,0,0,0,0");
@@ -467,6 +475,25 @@ fn ferplus_errors() {
     let dir = tmp();
     ferplus_votes(dir.path());
     err(Format::Ferplus, dir.path(), &DROP, "FER+ needs pixels");
+    // Pixels that pair with no vote row: an empty fer2013.csv, or images not named fer*.png.
+    let dir = tmp();
+    ferplus_votes(dir.path());
+    write(dir.path(), "fer2013.csv", FER_HEADER);
+    err(
+        Format::Ferplus,
+        dir.path(),
+        &DROP,
+        "fer2013new.csv:2: | no pixels | fer2013.csv",
+    );
+    let dir = tmp();
+    ferplus_votes(dir.path());
+    pngs(dir.path(), "train/happy/Training_10118481.png");
+    err(
+        Format::Ferplus,
+        dir.path(),
+        &DROP,
+        "no FER+ row could be paired | ferNNNNNNN.png",
+    );
 }
 
 // ------------------------------------------------------------ RAF-DB
@@ -555,8 +582,7 @@ fn affectnet_maps_ids_crops_and_drops() {
 
     // Contempt refused (line 4); ids 8-10 are dropped under either policy.
     let e = err(Format::Affectnet, p, &REFUSE, "training.csv:4: | `7`");
-    let ok = matches!(e, DataError::OutsideLabel { line: 4, .. });
-    assert!(ok, "{e:?}");
+    assert!(matches!(e, DataError::OutsideLabel { line: 4, .. }), "{e:?}");
     let t = AFFECTNET_TRAIN;
     affectnet(p, "training.csv", &[t[0], t[3], t[5]]);
     let d = read(Format::Affectnet, p, &REFUSE);
@@ -583,6 +609,7 @@ fn affectnet_errors_name_file_line_and_field() {
         "1/x.jpg,abc,0,8,8,,1,0,0 | training.csv:3: field `face_x` | `abc`",
         "1/x.jpg,0,0,8,-8,,1,0,0 | training.csv:3: field `face_height` | `-8`",
         "1/x.jpg,0,0,0,8,,1,0,0 | training.csv:3: field `face_width` | empty face box",
+        "1/x.jpg,0,0,8,0,,1,0,0 | training.csv:3: field `face_height` | empty face box",
         "1/x.jpg,0,0,8,8,,11,0,0 | training.csv:3: unknown expression label `11`",
         "1/x.jpg,0,0,8,8,,happy,0,0 | training.csv:3: field `expression` | `happy`",
         "1/x.jpg,0,0 | training.csv:3: field `expression` | missing",

@@ -66,13 +66,15 @@ fn read_file(root: &Path, csv_path: &Path, split: Split, opts: &ReadOptions, dat
             width: parse_field(&rec, c_w, "face_width", csv_path)?,
             height: parse_field(&rec, c_h, "face_height", csv_path)?,
         };
-        if crop.width == 0 || crop.height == 0 {
-            return Err(DataError::Field {
-                path: csv_path.to_path_buf(),
-                line,
-                field: "face_width".into(),
-                message: "empty face box".into(),
-            });
+        for (value, name) in [(crop.width, "face_width"), (crop.height, "face_height")] {
+            if value == 0 {
+                return Err(DataError::Field {
+                    path: csv_path.to_path_buf(),
+                    line,
+                    field: name.into(),
+                    message: "empty face box (0 pixels)".into(),
+                });
+            }
         }
         dataset.split_mut(split).push(LabeledSample {
             id: format!("affectnet:{rel}"),

@@ -326,6 +326,27 @@ impl Default for Normalization {
     }
 }
 
+/// Named normalisation presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NormalizationPreset {
+    /// torchvision's ImageNet mean/std.
+    Imagenet,
+    /// TF-Lite's (x - 127) / 128: what the EfficientNet-Lite0 ImageNet weights were trained with.
+    TfLite,
+}
+
+impl NormalizationPreset {
+    pub fn normalization(self) -> Normalization {
+        match self {
+            NormalizationPreset::Imagenet => Normalization::default(),
+            NormalizationPreset::TfLite => Normalization {
+                mean: [127.0 / 255.0; 3],
+                std: [128.0 / 255.0; 3],
+            },
+        }
+    }
+}
+
 /// Writes `img` as normalised CHW floats into `out` (length 3*w*h).
 pub fn to_chw(img: &RgbImage, norm: &Normalization, out: &mut [f32]) {
     let (w, h) = img.dimensions();

@@ -71,7 +71,8 @@ pub fn read_ferplus(root: &Path, opts: &ReadOptions) -> Result<Dataset> {
     let csv_pixels = base.join("fer2013.csv");
     let mut by_row: Vec<ImageRef> = Vec::new();
     let mut by_name: HashMap<String, PathBuf> = HashMap::new();
-    if csv_pixels.is_file() {
+    let pixels_from_csv = csv_pixels.is_file();
+    if pixels_from_csv {
         let d = read_fer2013_csv(&csv_pixels, opts)?;
         // Rows are numbered over the whole file; the reader keeps file order within each
         // split, so re-sort by the row in the id.
@@ -136,7 +137,7 @@ pub fn read_ferplus(root: &Path, opts: &ReadOptions) -> Result<Dataset> {
             dataset.dropped.add("removed by FER+");
             continue;
         }
-        let image = if !by_row.is_empty() {
+        let image = if pixels_from_csv {
             match by_row.get(row) {
                 Some(img) => img.clone(),
                 None => {
@@ -191,6 +192,24 @@ pub fn read_ferplus(root: &Path, opts: &ReadOptions) -> Result<Dataset> {
             id: format!("ferplus:{name}"),
             image,
             target,
+        });
+    }
+    if dataset.train.is_empty() && dataset.val.is_empty() && dataset.test.is_empty() {
+        let source = if pixels_from_csv {
+            format!("{} ({} rows)", csv_pixels.display(), by_row.len())
+        } else {
+            format!(
+                "the {} images under {} (FER+ names them `ferNNNNNNN.png`)",
+                by_name.len(),
+                base.display()
+            )
+        };
+        return Err(DataError::Layout {
+            path: votes_path,
+            message: format!(
+                "no FER+ row could be paired with pixels from {source}; dropped: {:?}",
+                dataset.dropped.reasons
+            ),
         });
     }
     Ok(dataset)

@@ -44,6 +44,10 @@ pub fn read_class_folders(
             continue;
         }
         let name = class_dir.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            // Hidden folders (.ipynb_checkpoints, .DS_Store dirs…) are not classes.
+            continue;
+        }
         let images: Vec<PathBuf> = sorted_entries(&class_dir)?
             .into_iter()
             .filter(|p| is_image_file(p))
@@ -59,7 +63,14 @@ pub fn read_class_folders(
             Some(meaning) => {
                 // A folder outside the set: refuse, or drop all its images and count them.
                 let mut one = DropReport::default();
-                resolve_meaning(Some(meaning), &name, &class_dir, 0, opts, &mut one)?;
+                resolve_meaning(Some(meaning), &name, &class_dir, 0, opts, &mut one).map_err(|_| {
+                    DataError::layout(
+                        &class_dir,
+                        format!(
+                            "class folder `{name}` is not in the 7-class set; pass `--outside-labels drop` to skip it"
+                        ),
+                    )
+                })?;
                 for (reason, _) in one.reasons {
                     *dataset.dropped.reasons.entry(reason).or_default() += images.len();
                 }
