@@ -4,6 +4,7 @@
 //! [`train`] (loop, optimisers, checkpoints) → [`evaluate`] / [`metrics`] / [`plot`].
 
 pub mod alloc;
+pub mod bench;
 pub mod data;
 pub mod evaluate;
 pub mod metrics;

@@ -400,7 +400,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         bar.set_position(state.step);
         bar.set_message(format!("loss {loss_value:.4}  lr {lr:.2e}  {ips:.0} img/s"));
         if state.step.is_multiple_of(eval_every) || state.step == total_steps {
-            let preds = predict(model.as_ref(), &data.val, cfg.norm, 256, &device)?;
+            let preds = predict(model.as_ref(), &data.val, cfg.norm, cfg.batch_size, &device)?;
             let report = EvalReport::from_confusion(preds.confusion(&data.val));
             state.elapsed_seconds = elapsed_before + run_start.elapsed().as_secs_f64();
             let record = EpochRecord {

@@ -1,0 +1,110 @@
+//! Training-throughput benchmark: one model, synthetic batches, timed full steps (forward,
+//! backward, AdamW update), and the process's peak resident memory.
+
+use crate::model::init::seeded_var_builder;
+use crate::model::{Arch, ModelSpec, Stem, build};
+use crate::ops::{ConvImpl, set_conv_impl};
+use crate::train::loss::soft_cross_entropy;
+use crate::train::optimizer::{Optimizer, OptimizerConfig};
+use crate::train::run::trainable;
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// One measured configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub framework: String,
+    pub arch: String,
+    pub size: usize,
+    pub batch: usize,
+    pub threads: usize,
+    pub parameters: usize,
+    pub images_per_second: f64,
+    pub forward_ms: f64,
+    pub backward_ms: f64,
+    pub optimizer_ms: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MiB; 0 where unavailable.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Trains `arch` on random `size`x`size` batches: `warmup` untimed steps, then `steps` timed.
+pub fn bench_training(
+    arch: Arch,
+    size: usize,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    conv: ConvImpl,
+    device: &Device,
+) -> Result<BenchResult> {
+    set_conv_impl(conv);
+    let varmap = VarMap::new();
+    let spec = ModelSpec {
+        arch,
+        stem: Stem::Small,
+        num_classes: 7,
+        input_size: size as u32,
+    };
+    let model = build(&spec, seeded_var_builder(&varmap, 0, DType::F32, device))?;
+    let params = trainable(&varmap);
+    let parameters = params.iter().map(|p| p.var.elem_count()).sum();
+    let mut opt = Optimizer::new(
+        OptimizerConfig::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 5e-4,
+        },
+        params,
+    );
+    let x = Tensor::randn(0f32, 1f32, (batch, 3, size, size), device)?;
+    let t = (Tensor::ones((batch, 7), DType::F32, device)? / 7.0)?;
+    let (mut f, mut b, mut o) = (0.0, 0.0, 0.0);
+    for i in 0..warmup + steps {
+        let t0 = Instant::now();
+        let loss = soft_cross_entropy(&model.forward_t(&x, true)?.logits, &t)?;
+        loss.to_scalar::<f32>()?;
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        let t2 = Instant::now();
+        opt.step(&grads, 1e-3)?;
+        device.synchronize()?;
+        let t3 = Instant::now();
+        if i >= warmup {
+            f += (t1 - t0).as_secs_f64();
+            b += (t2 - t1).as_secs_f64();
+            o += (t3 - t2).as_secs_f64();
+        }
+    }
+    let n = steps.max(1) as f64;
+    Ok(BenchResult {
+        framework: match conv {
+            ConvImpl::Fast => "candle+sitfer-ops".into(),
+            ConvImpl::Candle => "candle".into(),
+        },
+        arch: format!("{arch:?}").to_lowercase(),
+        size,
+        batch,
+        threads: candle_core::utils::get_num_threads(),
+        parameters,
+        images_per_second: batch as f64 * n / (f + b + o),
+        forward_ms: 1e3 * f / n,
+        backward_ms: 1e3 * b / n,
+        optimizer_ms: 1e3 * o / n,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
