@@ -25,7 +25,7 @@
 #   -lcuda -lnvrtc -lcurand -lcublas -lcublasLt (+ -lcudart from candle-kernels).
 # Wheels ship only versioned sonames (libcublas.so.13), so the link step gets
 # unversioned symlinks, and libcuda (the driver, in no wheel) gets a stub
-# generated here from cudarc's driver symbol list, with soname libcuda.so.1 so
+# generated here from the wheel's cuda.h, with soname libcuda.so.1 so
 # the real driver is loaded at run time. The stub is never put on a run path.
 set -euo pipefail
 
@@ -50,22 +50,22 @@ SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
 export CUDA_ROOT=$SITE/nvidia/cu13
 [ -x "$CUDA_ROOT/bin/nvcc" ] || { say "no nvcc in $CUDA_ROOT/bin"; exit 1; }
 
-# 2. Link-time only: unversioned .so links and a libcuda stub, laid out like a
-#    real toolkit (lib/, lib/stubs/) so cudarc's own search finds them.
-if [ "$MODE" = build ]; then
-  for so in "$CUDA_ROOT"/lib/lib*.so.[0-9]*; do
-    ln -sfn "$(basename "$so")" "${so%.so.*}.so"
-  done
-  STUB=$CUDA_ROOT/lib/stubs/libcuda.so
-  if [ ! -e "$STUB" ]; then
-    say "generating libcuda stub ($STUB)"
-    mkdir -p "$(dirname "$STUB")"
-    SYS=$(ls -d "$HOME"/.cargo/registry/src/*/cudarc-0.19.*/src/driver/sys/mod.rs | tail -1)
-    grep -oE '^pub unsafe fn cu[A-Za-z0-9_]+' "$SYS" | sort -u \
-      | awk '{print "int " $4 "(void) { return 999; /* CUDA_ERROR_UNKNOWN */ }"}' \
-      > "$STUB.c"
-    cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$STUB" "$STUB.c"
-  fi
+# 2. For linking: unversioned .so links and a libcuda stub, laid out like a
+#    real toolkit (lib/, lib/stubs/) so cudarc's own search finds them. Done in
+#    both modes: cudarc's build script keeps only search dirs that exist when it
+#    first runs, and `check` and `build` share that build-script run.
+for so in "$CUDA_ROOT"/lib/lib*.so.[0-9]*; do
+  ln -sfn "$(basename "$so")" "${so%.so.*}.so"
+done
+STUB=$CUDA_ROOT/lib/stubs/libcuda.so
+if [ ! "$STUB" -nt "$CUDA_ROOT/include/cuda.h" ]; then
+  say "generating libcuda stub from cuda.h ($STUB)"
+  mkdir -p "$(dirname "$STUB")"
+  # Preprocessing resolves cuda.h's _v2/_v3 renames to the real symbol names.
+  cc -E -P -I"$CUDA_ROOT/include" "$CUDA_ROOT/include/cuda.h" \
+    | grep -oE '\bcu[A-Za-z0-9_]+ *\(' | tr -d ' (' | sort -u \
+    | awk '{print "int " $1 "(void) { return 999; /* CUDA_ERROR_UNKNOWN */ }"}' > "$STUB.c"
+  cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$STUB" "$STUB.c"
 fi
 
 # 3. Environment for the build scripts.

@@ -2,6 +2,7 @@
 
 use crate::metrics::Confusion;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use sitfer_runtime::labels::{ALL, NUM_CLASSES};
 use std::path::Path;
 use std::sync::Once;
@@ -98,20 +99,32 @@ pub fn confusion_matrix(path: &Path, title: &str, c: &Confusion) -> PlotResult {
             .margin(12)
             .x_label_area_size(70)
             .y_label_area_size(90)
-            .build_cartesian_2d(0..NUM_CLASSES, 0..NUM_CLASSES)?;
+            // A segmented `a..b` has b - a + 1 cells.
+            .build_cartesian_2d(
+                (0..NUM_CLASSES - 1).into_segmented(),
+                (0..NUM_CLASSES - 1).into_segmented(),
+            )?;
+        // Segmented axes put each class name under the centre of its cell.
+        let name = |v: &SegmentValue<usize>, flip: bool| match v {
+            SegmentValue::CenterOf(i) => {
+                let k = if flip {
+                    NUM_CLASSES.checked_sub(1 + *i)
+                } else {
+                    Some(*i)
+                };
+                k.and_then(|k| ALL.get(k))
+                    .map(|e| e.name().to_string())
+                    .unwrap_or_default()
+            }
+            _ => String::new(),
+        };
         chart
             .configure_mesh()
             .disable_mesh()
             .x_labels(NUM_CLASSES)
             .y_labels(NUM_CLASSES)
-            .x_label_formatter(&|i| ALL.get(*i).map(|e| e.name().to_string()).unwrap_or_default())
-            .y_label_formatter(&|i| {
-                NUM_CLASSES
-                    .checked_sub(1 + *i)
-                    .and_then(|k| ALL.get(k))
-                    .map(|e| e.name().to_string())
-                    .unwrap_or_default()
-            })
+            .x_label_formatter(&|v| name(v, false))
+            .y_label_formatter(&|v| name(v, true))
             .x_desc("predicted")
             .y_desc("true")
             .label_style(("sans-serif", 14))
@@ -123,15 +136,21 @@ pub fn confusion_matrix(path: &Path, title: &str, c: &Confusion) -> PlotResult {
                 let frac = if row > 0 { n as f64 / row as f64 } else { 0.0 };
                 let y = NUM_CLASSES - 1 - t;
                 let shade = (255.0 * (1.0 - frac)) as u8;
+                let (x0, x1) = (SegmentValue::Exact(p), SegmentValue::Exact(p + 1));
+                let (y0, y1) = (SegmentValue::Exact(y), SegmentValue::Exact(y + 1));
+                let style = ("sans-serif", 14)
+                    .into_font()
+                    .color(if frac > 0.5 { &WHITE } else { &BLACK });
+                let centred = style.pos(Pos::new(HPos::Center, VPos::Center));
                 chart.draw_series(std::iter::once(Rectangle::new(
-                    [(p, y), (p + 1, y + 1)],
+                    [(x0, y0), (x1, y1)],
                     RGBColor(shade, shade, 255).filled(),
                 )))?;
-                let text_color = if frac > 0.5 { WHITE } else { BLACK };
+                let label = format!("{n} ({:.0}%)", 100.0 * frac);
                 chart.draw_series(std::iter::once(Text::new(
-                    format!("{n} ({:.0}%)", 100.0 * frac),
-                    (p, y + 1),
-                    ("sans-serif", 15).into_font().color(&text_color),
+                    label,
+                    (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)),
+                    centred,
                 )))?;
             }
         }
