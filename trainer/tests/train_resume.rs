@@ -287,3 +287,56 @@ fn cli_trains_and_evaluates() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/fer"));
 }
+
+#[test]
+fn a_save_interrupted_midway_leaves_the_previous_checkpoint_loadable() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 4);
+    let run = tempfile::tempdir().unwrap();
+    let cfg = config(data.path(), 4);
+    train(
+        &cfg,
+        &RunOptions {
+            run_dir: run.path().to_path_buf(),
+            resume: false,
+            stop_after: None,
+        },
+    )
+    .unwrap();
+    let good = weights(run.path(), Which::Latest);
+    // What a kill during the next save leaves behind: a half-written step directory under its
+    // temporary name, and a temporary pointer file that was never renamed.
+    let tmp = run.path().join("checkpoints/.step-00000008.tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("weights.safetensors"), b"torn").unwrap();
+    std::fs::write(run.path().join(".latest.json.123.tmp"), b"{\"dir\":").unwrap();
+    assert_eq!(
+        weights(run.path(), Which::Latest),
+        good,
+        "the previous checkpoint still loads"
+    );
+    // Resuming continues from it and the leftovers do not get in the way.
+    let mut longer = cfg.clone();
+    longer.steps = 8;
+    let err = train(
+        &longer,
+        &RunOptions {
+            run_dir: run.path().to_path_buf(),
+            resume: true,
+            stop_after: None,
+        },
+    );
+    // `steps` is part of the configuration, so this resume is refused with a clear message…
+    assert!(err.unwrap_err().to_string().contains("steps"));
+    // …while the same configuration resumes (and finishes at once: it already reached its end).
+    let s = train(
+        &cfg,
+        &RunOptions {
+            run_dir: run.path().to_path_buf(),
+            resume: true,
+            stop_after: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(s.step, 4);
+}
