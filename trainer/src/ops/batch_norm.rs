@@ -5,16 +5,10 @@
 //! made it the largest cost of a training step after the convolutions. This op reads the input
 //! twice and writes once in each direction.
 
+use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
-    Ok(&s.as_slice::<f32>()?[start..end])
-}
 
 /// Per-channel batch statistics of the last forward pass: mean and biased variance.
 #[derive(Debug, Clone, Default)]

@@ -3,16 +3,10 @@
 //! glued with `cat`, which for depthwise layers means hundreds of tiny ops per layer; im2col
 //! would multiply memory by k*k. A direct loop over each plane is both small and fast.
 
+use super::contiguous_f32;
 use super::geometry::ConvGeometry;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
-    Ok(&s.as_slice::<f32>()?[start..end])
-}
 
 /// `x [B, C, H, W]`, `w [C, 1, k, k]` → `[B, C, OH, OW]`.
 #[derive(Debug, Clone, Copy)]

@@ -4,16 +4,10 @@
 //! in candle's gemm, instead of candle's CPU `conv_transpose2d` (a plain loop, ~10x slower than
 //! its gemm) for the input gradient. candle has no public im2col op, hence these.
 
+use super::contiguous_f32;
 use super::geometry::ConvGeometry;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
-    Ok(&s.as_slice::<f32>()?[start..end])
-}
 
 /// `[B, C, H, W]` → `[B, OH*OW, C*k*k]`: row `l` holds the patch under output position `l`.
 #[derive(Debug, Clone, Copy)]

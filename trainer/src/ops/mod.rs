@@ -11,8 +11,16 @@ pub mod geometry;
 pub mod im2col;
 pub mod relu;
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 use geometry::ConvGeometry;
+
+/// The f32 data of a contiguous CPU tensor (all custom ops here get contiguous inputs).
+pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
+    Ok(&s.as_slice::<f32>()?[start..end])
+}
 
 /// Which convolution implementation to use (for benchmarks and cross-checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

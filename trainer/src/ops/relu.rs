@@ -2,15 +2,9 @@
 //! dtype cast and a product (four activation-sized allocations); this one reads the output and
 //! the incoming gradient once.
 
+use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
-    Ok(&s.as_slice::<f32>()?[start..end])
-}
 
 const CHUNK: usize = 1 << 14;
 
