@@ -96,7 +96,7 @@ pub fn bench_training(
             ConvImpl::Fast => "candle+sitfer-ops".into(),
             ConvImpl::Candle => "candle".into(),
         },
-        arch: format!("{arch:?}").to_lowercase(),
+        arch: arch.name().into(),
         size,
         batch,
         threads: candle_core::utils::get_num_threads(),

@@ -339,7 +339,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         bail!("{}: split `{}` is empty", root.display(), a.split);
     }
     let (store, skipped) = labeled_store(samples, cfg.model.input_size, &a.split);
-    let preds = predict(model.as_ref(), &store, cfg.norm, 64, &device)?;
+    let preds = predict(model.as_ref(), &store, cfg.norm, cfg.batch_size, &device)?;
     let report = EvalReport::from_confusion(preds.confusion(&store));
     println!(
         "checkpoint {} (step {})\ndata {} [{}]{}",
@@ -409,15 +409,10 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let exe = std::env::current_exe()?;
-    let arch_name = |arch: Arch| match arch {
-        Arch::Student => "student",
-        Arch::Resnet18 => "resnet18",
-        Arch::EfficientnetLite0 => "efficientnet-lite0",
-    };
-    let convs: &[(&str, BenchConv)] = match a.conv {
-        BenchConv::Both => &[("candle", BenchConv::Candle), ("fast", BenchConv::Fast)],
-        BenchConv::Fast => &[("fast", BenchConv::Fast)],
-        BenchConv::Candle => &[("candle", BenchConv::Candle)],
+    let convs: &[&str] = match a.conv {
+        BenchConv::Both => &["candle", "fast"],
+        BenchConv::Fast => &["fast"],
+        BenchConv::Candle => &["candle"],
     };
     let have_torch = a.python.is_file() && a.pytorch_script.is_file();
     if !have_torch {
@@ -434,14 +429,14 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     for &arch in &a.archs {
         for &size in &a.sizes {
             // Each measurement runs in its own process so peak memory is its own.
-            let mut row: Vec<Option<BenchResult>> = Vec::new();
-            for (name, conv) in convs {
+            let mut row: Vec<BenchResult> = Vec::new();
+            for name in convs {
                 let out = std::process::Command::new(&exe)
                     .args([
                         "bench",
                         "--single",
                         "--archs",
-                        arch_name(arch),
+                        arch.name(),
                         "--sizes",
                         &size.to_string(),
                     ])
@@ -457,16 +452,14 @@ fn run_bench(a: BenchArgs) -> Result<()> {
                 if !out.status.success() {
                     bail!("bench {name} {arch:?} {size}: {}", String::from_utf8_lossy(&out.stderr));
                 }
-                let r: BenchResult = serde_json::from_slice(&out.stdout)?;
-                let _ = conv;
-                row.push(Some(r));
+                row.push(serde_json::from_slice(&out.stdout)?);
             }
             let torch = if have_torch && arch != Arch::EfficientnetLite0 {
                 let out = std::process::Command::new(&a.python)
                     .arg(&a.pytorch_script)
                     .args([
                         "--arch",
-                        arch_name(arch),
+                        arch.name(),
                         "--size",
                         &size.to_string(),
                         "--batch",
@@ -490,7 +483,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             } else {
                 None
             };
-            let find = |fw: &str| row.iter().flatten().find(|r| r.framework == fw).cloned();
+            let find = |fw: &str| row.iter().find(|r| r.framework == fw).cloned();
             let candle = find("candle");
             let fast = find("candle+sitfer-ops");
             let fmt = |r: &Option<BenchResult>| {
@@ -510,17 +503,17 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             );
             println!(
                 "| {} | {size}x{size} | {} | {} | {} | {} | {ratio} | {mem} |",
-                arch_name(arch),
+                arch.name(),
                 a.batch,
                 fmt(&candle),
                 fmt(&fast),
                 torch.map(|t| format!("{:.1}", t.0)).unwrap_or("-".into())
             );
-            all.extend(row.into_iter().flatten());
+            all.extend(row);
             if let Some((ips, rss)) = torch {
                 all.push(BenchResult {
                     framework: "pytorch".into(),
-                    arch: arch_name(arch).into(),
+                    arch: arch.name().into(),
                     size,
                     batch: a.batch,
                     threads: candle_core::utils::get_num_threads(),

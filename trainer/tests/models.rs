@@ -146,3 +146,11 @@ fn student_overfits_a_tiny_generated_set() {
     assert!(last < 0.5 * first, "loss {first} -> {last}");
     assert_eq!(correct, 14, "predictions {pred:?}");
 }
+
+#[test]
+fn arch_names_are_the_command_line_names() {
+    use clap::ValueEnum;
+    for arch in Arch::value_variants() {
+        assert_eq!(Arch::from_str(arch.name(), false).unwrap(), *arch);
+    }
+}

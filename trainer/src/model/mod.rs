@@ -40,6 +40,17 @@ pub enum Arch {
     EfficientnetLite0,
 }
 
+impl Arch {
+    /// The command-line name (`student`, `resnet18`, `efficientnet-lite0`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Student => "student",
+            Arch::Resnet18 => "resnet18",
+            Arch::EfficientnetLite0 => "efficientnet-lite0",
+        }
+    }
+}
+
 /// Everything needed to rebuild a model (stored in checkpoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelSpec {
