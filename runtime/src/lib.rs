@@ -1,10 +1,12 @@
 //! sitfer edge runtime.
 //!
-//! For now this crate holds what the trainer shares with the runtime: the canonical label set
-//! and atomic file writes. The bundle reader, inference, detection and the camera loop land here
-//! next (see `docs/ARCHITECTURE.md`).
+//! It owns the model bundle (the trainer writes bundles through this crate and verifies them
+//! with its reader) and runs bundle models with tract. Detection, tracking, the on-device
+//! instance buffer and the camera loop land here next (see `docs/ARCHITECTURE.md`).
 
 pub mod atomic;
+pub mod bundle;
+pub mod infer;
 pub mod labels;
 
 pub use labels::{ALL as ALL_EXPRESSIONS, Expression, LabelMeaning, NUM_CLASSES, OutsideLabel};

@@ -33,6 +33,41 @@ pub fn argmax(v: &[f32]) -> usize {
     best
 }
 
+/// Runs the model in inference mode over every image of `store`: logits `[N, classes]` and
+/// embeddings `[N, d]`, in store order.
+pub fn forward_store(
+    model: &dyn FerModel,
+    store: &ImageStore,
+    norm: Normalization,
+    batch_size: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let cfg = StreamConfig::eval(batch_size, norm);
+    let n_batches = batches_per_epoch(store.len(), batch_size, false);
+    let side = store.side() as usize;
+    let mut logits = Vec::with_capacity(n_batches as usize);
+    let mut embeddings = Vec::with_capacity(n_batches as usize);
+    for batch in BatchStream::new(store.clone(), cfg, 0, Some(n_batches)) {
+        let x = Tensor::from_vec(batch.views[0].clone(), (batch.len(), 3, side, side), device)?;
+        let out = model.forward_t(&x, false)?;
+        logits.push(out.logits.detach());
+        embeddings.push(out.embedding.detach());
+    }
+    Ok((Tensor::cat(&logits, 0)?, Tensor::cat(&embeddings, 0)?))
+}
+
+/// Rows of a `[N, classes]` probability tensor.
+pub fn prob_rows(p: &Tensor) -> Result<Vec<[f32; NUM_CLASSES]>> {
+    Ok(p.to_vec2::<f32>()?
+        .into_iter()
+        .map(|row| {
+            let mut a = [0f32; NUM_CLASSES];
+            a.copy_from_slice(&row[..NUM_CLASSES]);
+            a
+        })
+        .collect())
+}
+
 /// Runs the model in inference mode over every image of `store`.
 pub fn predict(
     model: &dyn FerModel,
@@ -41,19 +76,7 @@ pub fn predict(
     batch_size: usize,
     device: &Device,
 ) -> Result<Predictions> {
-    let cfg = StreamConfig::eval(batch_size, norm);
-    let n_batches = batches_per_epoch(store.len(), batch_size, false);
-    let side = store.side() as usize;
-    let mut probs = Vec::with_capacity(store.len());
-    for batch in BatchStream::new(store.clone(), cfg, 0, Some(n_batches)) {
-        let x = Tensor::from_vec(batch.views[0].clone(), (batch.len(), 3, side, side), device)?;
-        let out = model.forward_t(&x, false)?;
-        let p = candle_nn::ops::softmax(&out.logits, D::Minus1)?.to_vec2::<f32>()?;
-        for row in p {
-            let mut a = [0f32; NUM_CLASSES];
-            a.copy_from_slice(&row[..NUM_CLASSES]);
-            probs.push(a);
-        }
-    }
+    let (logits, _) = forward_store(model, store, norm, batch_size, device)?;
+    let probs = prob_rows(&candle_nn::ops::softmax(&logits, D::Minus1)?)?;
     Ok(Predictions { probs })
 }

@@ -1,14 +1,19 @@
 //! sitfer-trainer: supervised and semi-supervised facial expression recognition with candle.
 //!
 //! Pipeline order: [`data`] (readers, split, augmentation, loading) → [`model`] →
-//! [`train`] (loop, optimisers, checkpoints) → [`evaluate`] / [`metrics`] / [`plot`].
+//! [`text`] (descriptions, encoder, prototypes) → [`semi`] (pseudo-labels: fusion, instance
+//! memory, thresholds) → [`train`] (loop, optimisers, checkpoints) → [`evaluate`] /
+//! [`metrics`] / [`plot`].
 
 pub mod alloc;
 pub mod bench;
 pub mod data;
 pub mod evaluate;
+pub mod export;
 pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod plot;
+pub mod semi;
+pub mod text;
 pub mod train;

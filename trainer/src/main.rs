@@ -8,8 +8,10 @@ use sitfer_trainer::data::{Format, OutsidePolicy, ReadOptions, data_root, read_d
 use sitfer_trainer::evaluate::predict;
 use sitfer_trainer::metrics::EvalReport;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem, build};
+use sitfer_trainer::semi::{Aggregate, FuseMode, SslConfig, ThresholdMode};
+use sitfer_trainer::text::EncoderKind;
 use sitfer_trainer::train::checkpoint::{self, Which};
-use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
+use sitfer_trainer::train::config::{DataConfig, Method, TextConfig, TrainConfig};
 use sitfer_trainer::train::optimizer::OptimizerConfig;
 use sitfer_trainer::train::run::{RunOptions, labeled_store, parse_device, set_vars, train};
 use std::path::PathBuf;
@@ -30,14 +32,54 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a model (supervised; semi-supervised methods share this command).
-    Train(TrainArgs),
+    /// Train a model: supervised, FixMatch or SIT-FER.
+    Train(Box<TrainArgs>),
+    /// Build (or check) the text prototype cache and show how the classes' prototypes relate.
+    Prototypes(PrototypesArgs),
     /// Evaluate a checkpoint on a labeled split.
     Eval(EvalArgs),
     /// Draw a labeled/unlabeled split and save its manifest.
     Split(SplitArgs),
     /// Training throughput and peak memory, candle side by side with PyTorch CPU.
     Bench(BenchArgs),
+    /// Export a checkpoint as a model bundle (fp32 ONNX, optionally int8) and verify it.
+    Export(ExportArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CalibKind {
+    /// Observed minimum and maximum of each activation.
+    Minmax,
+    /// `--percentile` of each activation's values (outliers clipped).
+    Percentile,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Run directory (best checkpoint) or checkpoint directory.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Bundle directory to write (replaced atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the int8 (QOperator) model.
+    #[arg(long)]
+    int8: bool,
+    /// Folder of face images for int8 calibration (default: the run's labeled split).
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    #[arg(long, default_value_t = 300)]
+    calib_images: usize,
+    #[arg(long, value_enum, default_value = "minmax")]
+    calib_method: CalibKind,
+    #[arg(long, default_value_t = 99.99)]
+    percentile: f64,
+    /// Seed instance buffer entries per class (from the labeled split).
+    #[arg(long, default_value_t = 32)]
+    per_class: usize,
+    /// Dataset root, if it moved since training.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -144,13 +186,15 @@ struct TrainArgs {
     /// Input normalisation (tf-lite for the EfficientNet-Lite0 ImageNet weights).
     #[arg(long, value_enum, default_value = "imagenet")]
     normalization: NormalizationPreset,
-    #[arg(long, value_enum, default_value = "adamw")]
-    optimizer: OptimizerKind,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
-    #[arg(long, default_value_t = 5e-4)]
-    weight_decay: f64,
+    /// Optimizer [default: adamw; `--preset reference`: Adam].
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerKind>,
+    /// Peak learning rate [default: 2e-3; `--preset reference`: 1e-4].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Weight decay [default: 5e-4; `--preset reference`: 0].
+    #[arg(long)]
+    weight_decay: Option<f64>,
     /// SGD momentum (Nesterov).
     #[arg(long, default_value_t = 0.9)]
     momentum: f64,
@@ -159,8 +203,9 @@ struct TrainArgs {
     constant_lr: bool,
     #[arg(long, default_value_t = 100)]
     warmup_steps: u64,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
+    /// Labeled batch size [default: 64; `--preset reference`: 16].
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Epochs over the labeled split (ignored when --steps is given).
     #[arg(long, default_value_t = 30.0)]
     epochs: f64,
@@ -187,6 +232,128 @@ struct TrainArgs {
     /// Stop after this many steps (resume later with --resume).
     #[arg(long)]
     stop_after: Option<u64>,
+    #[command(flatten)]
+    ssl: SslArgs,
+}
+
+/// A bundle of settings reproducing a reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Preset {
+    /// The SIT-FER reference code: raw-score fusion 0.3/0.2/0.5, threshold 0.75, loss weights
+    /// 0.4/0.4/0.2, Adam 1e-4, batches 16 + 16, labeled-only buffer with max similarity.
+    Reference,
+}
+
+/// Semi-supervised settings; each defaults to the method's (or the preset's) value.
+#[derive(Args)]
+struct SslArgs {
+    /// Settings of a reference implementation (implies --method sitfer).
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+    /// Unlabeled batch = this × labeled batch [default 1].
+    #[arg(long)]
+    unlabeled_ratio: Option<usize>,
+    /// Weight of L_s.
+    #[arg(long)]
+    lambda_s: Option<f64>,
+    /// Weight of L_t, the text co-supervision (0 disables it).
+    #[arg(long)]
+    lambda_t: Option<f64>,
+    /// Weight of L_u, the pseudo-label loss.
+    #[arg(long)]
+    lambda_u: Option<f64>,
+    /// Temperature of p_text.
+    #[arg(long)]
+    tau_t: Option<f64>,
+    /// Temperature of p_ins.
+    #[arg(long)]
+    tau_i: Option<f64>,
+    /// Fusion weight of p_sem (0 drops it).
+    #[arg(long)]
+    w_sem: Option<f64>,
+    /// Fusion weight of p_text (0 drops it).
+    #[arg(long)]
+    w_text: Option<f64>,
+    /// Fusion weight of p_ins (0 drops it).
+    #[arg(long)]
+    w_ins: Option<f64>,
+    #[arg(long, value_enum)]
+    fuse: Option<FuseMode>,
+    /// Confidence threshold of p̂ [fixmatch 0.95, sitfer 0.7, reference 0.75].
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Per-class adaptive thresholds (Ada-CM) with this floor; --threshold is their start.
+    #[arg(long)]
+    adaptive_threshold: Option<f64>,
+    /// Steps before p_ins joins the fusion.
+    #[arg(long)]
+    ins_warmup: Option<u64>,
+    /// Per-class queue of confident pseudo-labeled embeddings in the buffer (0: labeled only).
+    #[arg(long)]
+    queue_per_class: Option<usize>,
+    /// Buffer similarity per class: `max` or `topK` (mean of the K nearest).
+    #[arg(long)]
+    aggregate: Option<Aggregate>,
+    /// Text prototype cache (rebuilt with the encoder when the descriptions or encoder change).
+    #[arg(long, default_value = sitfer_trainer::text::DEFAULT_PROTOTYPES)]
+    prototypes: PathBuf,
+    /// Directory of the text encoder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, env = "SITFER_TEXT_ENCODER", default_value = sitfer_trainer::text::DEFAULT_ENCODER_DIR)]
+    text_encoder: PathBuf,
+    #[arg(long, value_enum, default_value = "minilm")]
+    text_encoder_kind: EncoderKind,
+}
+
+impl SslArgs {
+    /// The method's settings with the given overrides.
+    fn config(&self, method: Method) -> Result<Option<SslConfig>> {
+        let mut c = match (method, self.preset) {
+            (_, Some(Preset::Reference)) => SslConfig::reference(),
+            (Method::Supervised, None) => {
+                let given = [
+                    self.lambda_t,
+                    self.lambda_u,
+                    self.w_sem,
+                    self.w_text,
+                    self.w_ins,
+                    self.threshold,
+                ];
+                if given.iter().any(Option::is_some) {
+                    bail!("semi-supervised options need --method fixmatch or sitfer");
+                }
+                return Ok(None);
+            }
+            (Method::Fixmatch, None) => SslConfig::fixmatch(),
+            (Method::Sitfer, None) => SslConfig::sitfer(),
+        };
+        macro_rules! set {
+            ($($field:ident => $target:expr),*) => {$(if let Some(v) = self.$field { $target = v; })*};
+        }
+        set!(unlabeled_ratio => c.unlabeled_ratio, lambda_s => c.lambda_s, lambda_t => c.lambda_t,
+            lambda_u => c.lambda_u, tau_t => c.tau_t, tau_i => c.tau_i, w_sem => c.weights.sem,
+            w_text => c.weights.text, w_ins => c.weights.ins, fuse => c.fuse, threshold => c.threshold,
+            ins_warmup => c.ins_warmup_steps, queue_per_class => c.queue_per_class, aggregate => c.aggregate);
+        if let Some(floor) = self.adaptive_threshold {
+            c.threshold_mode = ThresholdMode::Adaptive { floor, momentum: 0.99 };
+        }
+        if method == Method::Fixmatch && (c.lambda_t > 0.0 || c.weights.text > 0.0 || c.weights.ins > 0.0) {
+            bail!("--method fixmatch uses p_sem only: use --method sitfer for text or instance terms");
+        }
+        if c.unlabeled_ratio == 0 {
+            bail!("--unlabeled-ratio must be ≥ 1");
+        }
+        if !(c.threshold > 0.0 && c.threshold <= 1.0) || c.tau_t <= 0.0 || c.tau_i <= 0.0 {
+            bail!("--threshold must be in (0, 1] and temperatures positive");
+        }
+        if c.weights.sem < 0.0 || c.weights.text < 0.0 || c.weights.ins < 0.0 {
+            bail!("fusion weights must be ≥ 0");
+        }
+        if c.weights.sem + c.weights.text + c.weights.ins <= 0.0 {
+            bail!("at least one fusion weight must be positive");
+        }
+        c.text = c.lambda_t > 0.0 || c.weights.text > 0.0 || c.weights.ins > 0.0;
+        Ok(Some(c))
+    }
 }
 
 #[derive(Args)]
@@ -229,32 +396,91 @@ fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Train(a) => run_train(a),
+        Command::Train(a) => run_train(*a),
+        Command::Prototypes(a) => run_prototypes(a),
         Command::Eval(a) => run_eval(a),
         Command::Split(a) => run_split(a),
         Command::Bench(a) => run_bench(a),
+        Command::Export(a) => run_export(a),
     }
 }
 
+#[derive(Args)]
+struct PrototypesArgs {
+    /// The cache to build or check.
+    #[arg(long, default_value = sitfer_trainer::text::DEFAULT_PROTOTYPES)]
+    prototypes: PathBuf,
+    #[arg(long, env = "SITFER_TEXT_ENCODER", default_value = sitfer_trainer::text::DEFAULT_ENCODER_DIR)]
+    text_encoder: PathBuf,
+    #[arg(long, value_enum, default_value = "minilm")]
+    text_encoder_kind: EncoderKind,
+}
+
+fn run_prototypes(a: PrototypesArgs) -> Result<()> {
+    let (set, rebuilt) = sitfer_trainer::text::resolve(
+        &a.prototypes,
+        &sitfer_trainer::text::EncoderSource {
+            dir: a.text_encoder.clone(),
+            kind: a.text_encoder_kind,
+        },
+        &sitfer_trainer::text::descriptions::default_descriptions(),
+    )?;
+    println!(
+        "{} {} (encoder {}, {} descriptions, dim {})",
+        a.prototypes.display(),
+        if rebuilt { "rebuilt" } else { "is up to date" },
+        set.encoder.name,
+        set.texts.iter().map(Vec::len).sum::<usize>(),
+        set.dim
+    );
+    println!("cosine similarity between class prototypes:");
+    print!("{:>10}", "");
+    for c in &set.classes {
+        print!("{c:>10}");
+    }
+    println!();
+    for (i, c) in set.classes.iter().enumerate() {
+        print!("{c:>10}");
+        for j in 0..set.classes.len() {
+            print!("{:>10.3}", set.similarity(i, j));
+        }
+        println!();
+    }
+    Ok(())
+}
+
 fn run_train(a: TrainArgs) -> Result<()> {
-    let optimizer = match a.optimizer {
+    let reference = a.ssl.preset == Some(Preset::Reference);
+    let method = if reference { Method::Sitfer } else { a.method };
+    if reference && a.method == Method::Fixmatch {
+        bail!("--preset reference is a sitfer preset: drop --method fixmatch");
+    }
+    let weight_decay = a.weight_decay.unwrap_or(if reference { 0.0 } else { 5e-4 });
+    let optimizer = match a.optimizer.unwrap_or(OptimizerKind::Adamw) {
         OptimizerKind::Adamw => OptimizerConfig::AdamW {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
-            weight_decay: a.weight_decay,
+            weight_decay,
         },
         OptimizerKind::Sgd => OptimizerConfig::Sgd {
             momentum: a.momentum,
             nesterov: true,
-            weight_decay: a.weight_decay,
+            weight_decay,
         },
     };
-    if a.batch_size == 0 {
+    let batch_size = a.batch_size.unwrap_or(if reference { 16 } else { 64 });
+    if batch_size == 0 {
         bail!("--batch-size must be positive");
     }
+    let ssl = a.ssl.config(method)?;
+    let text = ssl.as_ref().filter(|c| c.text).map(|_| TextConfig {
+        prototypes: a.ssl.prototypes.clone(),
+        encoder_dir: a.ssl.text_encoder.clone(),
+        encoder_kind: a.ssl.text_encoder_kind,
+    });
     let cfg = TrainConfig {
-        method: a.method,
+        method,
         model: ModelSpec {
             arch: a.arch,
             stem: a.stem,
@@ -273,10 +499,10 @@ fn run_train(a: TrainArgs) -> Result<()> {
         norm: a.normalization.normalization(),
         augment: AugmentConfig::default(),
         optimizer,
-        lr: a.lr,
+        lr: a.lr.unwrap_or(if reference { 1e-4 } else { 2e-3 }),
         cosine: !a.constant_lr,
         warmup_steps: a.warmup_steps,
-        batch_size: a.batch_size,
+        batch_size,
         steps: a.steps.unwrap_or(0),
         epochs: a.epochs,
         eval_every: a.eval_every.unwrap_or(0),
@@ -284,6 +510,8 @@ fn run_train(a: TrainArgs) -> Result<()> {
         workers: a.workers,
         pretrained: a.pretrained.clone(),
         device: a.device.clone(),
+        ssl,
+        text,
     };
     let summary = train(
         &cfg,
@@ -531,5 +759,37 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         let text: String = all.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
         sitfer_runtime::atomic::atomic_write_bytes(&out, text.as_bytes()).with_context(|| out.display().to_string())?;
     }
+    Ok(())
+}
+
+fn run_export(a: ExportArgs) -> Result<()> {
+    use sitfer_trainer::export::bundle::{ExportOptions, export_checkpoint};
+    use sitfer_trainer::export::quantize::CalibMethod;
+    let summary = export_checkpoint(&ExportOptions {
+        checkpoint: a.checkpoint.clone(),
+        out: a.out.clone(),
+        calib: a.calib,
+        int8: a.int8,
+        calib_images: a.calib_images,
+        calib_method: match a.calib_method {
+            CalibKind::Minmax => CalibMethod::MinMax,
+            CalibKind::Percentile => CalibMethod::Percentile(a.percentile),
+        },
+        per_class: a.per_class,
+        data: a.data,
+    })
+    .with_context(|| format!("exporting {}", a.checkpoint.display()))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "bundle": a.out,
+            "fp32_bytes": summary.fp32_bytes,
+            "int8_bytes": summary.int8_bytes,
+            "qlinear_convs": summary.qlinear_convs,
+            "embedding_dim": summary.manifest.embedding_dim,
+            "prototypes": summary.manifest.prototypes.is_some(),
+            "buffer": summary.manifest.buffer.path,
+        })
+    );
     Ok(())
 }

@@ -73,6 +73,8 @@ fn config(root: &Path, steps: u64) -> TrainConfig {
         workers: 2,
         pretrained: None,
         device: "cpu".into(),
+        ssl: None,
+        text: None,
     }
 }
 

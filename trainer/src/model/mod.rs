@@ -5,6 +5,7 @@ pub mod efficientnet_lite;
 pub mod init;
 pub mod norm;
 pub mod pretrained;
+pub mod projection;
 pub mod resnet;
 
 use candle_core::{Result, Tensor};

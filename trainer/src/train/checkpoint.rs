@@ -50,6 +50,32 @@ pub struct EpochRecord {
     pub val_macro_f1: f64,
     pub images_per_second: f64,
     pub elapsed_seconds: f64,
+    /// Validation accuracy of the fused p̂ (p_sem, p_text, p_ins with the labeled buffer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_fused_accuracy: Option<f64>,
+    /// Semi-supervised statistics of the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<SslRecord>,
+}
+
+/// Pseudo-label statistics over an evaluation interval. Precision and accuracies are measured
+/// against the unlabeled split's hidden labels, which training never reads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SslRecord {
+    pub loss_s: f64,
+    pub loss_t: Option<f64>,
+    pub loss_u: f64,
+    /// Share of unlabeled samples whose p̂ passed the threshold.
+    pub mask_rate: f64,
+    /// Accuracy of the pseudo-labels that passed.
+    pub pseudo_precision: Option<f64>,
+    /// Accuracy of argmax p̂ over all unlabeled samples, and of each source alone.
+    pub fused_accuracy: f64,
+    pub sem_accuracy: f64,
+    pub text_accuracy: Option<f64>,
+    pub ins_accuracy: Option<f64>,
+    pub buffer_size: Option<usize>,
+    pub mean_threshold: f64,
 }
 
 /// Everything but the tensors.

@@ -4,6 +4,8 @@ use crate::data::augment::{AugmentConfig, Normalization};
 use crate::data::split::LabelBudget;
 use crate::data::{Format, OutsidePolicy};
 use crate::model::ModelSpec;
+use crate::semi::SslConfig;
+use crate::text::EncoderKind;
 use crate::train::optimizer::OptimizerConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -14,6 +16,29 @@ use std::path::PathBuf;
 pub enum Method {
     /// Cross-entropy on the labeled split only.
     Supervised,
+    /// FixMatch: confident p_sem of the weak view supervises the strong view.
+    Fixmatch,
+    /// SIT-FER: fused semantic + text + instance pseudo-labels, text co-supervision.
+    Sitfer,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Supervised => "supervised",
+            Method::Fixmatch => "fixmatch",
+            Method::Sitfer => "sitfer",
+        }
+    }
+}
+
+/// Where the text prototypes come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextConfig {
+    /// The prototype cache (rebuilt with the encoder when stale).
+    pub prototypes: PathBuf,
+    pub encoder_dir: PathBuf,
+    pub encoder_kind: EncoderKind,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,4 +76,10 @@ pub struct TrainConfig {
     pub workers: usize,
     pub pretrained: Option<PathBuf>,
     pub device: String,
+    /// Semi-supervised settings (`None` for supervised runs).
+    #[serde(default)]
+    pub ssl: Option<SslConfig>,
+    /// Text prototypes (methods that use text).
+    #[serde(default)]
+    pub text: Option<TextConfig>,
 }

@@ -1,9 +1,8 @@
 //! The training loop shared by every method: data preparation, optimisation, periodic
 //! evaluation on the validation split, checkpoints, metrics and plots.
 
-use super::checkpoint::{self, CheckpointError, EpochRecord, TrainState, Which};
-use super::config::{Method, TrainConfig};
-use super::loss::soft_cross_entropy;
+use super::checkpoint::{self, CheckpointError, EpochRecord, SslRecord, TrainState, Which};
+use super::config::TrainConfig;
 use super::optimizer::{Optimizer, Param};
 use super::schedule::Schedule;
 use crate::data::augment::ViewKind;
@@ -11,10 +10,14 @@ use crate::data::decode::decode_all;
 use crate::data::loader::{BatchStream, ImageStore, StreamConfig};
 use crate::data::split::{SemiSplit, SplitManifest, carve_validation, semi_supervised_split, split_from_manifest};
 use crate::data::{DataError, LabeledSample, ReadOptions, read_dataset};
-use crate::evaluate::{argmax, predict};
+use crate::evaluate::{Predictions, forward_store, prob_rows};
 use crate::metrics::EvalReport;
+use crate::model::projection::ProjectionHead;
 use crate::model::{FerModel, build, pretrained};
 use crate::plot;
+use crate::semi::step::{LabeledInput, UnlabeledInput, hard_labels};
+use crate::semi::{InstanceMemory, SslState};
+use crate::text::{EncoderSource, PrototypeSet};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use sitfer_runtime::atomic::atomic_write_bytes;
@@ -41,6 +44,8 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Prototypes(#[from] crate::text::prototypes::PrototypeError),
     #[error(
         "loss became {loss} at step {step}: training stopped. Likely causes: learning rate too high ({lr}), or a corrupt batch. The last good checkpoint is kept in {run_dir}/checkpoints (resume with --resume after lowering --lr)."
     )]
@@ -99,6 +104,9 @@ pub struct PreparedData {
     pub split: SemiSplit,
     pub labeled: ImageStore,
     pub val: ImageStore,
+    /// Decoded unlabeled images (semi-supervised methods only) and, for each, its index in
+    /// `split.unlabeled` (to look up the hidden label for analysis).
+    pub unlabeled: Option<(ImageStore, Vec<usize>)>,
     pub skipped: Vec<(String, String)>,
 }
 
@@ -134,6 +142,32 @@ pub fn prepare_data(cfg: &TrainConfig, run_dir: &Path) -> Result<PreparedData, T
     let (labeled, mut skipped) = labeled_store(&split.labeled, size, "labeled train");
     let (val, s2) = labeled_store(&dataset.val, size, "val");
     skipped.extend(s2);
+    let unlabeled = if cfg.ssl.is_some() {
+        let decoded = decode_all(split.unlabeled.iter().map(|s| (s.id.as_str(), &s.image)), size);
+        if !decoded.failed.is_empty() {
+            log::warn!(
+                "unlabeled train: {} images could not be decoded and are skipped",
+                decoded.failed.len()
+            );
+        }
+        skipped.extend(decoded.failed);
+        if decoded.images.is_empty() {
+            return Err(TrainError::Config(format!(
+                "method {} needs unlabeled images, and the split has none (labels per class: {:?})",
+                cfg.method.name(),
+                cfg.data.budget
+            )));
+        }
+        Some((
+            ImageStore {
+                images: Arc::new(decoded.images),
+                targets: None,
+            },
+            decoded.kept,
+        ))
+    } else {
+        None
+    };
     if !skipped.is_empty() {
         let p = run_dir.join("skipped-images.txt");
         let text: String = skipped.iter().map(|(id, e)| format!("{id}\t{e}\n")).collect();
@@ -146,6 +180,7 @@ pub fn prepare_data(cfg: &TrainConfig, run_dir: &Path) -> Result<PreparedData, T
         split,
         labeled,
         val,
+        unlabeled,
         skipped,
     })
 }
@@ -154,12 +189,18 @@ pub fn prepare_data(cfg: &TrainConfig, run_dir: &Path) -> Result<PreparedData, T
 pub struct ModelVars {
     pub varmap: VarMap,
     pub model: Box<dyn FerModel>,
+    /// The projection into the text space (methods that use text).
+    pub proj: Option<ProjectionHead>,
 }
 
-pub fn build_model(cfg: &TrainConfig, device: &Device) -> Result<ModelVars, TrainError> {
+/// Builds the model, and the projection head when `text_dim` is given.
+pub fn build_model(cfg: &TrainConfig, device: &Device, text_dim: Option<usize>) -> Result<ModelVars, TrainError> {
     let varmap = VarMap::new();
     let vb = crate::model::init::seeded_var_builder(&varmap, cfg.seed, DType::F32, device);
-    let model = build(&cfg.model, vb)?;
+    let model = build(&cfg.model, vb.clone())?;
+    let proj = text_dim
+        .map(|d| ProjectionHead::new(model.embedding_dim(), d, vb))
+        .transpose()?;
     if let Some(p) = &cfg.pretrained {
         let r = pretrained::load_matching(&varmap, p, device)?;
         log::info!(
@@ -177,7 +218,34 @@ pub fn build_model(cfg: &TrainConfig, device: &Device) -> Result<ModelVars, Trai
             )));
         }
     }
-    Ok(ModelVars { varmap, model })
+    Ok(ModelVars { varmap, model, proj })
+}
+
+/// The run's text prototypes: resolved from the configured cache (rebuilt with the encoder when
+/// stale) on a fresh run, from the run's own copy (`prototypes.json`) on resume.
+pub fn run_prototypes(cfg: &TrainConfig, run_dir: &Path) -> Result<Option<PrototypeSet>, TrainError> {
+    let Some(text) = &cfg.text else { return Ok(None) };
+    let copy = run_dir.join("prototypes.json");
+    if copy.is_file() {
+        return Ok(Some(PrototypeSet::load(&copy)?));
+    }
+    let (set, rebuilt) = crate::text::resolve(
+        &text.prototypes,
+        &EncoderSource {
+            dir: text.encoder_dir.clone(),
+            kind: text.encoder_kind,
+        },
+        &crate::text::descriptions::default_descriptions(),
+    )?;
+    log::info!(
+        "text prototypes: {} ({}, dim {}){}",
+        text.prototypes.display(),
+        set.encoder.name,
+        set.dim,
+        if rebuilt { ", rebuilt" } else { "" }
+    );
+    set.save(&copy).map_err(io_err(&copy))?;
+    Ok(Some(set))
 }
 
 /// All variables by name (weights and batch-norm statistics).
@@ -272,14 +340,24 @@ fn check_resumable(saved: &TrainConfig, now: &TrainConfig) -> Result<(), TrainEr
 
 /// Trains according to `cfg`, writing everything under `opts.run_dir`.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainError> {
-    match cfg.method {
-        Method::Supervised => {}
-    }
     let run_dir = &opts.run_dir;
     std::fs::create_dir_all(run_dir).map_err(io_err(run_dir))?;
     let device = parse_device(&cfg.device)?;
     let data = prepare_data(cfg, run_dir)?;
-    let ModelVars { varmap, model } = build_model(cfg, &device)?;
+    let prototypes = run_prototypes(cfg, run_dir)?;
+    let ModelVars { varmap, model, proj } = build_model(cfg, &device, prototypes.as_ref().map(|p| p.dim))?;
+    let labeled_labels = hard_labels(data.labeled.targets.as_ref().expect("labeled store has targets"));
+    let mut ssl = SslState::new(
+        cfg.ssl.clone().unwrap_or_else(crate::semi::SslConfig::fixmatch),
+        prototypes.as_ref().map(|p| p.tensor(&device)).transpose()?,
+        proj,
+        None,
+    );
+    if let (Some(c), Some(p)) = (&cfg.ssl, &prototypes)
+        && c.uses_memory()
+    {
+        ssl.memory = Some(InstanceMemory::new(p.dim, labeled_labels.clone(), c.queue_per_class));
+    }
     let steps_per_epoch = (data.labeled.len() / cfg.batch_size).max(1) as u64;
     let total_steps = if cfg.steps > 0 {
         cfg.steps
@@ -292,8 +370,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         steps_per_epoch
     };
     log::info!(
-        "{total_steps} steps of batch {} ({steps_per_epoch} per labeled epoch), evaluation every {eval_every}",
-        cfg.batch_size
+        "{} for {total_steps} steps of batch {}{} ({steps_per_epoch} per labeled epoch), evaluation every {eval_every}",
+        cfg.method.name(),
+        cfg.batch_size,
+        match &cfg.ssl {
+            Some(c) => format!(" + {} unlabeled", c.unlabeled_ratio * cfg.batch_size),
+            None => String::new(),
+        }
     );
     let mut optimizer = Optimizer::new(cfg.optimizer, trainable(&varmap));
     let schedule = Schedule {
@@ -318,7 +401,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         let ck = checkpoint::load(&dir, &device)?;
         check_resumable(&ck.state.config, cfg)?;
         set_vars(&varmap, &ck.weights, &dir)?;
-        optimizer.load_state(ck.optimizer, ck.state.optimizer_updates)?;
+        let (ssl_state, optim_state): (HashMap<_, _>, HashMap<_, _>) = ck
+            .optimizer
+            .into_iter()
+            .partition(|(k, _)| k.starts_with(SSL_STATE_PREFIX) || k.starts_with("memory."));
+        optimizer.load_state(optim_state, ck.state.optimizer_updates)?;
+        restore_ssl_state(&mut ssl, &ssl_state)?;
         state = ck.state;
         state.config = cfg.clone();
         log::info!("resumed from {} at step {}", dir.display(), state.step);
@@ -346,7 +434,26 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         .stop_after
         .map(|n| (state.step + n).min(total_steps))
         .unwrap_or(total_steps);
-    let mut stream = BatchStream::new(data.labeled.clone(), stream_cfg, state.step, Some(total_steps));
+    let mut stream = BatchStream::new(data.labeled.clone(), stream_cfg.clone(), state.step, Some(total_steps));
+    // The unlabeled stream has its own seed so its order is independent of the labeled one.
+    let mut unlabeled_stream = match (&cfg.ssl, &data.unlabeled) {
+        (Some(c), Some((store, _))) => {
+            let bu = c.unlabeled_ratio * cfg.batch_size;
+            Some(BatchStream::new(
+                store.clone(),
+                StreamConfig {
+                    batch_size: bu,
+                    views: vec![ViewKind::Weak, ViewKind::Strong],
+                    drop_last: store.len() >= bu,
+                    seed: crate::data::loader::mix(cfg.seed ^ 0x55),
+                    ..stream_cfg
+                },
+                state.step,
+                Some(total_steps),
+            ))
+        }
+        _ => None,
+    };
     let bar = indicatif::ProgressBar::new(total_steps);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} steps  {msg}")
@@ -370,9 +477,36 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
             (b, NUM_CLASSES),
             &device,
         )?;
-        let out = model.forward_t(&x, true)?;
-        let loss = soft_cross_entropy(&out.logits, &t)?;
-        let loss_value = loss.to_scalar::<f32>()?;
+        let labels = hard_labels(targets);
+        let ubatch = match &mut unlabeled_stream {
+            Some(s) => Some(
+                s.next()
+                    .ok_or_else(|| TrainError::Config("unlabeled batch stream ended early".into()))?,
+            ),
+            None => None,
+        };
+        let uviews = match &ubatch {
+            Some(u) => {
+                let n = u.len();
+                Some((
+                    Tensor::from_vec(u.views[0].clone(), (n, 3, side, side), &device)?,
+                    Tensor::from_vec(u.views[1].clone(), (n, 3, side, side), &device)?,
+                ))
+            }
+            None => None,
+        };
+        let out = ssl.step(
+            model.as_ref(),
+            state.step,
+            LabeledInput {
+                x: &x,
+                targets: &t,
+                labels: &labels,
+                slots: &batch.samples,
+            },
+            uviews.as_ref().map(|(weak, strong)| UnlabeledInput { weak, strong }),
+        )?;
+        let loss_value = out.loss.to_scalar::<f32>()?;
         let lr = schedule.lr(state.step);
         if !loss_value.is_finite() {
             bar.abandon();
@@ -383,25 +517,33 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                 run_dir: run_dir.clone(),
             });
         }
-        let grads = loss.backward()?;
+        let grads = out.loss.backward()?;
         optimizer.step(&grads, lr)?;
         state.step += 1;
         state.optimizer_updates = optimizer.t;
-        let preds = out.logits.argmax(1)?.to_vec1::<u32>()?;
-        interval.correct += preds
-            .iter()
-            .zip(targets)
-            .filter(|(p, t)| **p as usize == argmax(&t[..]))
-            .count();
+        let preds = out.labeled_logits.argmax(1)?.to_vec1::<u32>()?;
+        interval.correct += preds.iter().zip(&labels).filter(|(p, t)| **p as usize == **t).count();
         interval.seen += b;
         interval.loss_sum += loss_value as f64 * b as f64;
+        interval.add_ssl(&out, ubatch.as_ref().map(|u| &u.samples[..]), &data);
         interval.train_seconds += t0.elapsed().as_secs_f64();
         let ips = interval.seen as f64 / interval.train_seconds.max(1e-9);
         bar.set_position(state.step);
-        bar.set_message(format!("loss {loss_value:.4}  lr {lr:.2e}  {ips:.0} img/s"));
+        bar.set_message(format!("loss {loss_value:.4}  lr {lr:.2e}  {ips:.0} labeled img/s"));
         if state.step.is_multiple_of(eval_every) || state.step == total_steps {
-            let preds = predict(model.as_ref(), &data.val, cfg.norm, cfg.batch_size, &device)?;
+            let (logits, embedding) = forward_store(model.as_ref(), &data.val, cfg.norm, cfg.batch_size, &device)?;
+            let preds = Predictions {
+                probs: prob_rows(&crate::semi::fusion::softmax(&logits)?)?,
+            };
             let report = EvalReport::from_confusion(preds.confusion(&data.val));
+            let val_fused_accuracy = if cfg.ssl.as_ref().is_some_and(|c| c.text) {
+                let fused = Predictions {
+                    probs: prob_rows(&ssl.fused_eval(&logits, &embedding)?)?,
+                };
+                Some(fused.confusion(&data.val).accuracy())
+            } else {
+                None
+            };
             state.elapsed_seconds = elapsed_before + run_start.elapsed().as_secs_f64();
             let record = EpochRecord {
                 step: state.step,
@@ -413,16 +555,34 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                 val_macro_f1: report.macro_f1,
                 images_per_second: ips,
                 elapsed_seconds: state.elapsed_seconds,
+                val_fused_accuracy,
+                ssl: interval.ssl_record(&ssl),
             };
             bar.suspend(|| {
                 log::info!(
-                    "step {} loss {:.4} train acc {:.2}% | val acc {:.2}% macro-F1 {:.2}% | {:.0} img/s",
+                    "step {} loss {:.4} train acc {:.2}% | val acc {:.2}%{} macro-F1 {:.2}% | {:.0} img/s{}",
                     record.step,
                     record.train_loss,
                     100.0 * record.train_accuracy,
                     100.0 * record.val_accuracy,
+                    record
+                        .val_fused_accuracy
+                        .map(|a| format!(" (fused {:.2}%)", 100.0 * a))
+                        .unwrap_or_default(),
                     100.0 * record.val_macro_f1,
-                    record.images_per_second
+                    record.images_per_second,
+                    record
+                        .ssl
+                        .as_ref()
+                        .map(|r| format!(
+                            " | mask {:.1}% precision {} L_u {:.3}",
+                            100.0 * r.mask_rate,
+                            r.pseudo_precision
+                                .map(|p| format!("{:.1}%", 100.0 * p))
+                                .unwrap_or_else(|| "-".into()),
+                            r.loss_u
+                        ))
+                        .unwrap_or_default()
                 )
             });
             state.history.push(record);
@@ -433,13 +593,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                 state.best_step = Some(state.step);
                 write_report(run_dir, &report)?;
             }
-            checkpoint::save(
-                run_dir,
-                &state,
-                &named_tensors(&varmap),
-                &optimizer.state_tensors(),
-                is_best,
-            )?;
+            let mut extra = optimizer.state_tensors();
+            extra.extend(ssl_state_tensors(&ssl)?);
+            checkpoint::save(run_dir, &state, &named_tensors(&varmap), &extra, is_best)?;
             write_metrics(run_dir, &state.history)?;
             plot_history(run_dir, &state.history);
         }
@@ -454,12 +610,116 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     })
 }
 
+/// Prefix of the method's state (thresholds) in the checkpoint's optimizer file; the instance
+/// memory uses `memory.`.
+const SSL_STATE_PREFIX: &str = "ssl.";
+
+fn ssl_state_tensors(ssl: &SslState) -> Result<HashMap<String, Tensor>, TrainError> {
+    let mut m = match &ssl.memory {
+        Some(mem) => mem.to_tensors()?,
+        None => HashMap::new(),
+    };
+    let th: Vec<f64> = ssl.thresholds.per_class().to_vec();
+    m.insert(
+        format!("{SSL_STATE_PREFIX}thresholds"),
+        Tensor::from_vec(th, NUM_CLASSES, &Device::Cpu)?,
+    );
+    Ok(m)
+}
+
+fn restore_ssl_state(ssl: &mut SslState, t: &HashMap<String, Tensor>) -> Result<(), TrainError> {
+    if let Some(th) = t.get(&format!("{SSL_STATE_PREFIX}thresholds")) {
+        let v = th.to_vec1::<f64>()?;
+        let mut a = [0f64; NUM_CLASSES];
+        a.copy_from_slice(&v[..NUM_CLASSES]);
+        ssl.thresholds.set_per_class(a);
+    }
+    if let Some(mem) = &mut ssl.memory {
+        mem.load_tensors(t)?;
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 struct Interval {
     loss_sum: f64,
     correct: usize,
     seen: usize,
     train_seconds: f64,
+    steps: usize,
+    loss_s: f64,
+    loss_t: Option<f64>,
+    loss_u: f64,
+    unlabeled: usize,
+    masked: usize,
+    masked_correct: usize,
+    fused_correct: usize,
+    sem_correct: usize,
+    text_correct: Option<usize>,
+    ins_correct: Option<usize>,
+    /// Unlabeled samples whose instance source was active.
+    ins_seen: usize,
+}
+
+impl Interval {
+    /// Accumulates a step's semi-supervised statistics; `samples` are the unlabeled batch's
+    /// store indices, mapped to hidden labels for analysis only.
+    fn add_ssl(&mut self, out: &crate::semi::StepOutput, samples: Option<&[usize]>, data: &PreparedData) {
+        self.steps += 1;
+        self.loss_s += out.l_s as f64;
+        if let Some(t) = out.l_t {
+            *self.loss_t.get_or_insert(0.0) += t as f64;
+        }
+        self.loss_u += out.l_u.unwrap_or(0.0) as f64;
+        let (Some(p), Some(samples), Some((_, kept))) = (&out.unlabeled, samples, &data.unlabeled) else {
+            return;
+        };
+        let hidden: Vec<Option<usize>> = samples
+            .iter()
+            .map(|&i| data.split.analysis.get(kept[i]).map(|e| e as usize))
+            .collect();
+        let hits = |pred: &[usize]| pred.iter().zip(&hidden).filter(|(p, h)| Some(**p) == **h).count();
+        self.unlabeled += samples.len();
+        self.fused_correct += hits(&p.class);
+        self.sem_correct += hits(&p.sem);
+        if let Some(t) = &p.text {
+            *self.text_correct.get_or_insert(0) += hits(t);
+        }
+        if let Some(i) = &p.ins {
+            *self.ins_correct.get_or_insert(0) += hits(i);
+            self.ins_seen += samples.len();
+        }
+        for ((c, m), h) in p.class.iter().zip(&p.mask).zip(&hidden) {
+            if *m {
+                self.masked += 1;
+                if Some(*c) == *h {
+                    self.masked_correct += 1;
+                }
+            }
+        }
+    }
+
+    fn ssl_record(&self, ssl: &SslState) -> Option<SslRecord> {
+        if self.unlabeled == 0 {
+            return None;
+        }
+        let n = self.steps.max(1) as f64;
+        let u = self.unlabeled as f64;
+        let th = ssl.thresholds.per_class();
+        Some(SslRecord {
+            loss_s: self.loss_s / n,
+            loss_t: self.loss_t.map(|t| t / n),
+            loss_u: self.loss_u / n,
+            mask_rate: self.masked as f64 / u,
+            pseudo_precision: (self.masked > 0).then(|| self.masked_correct as f64 / self.masked as f64),
+            fused_accuracy: self.fused_correct as f64 / u,
+            sem_accuracy: self.sem_correct as f64 / u,
+            text_accuracy: self.text_correct.map(|c| c as f64 / u),
+            ins_accuracy: self.ins_correct.map(|c| c as f64 / self.ins_seen.max(1) as f64),
+            buffer_size: ssl.memory.as_ref().map(|m| m.len()),
+            mean_threshold: th.iter().sum::<f64>() / th.len() as f64,
+        })
+    }
 }
 
 fn write_metrics(run_dir: &Path, history: &[EpochRecord]) -> Result<(), TrainError> {
@@ -483,6 +743,40 @@ fn write_report(run_dir: &Path, report: &EvalReport) -> Result<(), TrainError> {
         log::warn!("{}: {e}", png.display());
     }
     Ok(())
+}
+
+fn plot_pseudo_labels(run_dir: &Path, history: &[EpochRecord]) {
+    let with: Vec<(f64, &SslRecord)> = history
+        .iter()
+        .filter_map(|r| r.ssl.as_ref().map(|s| (r.step as f64, s)))
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    let series = |name, f: &dyn Fn(&SslRecord) -> Option<f64>| plot::Series {
+        name,
+        points: with.iter().filter_map(|(x, r)| f(r).map(|v| (*x, 100.0 * v))).collect(),
+    };
+    let all = [
+        series("mask rate", &|r| Some(r.mask_rate)),
+        series("precision of confident", &|r| r.pseudo_precision),
+        series("accuracy of p-hat (all)", &|r| Some(r.fused_accuracy)),
+        series("p_sem", &|r| Some(r.sem_accuracy)),
+        series("p_text", &|r| r.text_accuracy),
+        series("p_ins", &|r| r.ins_accuracy),
+    ];
+    let present: Vec<plot::Series> = all.into_iter().filter(|s| !s.points.is_empty()).collect();
+    let path = run_dir.join("pseudo-labels.png");
+    if let Err(e) = plot::line_chart(
+        &path,
+        "Pseudo-labels on the unlabeled split (hidden labels, analysis only)",
+        "step",
+        "%",
+        &present,
+        None,
+    ) {
+        log::warn!("{}: {e}", path.display());
+    }
 }
 
 fn plot_history(run_dir: &Path, history: &[EpochRecord]) {
@@ -514,4 +808,5 @@ fn plot_history(run_dir: &Path, history: &[EpochRecord]) {
             log::warn!("{}: {e}", path.display());
         }
     }
+    plot_pseudo_labels(run_dir, history);
 }

@@ -1,0 +1,23 @@
+//! The model bundle: the only contract between the trainer (which writes it) and the runtime.
+//!
+//! A bundle is a directory holding `manifest.json` (format version, classes, input spec, fusion
+//! settings, and the size and SHA-256 of every other file), the ONNX model(s), the text
+//! prototypes and the seed instance buffer.
+
+pub mod buffer;
+pub mod error;
+pub mod manifest;
+pub mod prototypes;
+pub mod reader;
+mod tensors;
+pub mod writer;
+
+pub use buffer::SeedBuffer;
+pub use error::BundleError;
+pub use manifest::{FileEntry, Fusion, FusionWeights, InputSpec, Manifest, Models, Precision};
+pub use prototypes::TextPrototypes;
+pub use reader::Bundle;
+pub use writer::{BundleContents, BundleSettings, write_bundle};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+//! Round trip and every documented corruption of a bundle directory (the model bytes here are
+//! opaque: `Bundle::open` verifies hashes, not ONNX; model shapes are checked by the trainer's
+//! export tests through `crate::infer`).
+
+use super::manifest::{MANIFEST_FILE, MODEL_FP32_FILE};
+use super::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn settings(dim: usize) -> BundleSettings {
+    BundleSettings {
+        input: InputSpec {
+            size: 48,
+            channels: 3,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        },
+        embedding_dim: dim,
+        fusion: Fusion {
+            tau_t: 0.1,
+            tau_i: 0.1,
+            weights: FusionWeights {
+                sem: 0.4,
+                text: 0.3,
+                ins: 0.3,
+            },
+            threshold: 0.9,
+        },
+        provenance: BTreeMap::from([("test".to_string(), "yes".to_string())]),
+    }
+}
+
+fn prototypes(dim: usize) -> TextPrototypes {
+    let rows: Vec<Vec<f32>> = (0..7)
+        .map(|c| (0..dim).map(|i| ((c * dim + i) as f32).sin()).collect())
+        .collect();
+    TextPrototypes::from_rows(&rows).unwrap()
+}
+
+fn buffer(dim: usize) -> SeedBuffer {
+    let n = 14;
+    SeedBuffer {
+        dim,
+        embeddings: (0..n * dim).map(|i| (i as f32 * 0.1).cos()).collect(),
+        labels: (0..n).map(|i| (i % 7) as u8).collect(),
+    }
+}
+
+fn write(dir: &Path) -> Manifest {
+    let p = prototypes(16);
+    let b = buffer(16);
+    write_bundle(
+        dir,
+        &settings(16),
+        BundleContents {
+            model_fp32: Some(b"not really onnx"),
+            model_int8: None,
+            prototypes: Some(&p),
+            buffer: &b,
+        },
+    )
+    .unwrap()
+}
+
+fn edit_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join(MANIFEST_FILE);
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+fn open_err(dir: &Path) -> String {
+    Bundle::open(dir).unwrap_err().to_string()
+}
+
+#[test]
+fn round_trip_and_replace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let m = write(&dir);
+    let b = Bundle::open(&dir).unwrap();
+    assert_eq!(b.manifest, m);
+    assert_eq!(b.prototypes.as_ref().unwrap(), &prototypes(16));
+    assert_eq!(b.buffer, buffer(16));
+    assert_eq!(b.buffer.class_counts(), [2; 7]);
+    assert_eq!(b.model_bytes(Precision::Fp32).unwrap().1, b"not really onnx");
+    // Rewriting replaces the directory and leaves nothing beside it.
+    write(&dir);
+    let names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("b")]);
+}
+
+#[test]
+fn no_prototypes_requires_zero_text_weight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = buffer(16);
+    let contents = BundleContents {
+        model_fp32: Some(b"m"),
+        model_int8: None,
+        prototypes: None,
+        buffer: &b,
+    };
+    let e = write_bundle(&tmp.path().join("x"), &settings(16), contents)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fusion.weights.text"), "{e}");
+    let mut s = settings(16);
+    s.fusion.weights.text = 0.0;
+    write_bundle(&tmp.path().join("x"), &s, contents).unwrap();
+    assert!(Bundle::open(&tmp.path().join("x")).unwrap().prototypes.is_none());
+}
+
+#[test]
+fn truncated_model_is_a_size_error_naming_file_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path());
+    std::fs::write(tmp.path().join(MODEL_FP32_FILE), b"not really").unwrap();
+    let e = open_err(tmp.path());
+    assert!(e.contains(MODEL_FP32_FILE) && e.contains("models.fp32.bytes"), "{e}");
+}
+
+#[test]
+fn hash_mismatch_names_file_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path());
+    std::fs::write(tmp.path().join(MODEL_FP32_FILE), b"not really 0nnx").unwrap();
+    let e = Bundle::open(tmp.path()).unwrap_err();
+    assert!(matches!(e, BundleError::HashMismatch { .. }), "{e}");
+    let e = e.to_string();
+    assert!(e.contains(MODEL_FP32_FILE) && e.contains("models.fp32.sha256"), "{e}");
+}
+
+#[test]
+fn unknown_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path());
+    edit_manifest(tmp.path(), |v| v["format_version"] = 99.into());
+    let e = open_err(tmp.path());
+    assert!(
+        e.contains(MANIFEST_FILE) && e.contains("format_version") && e.contains("99"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_and_extra_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path());
+    edit_manifest(tmp.path(), |v| {
+        v.as_object_mut().unwrap().remove("embedding_dim");
+    });
+    let e = open_err(tmp.path());
+    assert!(
+        e.contains(MANIFEST_FILE) && e.contains("missing field `embedding_dim`"),
+        "{e}"
+    );
+    write(tmp.path());
+    edit_manifest(tmp.path(), |v| v["fusion"]["temperature"] = 1.into());
+    let e = open_err(tmp.path());
+    assert!(e.contains("unknown field `temperature`"), "{e}");
+}
+
+#[test]
+fn paths_may_not_leave_the_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    write(&dir);
+    std::fs::write(tmp.path().join("outside.onnx"), b"x").unwrap();
+    for bad in ["../outside.onnx", "/etc/passwd", "./model-fp32.onnx", "a\\b", ""] {
+        edit_manifest(&dir, |v| v["models"]["fp32"]["path"] = bad.into());
+        let e = Bundle::open(&dir).unwrap_err();
+        assert!(matches!(e, BundleError::PathEscapes { .. }), "{bad}: {e}");
+        assert!(e.to_string().contains("models.fp32.path"), "{e}");
+        write(&dir);
+    }
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(tmp.path().join("outside.onnx"), dir.join("link.onnx")).unwrap();
+        edit_manifest(&dir, |v| v["models"]["fp32"]["path"] = "link.onnx".into());
+        assert!(matches!(
+            Bundle::open(&dir).unwrap_err(),
+            BundleError::PathEscapes { .. }
+        ));
+    }
+}
+
+#[test]
+fn absurd_sizes_are_refused_before_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path());
+    edit_manifest(tmp.path(), |v| v["buffer"]["bytes"] = (1u64 << 40).into());
+    let e = Bundle::open(tmp.path()).unwrap_err();
+    assert!(matches!(e, BundleError::TooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("buffer.bytes"), "{e}");
+    write(tmp.path());
+    edit_manifest(tmp.path(), |v| v["embedding_dim"] = 1_000_000.into());
+    assert!(open_err(tmp.path()).contains("embedding_dim"));
+}
+
+#[test]
+fn buffer_header_claiming_too_many_entries_is_refused() {
+    let huge = vec![0u8; super::buffer::MAX_BUFFER_ENTRIES + 1];
+    let bytes = super::tensors::encode(vec![
+        ("labels", safetensors::Dtype::U8, vec![huge.len()], huge),
+        ("embeddings", safetensors::Dtype::F32, vec![0, 16], vec![]),
+    ])
+    .unwrap();
+    let e = SeedBuffer::from_bytes(&bytes, 16, Path::new("buffer.safetensors"), "buffer").unwrap_err();
+    assert!(
+        e.to_string().contains("buffer.safetensors") && e.to_string().contains("labels"),
+        "{e}"
+    );
+}
+
+#[test]
+fn class_order_must_be_canonical() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path());
+    edit_manifest(tmp.path(), |v| {
+        let c = v["classes"].as_array_mut().unwrap();
+        c.swap(0, 1);
+    });
+    let e = open_err(tmp.path());
+    assert!(e.contains(MANIFEST_FILE) && e.contains("`classes`"), "{e}");
+}
+
+#[test]
+fn prototype_shape_must_match_embedding_dim() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = prototypes(8);
+    let b = buffer(16);
+    let e = write_bundle(
+        tmp.path(),
+        &settings(16),
+        BundleContents {
+            model_fp32: Some(b"m"),
+            model_int8: None,
+            prototypes: Some(&p),
+            buffer: &b,
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("prototypes"), "{e}");
+}

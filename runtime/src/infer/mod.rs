@@ -1,0 +1,5 @@
+//! Inference with tract on a bundle's model.
+
+pub mod model;
+
+pub use model::{InferError, Inference, Model};

@@ -1,0 +1,303 @@
+//! Export through the runtime: the fp32 ONNX run by tract matches candle, the bundle written
+//! by the trainer opens with the runtime's reader, the int8 graph is really quantized and agrees
+//! with fp32, and a model that disagrees with its manifest is refused with a clear error.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sitfer_runtime::bundle::{Bundle, Manifest, Precision, TextPrototypes};
+use sitfer_runtime::infer::Model;
+use sitfer_trainer::export::bundle::{BundleInputs, SeedImages, default_fusion, write_model_bundle};
+use sitfer_trainer::export::fold::{FoldedNet, PROJ_WEIGHT, fold};
+use sitfer_trainer::export::onnx::fp32_onnx;
+use sitfer_trainer::export::proto::op_types;
+use sitfer_trainer::export::quantize::CalibMethod;
+use sitfer_trainer::model::{Arch, FerModel, ModelSpec, Stem, build, init::seeded_var_builder};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+const SIZE: usize = 48;
+const TEXT_DIM: usize = 32;
+
+struct Fixture {
+    model: Box<dyn FerModel>,
+    proj: Option<Tensor>,
+    net: FoldedNet,
+}
+
+/// The student with non-trivial batch-norm statistics and affine parameters (so folding is
+/// really exercised) and, optionally, a projection head.
+fn fixture(with_proj: bool) -> Fixture {
+    let spec = ModelSpec {
+        arch: Arch::Student,
+        stem: Stem::Small,
+        num_classes: 7,
+        input_size: SIZE as u32,
+    };
+    let varmap = VarMap::new();
+    let vb: VarBuilder = seeded_var_builder(&varmap, 7, DType::F32, &Device::Cpu);
+    let model = build(&spec, vb.clone()).unwrap();
+    let proj = with_proj.then(|| {
+        vb.get_with_hints(
+            (TEXT_DIM, model.embedding_dim()),
+            PROJ_WEIGHT,
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )
+        .unwrap()
+    });
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    {
+        let data = varmap.data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var: &Var = &data[name];
+            let n = var.elem_count();
+            let bn = ["bn1.", "bn2.", "downsample.1."].iter().any(|p| name.contains(p));
+            let (lo, hi) = if name.ends_with("running_var") {
+                (0.5, 2.0)
+            } else if name.ends_with("running_mean") || (bn && name.ends_with(".bias")) {
+                (-0.3, 0.3)
+            } else if bn && name.ends_with(".weight") {
+                (0.5, 1.5)
+            } else {
+                continue;
+            };
+            let v: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
+            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+    let weights: HashMap<String, Tensor> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    let net = fold(&spec, &weights).unwrap();
+    Fixture { model, proj, net }
+}
+
+/// Smooth, image-like inputs (a few random gratings plus noise), already normalised.
+fn images(n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let waves: Vec<(f32, f32, f32, f32)> = (0..4)
+                .map(|_| {
+                    (
+                        rng.random_range(0.02..0.3),
+                        rng.random_range(0.02..0.3),
+                        rng.random_range(0.0..6.3),
+                        rng.random_range(0.2..0.8),
+                    )
+                })
+                .collect();
+            let mut v = Vec::with_capacity(3 * SIZE * SIZE);
+            for c in 0..3 {
+                for y in 0..SIZE {
+                    for x in 0..SIZE {
+                        let s: f32 = waves
+                            .iter()
+                            .map(|(fx, fy, ph, a)| a * (fx * x as f32 + fy * y as f32 + ph + c as f32).sin())
+                            .sum();
+                        v.push(s + rng.random_range(-0.1..0.1));
+                    }
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+/// candle's eval-mode logits and the embedding the ONNX should reproduce.
+fn candle_reference(f: &Fixture, batch: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
+    let x = Tensor::from_vec(batch.concat(), (batch.len(), 3, SIZE, SIZE), &Device::Cpu).unwrap();
+    let out = f.model.forward_t(&x, false).unwrap();
+    let e = match &f.proj {
+        Some(w) => out.embedding.matmul(&w.t().unwrap()).unwrap(),
+        None => out.embedding,
+    };
+    let norm = e
+        .sqr()
+        .unwrap()
+        .sum_keepdim(1)
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .clamp(1e-12, f64::MAX)
+        .unwrap();
+    let e = e.broadcast_div(&norm).unwrap();
+    (
+        out.logits.flatten_all().unwrap().to_vec1().unwrap(),
+        e.flatten_all().unwrap().to_vec1().unwrap(),
+    )
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn prototypes() -> TextPrototypes {
+    let rows: Vec<Vec<f32>> = (0..7)
+        .map(|c| {
+            let r: Vec<f32> = (0..TEXT_DIM).map(|i| ((c * 31 + i) as f32).sin()).collect();
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter().map(|x| x / n).collect()
+        })
+        .collect();
+    TextPrototypes::from_rows(&rows).unwrap()
+}
+
+fn write(f: &Fixture, out: &Path, calib: Option<&[Vec<f32>]>) -> sitfer_trainer::export::bundle::BundleSummary {
+    let seed_imgs = images(14, 11);
+    let seed = SeedImages {
+        classes: (0..seed_imgs.len()).map(|i| (i % 7) as u8).collect(),
+        images: seed_imgs,
+    };
+    write_model_bundle(
+        out,
+        BundleInputs {
+            net: &f.net,
+            norm: Default::default(),
+            prototypes: f.proj.as_ref().map(|_| prototypes()),
+            seed: &seed,
+            calib: calib.map(|c| (c, CalibMethod::MinMax)),
+            fusion: default_fusion(f.proj.is_some()),
+            provenance: BTreeMap::from([("test".into(), "export_bundle".into())]),
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn fp32_parity_through_tract_and_bundle_round_trip() {
+    for with_proj in [true, false] {
+        let f = fixture(with_proj);
+        let tmp = tempfile::tempdir().unwrap();
+        let summary = write(&f, tmp.path(), None);
+        let bundle = Bundle::open(tmp.path()).unwrap();
+        assert_eq!(bundle.manifest, summary.manifest);
+        assert_eq!(bundle.buffer.len(), 14);
+        assert_eq!(bundle.prototypes.is_some(), with_proj);
+        assert_eq!(bundle.manifest.fusion.weights.text > 0.0, with_proj);
+        let dim = if with_proj { TEXT_DIM } else { 256 };
+        assert_eq!(bundle.manifest.embedding_dim, dim);
+        let model = Model::load(&bundle, Precision::Fp32).unwrap();
+        let imgs = images(8, 5);
+        for n in [1, 8] {
+            let (logits, emb) = candle_reference(&f, &imgs[..n]);
+            let out = model.run(&imgs[..n].concat(), n).unwrap();
+            let (dl, de) = (max_abs_diff(&logits, &out.logits), max_abs_diff(&emb, &out.embedding));
+            eprintln!("parity proj={with_proj} batch {n}: logits max |Δ| {dl:.2e}, embedding max |Δ| {de:.2e}");
+            assert!(dl <= 1e-4 && de <= 1e-4, "batch {n}: logits {dl}, embedding {de}");
+        }
+        // The seed buffer holds what the exported model computes.
+        let seed = images(14, 11);
+        let out = model.run(&seed[..2].concat(), 2).unwrap();
+        assert!(max_abs_diff(&out.embedding, &bundle.buffer.embeddings[..2 * dim]) <= 1e-5);
+    }
+}
+
+#[test]
+fn int8_is_quantized_and_agrees_with_fp32() {
+    let f = fixture(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let calib = images(64, 21);
+    let summary = write(&f, tmp.path(), Some(&calib));
+    let bundle = Bundle::open(tmp.path()).unwrap();
+    let (_, int8_bytes) = bundle.model_bytes(Precision::Int8).unwrap();
+    let ops = op_types(&int8_bytes).unwrap();
+    let convs = ops.iter().filter(|o| *o == "QLinearConv").count();
+    assert_eq!(convs, summary.qlinear_convs);
+    assert_eq!(
+        convs,
+        f.net
+            .layers
+            .iter()
+            .filter(|l| matches!(l, sitfer_trainer::export::fold::Layer::Conv { .. }))
+            .count()
+    );
+    assert!(!ops.iter().any(|o| o == "Conv"), "float convolutions left: {ops:?}");
+    let fp32 = Model::load(&bundle, Precision::Fp32).unwrap();
+    let int8 = Model::load(&bundle, Precision::Int8).unwrap();
+    let test = images(96, 99);
+    let (mut agree, mut max_dl, mut cos_min) = (0, 0f32, 1f32);
+    for chunk in test.chunks(8) {
+        let a = fp32.run(&chunk.concat(), chunk.len()).unwrap();
+        let b = int8.run(&chunk.concat(), chunk.len()).unwrap();
+        for i in 0..chunk.len() {
+            let argmax = |v: &[f32]| (0..v.len()).max_by(|&x, &y| v[x].total_cmp(&v[y])).unwrap();
+            agree += (argmax(a.logits_row(i)) == argmax(b.logits_row(i))) as usize;
+            max_dl = max_dl.max(max_abs_diff(a.logits_row(i), b.logits_row(i)));
+            let cos: f32 = a
+                .embedding_row(i)
+                .iter()
+                .zip(b.embedding_row(i))
+                .map(|(x, y)| x * y)
+                .sum();
+            cos_min = cos_min.min(cos);
+        }
+    }
+    let rate = agree as f64 / test.len() as f64;
+    eprintln!(
+        "int8 vs fp32: top-1 agreement {rate:.3} on {} images, logits max |Δ| {max_dl:.3}, embedding cosine ≥ {cos_min:.4}; sizes fp32 {} int8 {} bytes",
+        test.len(),
+        summary.fp32_bytes,
+        summary.int8_bytes.unwrap()
+    );
+    assert!(rate >= 0.9, "top-1 agreement {rate}");
+    assert!(cos_min >= 0.98, "embedding cosine {cos_min}");
+    assert!(summary.int8_bytes.unwrap() * 3 < summary.fp32_bytes);
+}
+
+fn manifest_of(dir: &Path) -> Manifest {
+    Bundle::open(dir).unwrap().manifest
+}
+
+#[test]
+fn model_disagreeing_with_manifest_is_refused_naming_file_and_field() {
+    let f = fixture(true);
+    let tmp = tempfile::tempdir().unwrap();
+    write(&f, tmp.path(), None);
+    let onnx = fp32_onnx(&f.net);
+    let file = Path::new("model-fp32.onnx");
+    let mut m = manifest_of(tmp.path());
+    m.embedding_dim = 16;
+    let e = Model::from_onnx(&onnx, file, "models.fp32", &m)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model-fp32.onnx") && e.contains("models.fp32") && e.contains("embedding_dim"),
+        "{e}"
+    );
+    let mut m = manifest_of(tmp.path());
+    m.input.size = 64;
+    let e = Model::from_onnx(&onnx, file, "models.fp32", &m)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model-fp32.onnx") && e.contains("input.size"), "{e}");
+    let m = manifest_of(tmp.path());
+    let e = Model::from_onnx(&onnx[..onnx.len() / 2], file, "models.fp32", &m)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model-fp32.onnx") && e.contains("not a loadable ONNX model"),
+        "{e}"
+    );
+}
+
+#[test]
+fn efficientnet_export_is_refused_clearly() {
+    let spec = ModelSpec {
+        arch: Arch::EfficientnetLite0,
+        stem: Stem::Small,
+        num_classes: 7,
+        input_size: 64,
+    };
+    let e = fold(&spec, &HashMap::new()).unwrap_err().to_string();
+    assert!(e.contains("not supported for export"), "{e}");
+}

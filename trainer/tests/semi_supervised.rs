@@ -1,0 +1,349 @@
+//! Semi-supervised training end to end on a generated dataset: SIT-FER and FixMatch runs, their
+//! pseudo-label statistics, resume with the instance memory, and the step's loss combination.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use image::{Rgb, RgbImage};
+use sitfer_runtime::labels::ALL;
+use sitfer_trainer::data::augment::{AugmentConfig, Normalization};
+use sitfer_trainer::data::split::LabelBudget;
+use sitfer_trainer::data::{Format, OutsidePolicy};
+use sitfer_trainer::model::projection::ProjectionHead;
+use sitfer_trainer::model::{Arch, ModelSpec, Stem, build, init::seeded_var_builder};
+use sitfer_trainer::semi::step::{LabeledInput, SslState, UnlabeledInput};
+use sitfer_trainer::semi::{InstanceMemory, SslConfig, ThresholdMode};
+use sitfer_trainer::text::encoder::{EncoderId, EncoderKind};
+use sitfer_trainer::text::prototypes::{PROTOTYPES_VERSION, PrototypeSet, texts_hash};
+use sitfer_trainer::train::checkpoint::{self, Which};
+use sitfer_trainer::train::config::{DataConfig, Method, TextConfig, TrainConfig};
+use sitfer_trainer::train::optimizer::OptimizerConfig;
+use sitfer_trainer::train::run::{RunOptions, train};
+use std::path::Path;
+
+const DIM: usize = 8;
+
+/// Class `c` is a bright square in one of 7 positions on a noisy background.
+fn write_dataset(root: &Path, per_class: usize) {
+    let mut state = 777u32;
+    let mut noise = move || {
+        state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+        (state >> 24) as u8 / 4
+    };
+    for (split, n) in [("train", per_class), ("val", per_class / 2)] {
+        for (c, e) in ALL.iter().enumerate() {
+            let dir = root.join(split).join(e.name());
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let img = RgbImage::from_fn(16, 16, |x, y| {
+                    let inside = x / 4 == (c as u32 % 4) && y / 8 == (c as u32 / 4);
+                    Rgb([if inside { 220 } else { noise() }; 3])
+                });
+                img.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+/// A prototype cache for the default descriptions, as if made by an encoder of dimension `DIM`:
+/// class c's prototype leans on axis c.
+fn write_prototypes(path: &Path) {
+    let texts = sitfer_trainer::text::descriptions::default_descriptions();
+    let prototypes: Vec<Vec<f32>> = (0..7)
+        .map(|c| {
+            let mut v = [0.2f32; DIM];
+            v[c] = 1.0;
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter().map(|x| x / n).collect()
+        })
+        .collect();
+    PrototypeSet {
+        version: PROTOTYPES_VERSION,
+        encoder: EncoderId {
+            name: "fixture".into(),
+            kind: EncoderKind::Minilm,
+            sha256: "0".repeat(64),
+        },
+        classes: ALL.iter().map(|e| e.name().to_string()).collect(),
+        texts_hash: texts_hash(&texts),
+        texts,
+        dim: DIM,
+        prototypes,
+    }
+    .save(path)
+    .unwrap();
+}
+
+fn config(root: &Path, method: Method, ssl: Option<SslConfig>, steps: u64) -> TrainConfig {
+    TrainConfig {
+        method,
+        model: ModelSpec {
+            arch: Arch::Student,
+            stem: Stem::Small,
+            num_classes: 7,
+            input_size: 16,
+        },
+        data: DataConfig {
+            root: root.to_path_buf(),
+            format: Format::ImageFolder,
+            budget: LabelBudget::PerClass(3),
+            outside: OutsidePolicy::Drop,
+            soft_labels: false,
+            val_fraction: 0.0,
+            split_manifest: None,
+        },
+        norm: Normalization::default(),
+        augment: AugmentConfig::default(),
+        optimizer: OptimizerConfig::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-4,
+        },
+        lr: 3e-3,
+        cosine: true,
+        warmup_steps: 2,
+        batch_size: 7,
+        steps,
+        epochs: 0.0,
+        eval_every: 4,
+        seed: 5,
+        workers: 2,
+        pretrained: None,
+        device: "cpu".into(),
+        text: ssl.as_ref().filter(|c| c.text).map(|_| TextConfig {
+            prototypes: root.join("prototypes.json"),
+            encoder_dir: root.join("no-encoder-here"),
+            encoder_kind: EncoderKind::Minilm,
+        }),
+        ssl,
+    }
+}
+
+fn sitfer_config() -> SslConfig {
+    SslConfig {
+        ins_warmup_steps: 2,
+        queue_per_class: 4,
+        threshold: 0.3,
+        threshold_mode: ThresholdMode::Adaptive {
+            floor: 0.2,
+            momentum: 0.9,
+        },
+        ..SslConfig::sitfer()
+    }
+}
+
+fn state_tensors(run: &Path) -> std::collections::HashMap<String, Vec<f32>> {
+    let dir = checkpoint::resolve(run, Which::Latest).unwrap();
+    let ck = checkpoint::load(&dir, &Device::Cpu).unwrap();
+    ck.weights
+        .into_iter()
+        .chain(ck.optimizer)
+        .map(|(k, v)| {
+            (
+                k,
+                v.to_dtype(DType::F32)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sitfer_trains_logs_pseudo_labels_and_resumes_exactly() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 10);
+    write_prototypes(&data.path().join("prototypes.json"));
+    let cfg = config(data.path(), Method::Sitfer, Some(sitfer_config()), 8);
+
+    let straight = tempfile::tempdir().unwrap();
+    let s = train(
+        &cfg,
+        &RunOptions {
+            run_dir: straight.path().to_path_buf(),
+            resume: false,
+            stop_after: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(s.step, 8);
+    for r in &s.history {
+        let ssl = r.ssl.as_ref().expect("semi-supervised statistics are logged");
+        assert!((0.0..=1.0).contains(&ssl.mask_rate), "{ssl:?}");
+        assert!(ssl.loss_t.is_some(), "L_t is on for sitfer");
+        assert!(ssl.text_accuracy.is_some());
+        assert!(r.val_fused_accuracy.is_some());
+    }
+    let last = s.history.last().unwrap().ssl.as_ref().unwrap();
+    assert!(last.ins_accuracy.is_some(), "p_ins joins after its warm-up");
+    // 21 labeled slots (3 per class), all seen within 8 batches of 7, plus queued pseudo-labels.
+    assert!(last.buffer_size.unwrap() >= 21, "{last:?}");
+    for f in ["prototypes.json", "pseudo-labels.png", "metrics.jsonl", "split.json"] {
+        assert!(straight.path().join(f).is_file(), "{f} missing");
+    }
+    let saved = state_tensors(straight.path());
+    assert_eq!(
+        saved["proj.weight"].len(),
+        DIM * 256,
+        "projection head [d_text, d] is checkpointed"
+    );
+    assert!(saved.contains_key("memory.labeled") && saved.contains_key("ssl.thresholds"));
+
+    // 4 steps, stop, resume for 4 more: the same weights, optimizer, memory and thresholds.
+    let resumed = tempfile::tempdir().unwrap();
+    let opts = |stop| RunOptions {
+        run_dir: resumed.path().to_path_buf(),
+        resume: true,
+        stop_after: stop,
+    };
+    assert_eq!(train(&cfg, &opts(Some(4))).unwrap().step, 4);
+    assert_eq!(train(&cfg, &opts(None)).unwrap().step, 8);
+    let again = state_tensors(resumed.path());
+    assert_eq!(saved.len(), again.len());
+    for (k, a) in &saved {
+        let b = &again[k];
+        assert_eq!(a.len(), b.len(), "{k}");
+        let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(d < 1e-4, "{k}: resumed run differs by {d}");
+    }
+}
+
+#[test]
+fn fixmatch_runs_without_text_and_reports_pseudo_labels() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 8);
+    let cfg = config(
+        data.path(),
+        Method::Fixmatch,
+        Some(SslConfig {
+            threshold: 0.5,
+            ..SslConfig::fixmatch()
+        }),
+        4,
+    );
+    let run = tempfile::tempdir().unwrap();
+    let s = train(
+        &cfg,
+        &RunOptions {
+            run_dir: run.path().to_path_buf(),
+            resume: false,
+            stop_after: None,
+        },
+    )
+    .unwrap();
+    let r = s.history.last().unwrap().ssl.as_ref().unwrap();
+    assert!(
+        r.loss_t.is_none() && r.text_accuracy.is_none() && r.ins_accuracy.is_none(),
+        "{r:?}"
+    );
+    assert!(!run.path().join("prototypes.json").exists());
+    assert!(!state_tensors(run.path()).contains_key("proj.weight"));
+}
+
+/// A tiny model, projection head and prototypes for driving the step directly.
+fn parts(cfg: SslConfig) -> (VarMap, Box<dyn sitfer_trainer::model::FerModel>, SslState) {
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = seeded_var_builder(&varmap, 1, DType::F32, &dev);
+    let spec = ModelSpec {
+        arch: Arch::Student,
+        stem: Stem::Small,
+        num_classes: 7,
+        input_size: 16,
+    };
+    let model = build(&spec, vb.clone()).unwrap();
+    let proj = ProjectionHead::new(model.embedding_dim(), DIM, vb).unwrap();
+    let protos = Tensor::randn(0f32, 1.0, (7, DIM), &dev).unwrap();
+    let protos = sitfer_trainer::text::encoder::l2_normalize(&protos).unwrap();
+    let memory = InstanceMemory::new(DIM, (0..7).collect(), cfg.queue_per_class);
+    let state = SslState::new(cfg, Some(protos), Some(proj), Some(memory));
+    (varmap, model, state)
+}
+
+#[test]
+fn step_loss_is_the_weighted_sum_of_its_terms_and_updates_the_memory() {
+    let cfg = SslConfig {
+        lambda_s: 0.7,
+        lambda_t: 0.3,
+        lambda_u: 2.0,
+        threshold: 0.01, // every pseudo-label passes
+        ins_warmup_steps: 0,
+        queue_per_class: 8,
+        ..SslConfig::sitfer()
+    };
+    let (_vm, model, mut ssl) = parts(cfg);
+    let dev = Device::Cpu;
+    let x = Tensor::randn(0f32, 1.0, (7, 3, 16, 16), &dev).unwrap();
+    let labels: Vec<usize> = (0..7).collect();
+    let mut onehot = vec![0f32; 49];
+    for i in 0..7 {
+        onehot[i * 7 + i] = 1.0;
+    }
+    let targets = Tensor::from_vec(onehot, (7, 7), &dev).unwrap();
+    let weak = Tensor::randn(0f32, 1.0, (5, 3, 16, 16), &dev).unwrap();
+    let strong = Tensor::randn(0f32, 1.0, (5, 3, 16, 16), &dev).unwrap();
+    let slots: Vec<usize> = (0..7).collect();
+    let out = ssl
+        .step(
+            model.as_ref(),
+            0,
+            LabeledInput {
+                x: &x,
+                targets: &targets,
+                labels: &labels,
+                slots: &slots,
+            },
+            Some(UnlabeledInput {
+                weak: &weak,
+                strong: &strong,
+            }),
+        )
+        .unwrap();
+    let total = out.loss.to_scalar::<f32>().unwrap();
+    let (ls, lt, lu) = (out.l_s, out.l_t.unwrap(), out.l_u.unwrap());
+    assert!(lu > 0.0, "every pseudo-label passed, so L_u > 0");
+    let want = 0.7 * ls + 0.3 * lt + 2.0 * lu;
+    assert!((total - want).abs() < 1e-4 * want.abs().max(1.0), "{total} vs {want}");
+    let p = out.unlabeled.unwrap();
+    assert!(p.mask.iter().all(|&m| m));
+    let mem = ssl.memory.as_ref().unwrap();
+    // 7 labeled slots filled + 5 confident pseudo-labels queued.
+    assert_eq!(mem.len(), 12, "{:?}", mem.counts());
+}
+
+#[test]
+fn nothing_passes_a_threshold_of_one() {
+    let cfg = SslConfig {
+        threshold: 1.0,
+        ..SslConfig::fixmatch()
+    };
+    let (_vm, model, mut ssl) = parts(cfg);
+    let dev = Device::Cpu;
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 16, 16), &dev).unwrap();
+    let targets = Tensor::from_vec(
+        vec![1f32, 0., 0., 0., 0., 0., 0., 0., 1., 0., 0., 0., 0., 0.],
+        (2, 7),
+        &dev,
+    )
+    .unwrap();
+    let u = Tensor::randn(0f32, 1.0, (4, 3, 16, 16), &dev).unwrap();
+    let out = ssl
+        .step(
+            model.as_ref(),
+            0,
+            LabeledInput {
+                x: &x,
+                targets: &targets,
+                labels: &[0, 1],
+                slots: &[0, 1],
+            },
+            Some(UnlabeledInput { weak: &u, strong: &u }),
+        )
+        .unwrap();
+    assert_eq!(out.l_u, Some(0.0));
+    assert!(out.unlabeled.unwrap().mask.iter().all(|&m| !m));
+    assert!(out.l_t.is_none(), "fixmatch has no text term");
+}
