@@ -1,5 +1,7 @@
 //! `sitfer`: the edge runtime's command line.
 
+mod cmd;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sitfer_runtime::bundle::{Bundle, Precision};
@@ -37,6 +39,12 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         runs: usize,
     },
+    /// Recognize expressions in frames from a source; one JSON line per frame.
+    Run(cmd::run::RunArgs),
+    /// Accuracy of a bundle on a labeled ImageFolder: p_sem and fused p̂ side by side.
+    Eval(cmd::eval::EvalArgs),
+    /// Recall and speed of face detectors on generated frames of pasted face crops.
+    BenchDetect(cmd::bench_detect::BenchDetectArgs),
 }
 
 fn precisions(b: &Bundle) -> Vec<Precision> {
@@ -107,6 +115,7 @@ fn bench(path: PathBuf, batches: &[usize], runs: usize) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match cli.command {
         Command::Labels => {
@@ -116,6 +125,9 @@ fn main() -> Result<()> {
         }
         Command::Info { bundle } => info(bundle)?,
         Command::Bench { bundle, batches, runs } => bench(bundle, &batches, runs.max(1))?,
+        Command::Run(a) => cmd::run::run(a)?,
+        Command::Eval(a) => cmd::eval::eval(a)?,
+        Command::BenchDetect(a) => cmd::bench_detect::bench_detect(a)?,
     }
     Ok(())
 }

@@ -1,0 +1,39 @@
+//! Board profiles (`boards/<name>.toml`): target, glibc floor, camera, threads, detector and
+//! display for one kind of board, so `sitfer run --board NAME` needs no other flags.
+
+mod embedded;
+mod error;
+mod profile;
+
+pub use embedded::names as builtin_names;
+pub use error::BoardError;
+pub use profile::{BoardProfile, CameraProfile, DisplayOutput, DisplayProfile, InferenceProfile, KNOWN_TARGETS};
+
+use std::path::Path;
+
+/// Loads `--board ARG`: a built-in name (`jetson-orin-nano`), or a path to a `.toml` profile
+/// (anything with a `/` or a `.toml` suffix, so a typo in a name is not read as a file).
+pub fn load(arg: &str) -> Result<BoardProfile, BoardError> {
+    if arg.contains('/') || arg.ends_with(".toml") {
+        return load_path(Path::new(arg));
+    }
+    match embedded::EMBEDDED.iter().find(|(name, _)| *name == arg) {
+        Some((name, text)) => BoardProfile::from_toml(&format!("built-in board {name}"), text),
+        None => Err(BoardError::Unknown {
+            name: arg.to_string(),
+            known: builtin_names(),
+        }),
+    }
+}
+
+pub fn load_path(path: &Path) -> Result<BoardProfile, BoardError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| BoardError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    BoardProfile::from_toml(&file, &text)
+}
+
+#[cfg(test)]
+mod tests;

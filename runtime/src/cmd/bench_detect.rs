@@ -1,0 +1,199 @@
+//! `sitfer bench-detect`: recall and speed of face detectors on generated frames: face crops
+//! (CK+, FER2013…) resized to a given side and pasted at random, non-overlapping places on a
+//! textured background, one to `max_faces` per frame. The pasted boxes are the ground truth.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use image::{RgbImage, imageops};
+use sitfer_runtime::detect::{BBox, DetectorSpec};
+use sitfer_runtime::source::{Frame, is_image_file};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct BenchDetectArgs {
+    /// Folder searched recursively for face crops.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Detectors to compare: rustface, onnx:PATH.
+    #[arg(long, value_delimiter = ',', default_value = "rustface")]
+    pub detectors: Vec<DetectorSpec>,
+    /// Face sides in pixels, one set of frames each.
+    #[arg(long, value_delimiter = ',', default_value = "48,96,160")]
+    pub sizes: Vec<u32>,
+    /// Frames per face size.
+    #[arg(long, default_value_t = 30)]
+    pub frames: usize,
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    /// Faces per frame cycle through 1..=max_faces.
+    #[arg(long, default_value_t = 4)]
+    pub max_faces: usize,
+    /// IoU with the pasted box that counts as found.
+    #[arg(long, default_value_t = 0.3)]
+    pub iou: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the generated frames here as PNG (inputs for `sitfer run`).
+    #[arg(long)]
+    pub save_frames: Option<PathBuf>,
+}
+
+/// xorshift64*: reproducible without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn crops(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)
+            .with_context(|| format!("reading {}", d.display()))?
+            .flatten()
+        {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if is_image_file(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        bail!("{}: no images", root.display());
+    }
+    Ok(out)
+}
+
+/// A frame with `n` faces of side `side`, and their boxes.
+fn make_frame(
+    a: &BenchDetectArgs,
+    files: &[PathBuf],
+    rng: &mut Rng,
+    side: u32,
+    n: usize,
+    index: u64,
+) -> Result<(Frame, Vec<BBox>)> {
+    let (w, h) = (a.width, a.height);
+    let (tint_r, tint_b) = (rng.below(60) as u32, rng.below(60) as u32);
+    let mut img = RgbImage::from_fn(w, h, |x, y| {
+        let g = 60 + (120 * (x + y) / (w + h));
+        let noise = (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729)) % 23;
+        image::Rgb([
+            (g + tint_r + noise).min(255) as u8,
+            (g + noise) as u8,
+            (g + tint_b + noise).min(255) as u8,
+        ])
+    });
+    let mut boxes: Vec<BBox> = Vec::new();
+    let side = side.min(w).min(h);
+    for _ in 0..n {
+        let file = &files[rng.below(files.len() as u64) as usize];
+        let face = image::open(file)
+            .with_context(|| format!("decoding {}", file.display()))?
+            .to_rgb8();
+        let face = imageops::resize(&face, side, side, imageops::FilterType::Triangle);
+        for _try in 0..50 {
+            let x = rng.below((w - side + 1) as u64) as u32;
+            let y = rng.below((h - side + 1) as u64) as u32;
+            let b = BBox::new(x as f32, y as f32, (x + side) as f32, (y + side) as f32);
+            let pad = side as f32 * 0.2;
+            let padded = BBox::new(b.x1 - pad, b.y1 - pad, b.x2 + pad, b.y2 + pad);
+            if boxes.iter().all(|o| o.iou(&padded) == 0.0) {
+                imageops::overlay(&mut img, &face, x as i64, y as i64);
+                boxes.push(b);
+                break;
+            }
+        }
+    }
+    let frame = Frame {
+        index,
+        timestamp: Duration::ZERO,
+        width: w,
+        height: h,
+        rgb: img.into_raw(),
+    };
+    Ok((frame, boxes))
+}
+
+pub fn bench_detect(a: BenchDetectArgs) -> Result<()> {
+    let files = crops(&a.data)?;
+    if let Some(d) = &a.save_frames {
+        std::fs::create_dir_all(d)?;
+    }
+    // The same frames for every detector.
+    let mut sets = Vec::new();
+    for &side in &a.sizes {
+        let mut rng = Rng(a.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (side as u64 + 1));
+        let mut frames = Vec::new();
+        for i in 0..a.frames {
+            let n = 1 + i % a.max_faces.max(1);
+            let (f, b) = make_frame(&a, &files, &mut rng, side, n, i as u64)?;
+            if let Some(d) = &a.save_frames {
+                let img = RgbImage::from_raw(f.width, f.height, f.rgb.clone()).expect("frame size");
+                img.save(d.join(format!("s{side:04}-{i:04}.png")))?;
+            }
+            frames.push((f, b));
+        }
+        sets.push((side, frames));
+    }
+    println!(
+        "{} frames of {}x{} per face size, 1-{} faces each, crops from {} ({} files); found = IoU ≥ {}",
+        a.frames,
+        a.width,
+        a.height,
+        a.max_faces,
+        a.data.display(),
+        files.len(),
+        a.iou
+    );
+    println!("| detector | face px | faces | recall | false pos / frame | ms / frame (mean) | ms / frame (p90) |");
+    println!("|---|---|---|---|---|---|---|");
+    for spec in &a.detectors {
+        let mut det = spec.build()?;
+        // Warm-up: tract plans and allocations.
+        det.detect(&sets[0].1[0].0)?;
+        for (side, frames) in &sets {
+            let (mut faces, mut found, mut fp) = (0usize, 0usize, 0usize);
+            let mut ms = Vec::new();
+            for (f, truth) in frames {
+                let t = Instant::now();
+                let dets = det.detect(f)?;
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+                faces += truth.len();
+                found += truth
+                    .iter()
+                    .filter(|b| dets.iter().any(|d| d.bbox.iou(b) >= a.iou))
+                    .count();
+                fp += dets
+                    .iter()
+                    .filter(|d| truth.iter().all(|b| d.bbox.iou(b) < a.iou))
+                    .count();
+            }
+            ms.sort_by(f64::total_cmp);
+            let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
+            let p90 = ms[(ms.len() * 9 / 10).min(ms.len() - 1)];
+            println!(
+                "| {} | {side} | {faces} | {:.3} | {:.2} | {mean:.1} | {p90:.1} |",
+                det.name(),
+                found as f64 / faces.max(1) as f64,
+                fp as f64 / frames.len().max(1) as f64
+            );
+        }
+    }
+    Ok(())
+}

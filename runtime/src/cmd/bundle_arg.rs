@@ -1,0 +1,62 @@
+//! `--bundle`: a directory, or the bundle embedded in the binary at build time.
+
+use anyhow::{Context, Result, bail};
+use sitfer_runtime::bundle::{Bundle, Precision};
+use sitfer_runtime::infer::Model;
+use std::path::{Path, PathBuf};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/default_bundle.rs"));
+}
+
+/// Opens `path`, or the embedded default bundle, and loads its model of `precision` (the
+/// bundle's preferred one if `None`).
+pub fn open(path: Option<&Path>, precision: Option<Precision>) -> Result<(Bundle, Model)> {
+    match path {
+        Some(p) => {
+            let b = Bundle::open(p).with_context(|| format!("opening bundle {}", p.display()))?;
+            let m = load(&b, precision, &p.display().to_string())?;
+            Ok((b, m))
+        }
+        None => open_embedded(precision),
+    }
+}
+
+fn load(b: &Bundle, precision: Option<Precision>, name: &str) -> Result<Model> {
+    let p = precision.unwrap_or_else(|| b.manifest.preferred_precision());
+    let m = Model::load(b, p).with_context(|| format!("loading the {} model of bundle {name}", p.name()))?;
+    log::info!("bundle {name}: {} model", p.name());
+    Ok(m)
+}
+
+/// The reader works on directories (it checks paths, sizes and hashes there), so the embedded
+/// files are written to a private temporary directory, read, and removed.
+fn open_embedded(precision: Option<Precision>) -> Result<(Bundle, Model)> {
+    if embedded::DEFAULT_BUNDLE.is_empty() {
+        bail!(
+            "this binary was built without a default bundle (models/default/ did not exist at build time): pass --bundle DIR"
+        );
+    }
+    let dir: PathBuf = std::env::temp_dir().join(format!("sitfer-default-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let result = (|| {
+        for (name, bytes) in embedded::DEFAULT_BUNDLE {
+            std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()))?;
+        }
+        let mut b = Bundle::open(&dir).context("opening the embedded default bundle")?;
+        let name = "<embedded models/default>";
+        let m = load(&b, precision, name)?;
+        b.dir = PathBuf::from(name);
+        Ok((b, m))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+pub fn parse_precision(s: &str) -> Result<Precision, String> {
+    match s {
+        "fp32" => Ok(Precision::Fp32),
+        "int8" => Ok(Precision::Int8),
+        _ => Err(format!("`{s}`: expected `fp32` or `int8`")),
+    }
+}

@@ -1,0 +1,261 @@
+//! `sitfer eval`: accuracy of a bundle on a labeled ImageFolder (`<class>/*.png`, or
+//! `<split>/<class>/`), p_sem and the fused p̂ side by side.
+
+use super::bundle_arg;
+use super::run::{Faces, ModelArgs};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use sitfer_runtime::buffer::InstanceBuffer;
+use sitfer_runtime::detect::BBox;
+use sitfer_runtime::fusion::{Probs, argmax};
+use sitfer_runtime::labels::{ALL, LabelMeaning, NUM_CLASSES, lookup_label_name};
+use sitfer_runtime::pipeline::{Recognizer, RecognizerConfig};
+use sitfer_runtime::source::{Frame, is_image_file};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// ImageFolder root: `<class>/*` or `<split>/<class>/*`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Split folder under --data (default: `val`, else `test`, when --data has no class folders).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Evaluate at most this many images (spread over classes in file order).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Faces per model run with --faces whole-frame.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+}
+
+/// The folder evaluated, (file, class) of every image in it, and the folders skipped (labels
+/// outside the 7 classes).
+struct Listing {
+    dir: PathBuf,
+    items: Vec<(PathBuf, usize)>,
+    skipped: Vec<String>,
+}
+
+fn list(root: &Path, split: Option<&str>) -> Result<Listing> {
+    let is_class_dir = |d: &Path| {
+        d.is_dir()
+            && d.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| lookup_label_name(n).is_some())
+    };
+    let has_classes = |d: &Path| {
+        std::fs::read_dir(d)
+            .map(|it| it.flatten().any(|e| is_class_dir(&e.path())))
+            .unwrap_or(false)
+    };
+    let dir = match split {
+        Some(s) => root.join(s),
+        None if has_classes(root) => root.to_path_buf(),
+        None => ["val", "test"]
+            .iter()
+            .map(|s| root.join(s))
+            .find(|d| has_classes(d))
+            .with_context(|| {
+                format!(
+                    "{}: no class folders, nor val/ or test/ with class folders",
+                    root.display()
+                )
+            })?,
+    };
+    let mut items = Vec::new();
+    let mut skipped = Vec::new();
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort();
+    for d in subdirs {
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        let class = match lookup_label_name(&name) {
+            Some(LabelMeaning::Class(e)) => e.index(),
+            Some(LabelMeaning::OutsideSet(o)) => {
+                skipped.push(format!("{name} ({})", o.name()));
+                continue;
+            }
+            None => bail!("{}: folder `{name}` is not a known label", d.display()),
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&d)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && is_image_file(p))
+            .collect();
+        files.sort();
+        items.extend(files.into_iter().map(|f| (f, class)));
+    }
+    if items.is_empty() {
+        bail!("{}: no images in class folders", dir.display());
+    }
+    Ok(Listing { dir, items, skipped })
+}
+
+/// Every k-th item so that a limit keeps all classes.
+fn spread<T: Clone>(items: &[T], limit: Option<usize>) -> Vec<T> {
+    match limit {
+        Some(n) if n < items.len() => (0..n).map(|i| items[i * items.len() / n].clone()).collect(),
+        _ => items.to_vec(),
+    }
+}
+
+fn frame_of(path: &Path) -> Result<Frame> {
+    let img = image::open(path)
+        .with_context(|| format!("decoding {}", path.display()))?
+        .to_rgb8();
+    Ok(Frame {
+        index: 0,
+        timestamp: Duration::ZERO,
+        width: img.width(),
+        height: img.height(),
+        rgb: img.into_raw(),
+    })
+}
+
+#[derive(Default)]
+struct Tally {
+    confusion: [[u64; NUM_CLASSES]; NUM_CLASSES],
+    correct: u64,
+    total: u64,
+}
+
+impl Tally {
+    fn add(&mut self, truth: usize, p: Option<&Probs>) {
+        self.total += 1;
+        if let Some(p) = p {
+            let c = argmax(p).0;
+            self.confusion[truth][c] += 1;
+            self.correct += (c == truth) as u64;
+        }
+    }
+    fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.total.max(1) as f64
+    }
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let (bundle, model) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
+    let Listing { dir, items, skipped } = list(&a.data, a.split.as_deref())?;
+    let items = spread(&items, a.limit);
+    if !skipped.is_empty() {
+        eprintln!("skipped folders outside the 7 classes: {}", skipped.join(", "));
+    }
+    let mut cfg = RecognizerConfig::for_bundle(&bundle);
+    cfg.margin = a.model.margin;
+    cfg.color = a.model.color;
+    cfg.fusion.mode = a.model.fuse_mode;
+    cfg.fusion.aggregate = a.model.aggregate;
+    cfg.continual = false;
+    let detector = a.model.detector()?;
+    let detector_name = detector.name();
+    let buffer = InstanceBuffer::from_seed(&bundle.buffer, 0);
+    let mut rec = Recognizer::new(&bundle, model, detector, buffer, cfg);
+    let (mut sem, mut fused, mut text, mut ins) =
+        (Tally::default(), Tally::default(), Tally::default(), Tally::default());
+    let mut no_face = [0u64; NUM_CLASSES];
+    let t0 = Instant::now();
+    let batch = a.batch.max(1);
+    for chunk in items.chunks(if a.model.faces == Faces::WholeFrame { batch } else { 1 }) {
+        // One prepared face (or none) per item.
+        let mut input = Vec::new();
+        let mut owners = Vec::new();
+        for (k, (path, class)) in chunk.iter().enumerate() {
+            let frame = frame_of(path)?;
+            let face = match a.model.faces {
+                Faces::WholeFrame => Some(BBox::new(0.0, 0.0, frame.width as f32, frame.height as f32)),
+                Faces::Detect => {
+                    let dets = rec.detect(&frame)?;
+                    dets.into_iter()
+                        .max_by(|x, y| x.score.total_cmp(&y.score))
+                        .map(|d| d.bbox)
+                }
+            };
+            match face {
+                Some(b) => {
+                    let img = rec.prep().crop(&frame, &b);
+                    rec.prep().push_chw(&img, &mut input);
+                    owners.push(k);
+                }
+                None => {
+                    no_face[*class] += 1;
+                    for t in [&mut sem, &mut fused, &mut text, &mut ins] {
+                        t.add(*class, None);
+                    }
+                }
+            }
+        }
+        if owners.is_empty() {
+            continue;
+        }
+        let out = rec.infer_batch(&input, owners.len())?;
+        for (j, &k) in owners.iter().enumerate() {
+            let class = chunk[k].1;
+            let f = rec.fuse(out.logits_row(j), out.embedding_row(j));
+            sem.add(class, Some(&f.p_sem));
+            fused.add(class, Some(&f.p_hat));
+            text.add(class, f.p_text.as_ref());
+            ins.add(class, Some(&f.p_ins));
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "eval {} ({} images, faces: {}, {:.1} images/s)",
+        dir.display(),
+        items.len(),
+        detector_name,
+        items.len() as f64 / secs
+    );
+    let missing: u64 = no_face.iter().sum();
+    if a.model.faces == Faces::Detect {
+        println!(
+            "no face detected: {missing} of {} ({:.1}%), counted as errors",
+            items.len(),
+            100.0 * missing as f64 / items.len() as f64
+        );
+    }
+    println!("| source | accuracy |");
+    println!("|---|---|");
+    println!("| p_sem (classifier) | {:.4} |", sem.accuracy());
+    if bundle.prototypes.is_some() {
+        println!("| p_text (prototypes) | {:.4} |", text.accuracy());
+    }
+    println!("| p_ins (seed buffer) | {:.4} |", ins.accuracy());
+    println!("| p̂ (fused) | {:.4} |", fused.accuracy());
+    println!();
+    println!("| class | images | recall p_sem | recall p̂ |");
+    println!("|---|---|---|---|");
+    for (c, e) in ALL.iter().enumerate() {
+        let n = sem.confusion[c].iter().sum::<u64>() + no_face[c];
+        let r = |t: &Tally| {
+            if n == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.3}", t.confusion[c][c] as f64 / n as f64)
+            }
+        };
+        println!("| {} | {n} | {} | {} |", e.name(), r(&sem), r(&fused));
+    }
+    println!();
+    println!("confusion matrix of p̂ (rows: true, columns: predicted)");
+    print!("{:>10}", "");
+    for e in ALL {
+        print!("{:>9}", e.name());
+    }
+    println!();
+    for (c, e) in ALL.iter().enumerate() {
+        print!("{:>10}", e.name());
+        for v in fused.confusion[c] {
+            print!("{v:>9}");
+        }
+        println!();
+    }
+    Ok(())
+}

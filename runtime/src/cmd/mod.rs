@@ -1,0 +1,6 @@
+//! The `sitfer` subcommands beyond `labels`, `info` and `bench`.
+
+pub mod bench_detect;
+pub mod bundle_arg;
+pub mod eval;
+pub mod run;

@@ -1,0 +1,234 @@
+//! `sitfer run`: frames from a source through the recognizer into JSON lines.
+
+use super::bundle_arg;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use sitfer_runtime::buffer::{InstanceBuffer, space_id};
+use sitfer_runtime::bundle::Precision;
+use sitfer_runtime::camera::device::CameraConfig;
+use sitfer_runtime::camera::negotiate::FormatRequest;
+use sitfer_runtime::camera::source::CameraSource;
+use sitfer_runtime::detect::{DetectorSpec, FaceDetector, WholeFrame};
+use sitfer_runtime::fusion::{Aggregate, FuseMode};
+use sitfer_runtime::pipeline::{
+    CancelToken, DropPolicy, JsonLinesSink, Recognizer, RecognizerConfig, RunOptions, Sink, run_pipeline,
+};
+use sitfer_runtime::preprocess::ColorMode;
+use sitfer_runtime::source::{self, FrameSource, Paced};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Faces {
+    /// Detect faces in each frame.
+    Detect,
+    /// Each frame is one face crop.
+    WholeFrame,
+}
+
+/// Options shared by `run` and `eval`: the model and how faces reach it.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Bundle directory (default: the bundle embedded at build time from models/default/).
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// fp32 or int8 (default: int8 when the bundle has it).
+    #[arg(long, value_parser = bundle_arg::parse_precision)]
+    pub precision: Option<Precision>,
+    #[arg(long, value_enum, default_value = "detect")]
+    pub faces: Faces,
+    /// rustface (shipped), onnx:PATH (UltraFace output format) or whole-frame.
+    #[arg(long, default_value = "rustface")]
+    pub detector: DetectorSpec,
+    /// Crop margin per side, as a fraction of the face box's longer side.
+    #[arg(long, default_value_t = 0.1)]
+    pub margin: f32,
+    /// gray (luma in R, G, B: models trained on FER2013/CK+) or rgb.
+    #[arg(long, default_value = "gray")]
+    pub color: ColorMode,
+    /// Fusion mode (the manifest has no field for it yet): probabilities or raw-scores.
+    #[arg(long, default_value = "probabilities")]
+    pub fuse_mode: FuseMode,
+    /// Per-class aggregate of buffer similarities: max or topK.
+    #[arg(long, default_value = "max")]
+    pub aggregate: Aggregate,
+}
+
+impl ModelArgs {
+    pub fn detector(&self) -> Result<Box<dyn FaceDetector>> {
+        Ok(match self.faces {
+            Faces::WholeFrame => Box::new(WholeFrame),
+            Faces::Detect => self.detector.build()?,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// An image, a folder of images (name order) or a .y4m video.
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// Frame rate of image sources, and of the replay with --realtime.
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Replay the file at its frame rate like a camera, dropping the oldest frames when
+    /// inference falls behind (default: every frame, as fast as possible).
+    #[arg(long)]
+    pub realtime: bool,
+    /// JSON lines destination: a file or `-` for stdout.
+    #[arg(long, default_value = "-")]
+    pub json: String,
+    #[arg(long)]
+    pub max_frames: Option<u64>,
+    /// Run the detector every N frames; tracks are carried between.
+    #[arg(long, default_value_t = 1)]
+    pub detect_every: u32,
+    /// EMA weight of the newest probabilities in a track (1: no smoothing).
+    #[arg(long, default_value_t = 0.4)]
+    pub smoothing: f32,
+    /// On-device instance buffer file: loaded at start if it exists, saved at exit.
+    #[arg(long)]
+    pub buffer: Option<PathBuf>,
+    /// Entries per class the device may add to the buffer (oldest leave first).
+    #[arg(long, default_value_t = 256)]
+    pub queue_per_class: usize,
+    /// Freeze the buffer: no continual pseudo-labelling.
+    #[arg(long)]
+    pub no_continual: bool,
+    /// Frames the capture ring holds.
+    #[arg(long, default_value_t = 4)]
+    pub ring: usize,
+    /// A board profile (boards/*.toml name or a path): its camera when no --source is given.
+    #[arg(long)]
+    pub board: Option<String>,
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let board = a
+        .board
+        .as_deref()
+        .map(sitfer_runtime::board::load)
+        .transpose()
+        .context("--board")?;
+    let camera = match (&a.source, &board) {
+        (Some(src), _) if src.starts_with("/dev") => {
+            // A V4L2 device: the board's format/size/fps when given, else the device's defaults.
+            let mut cfg = board.as_ref().map(|b| b.camera_config()).unwrap_or(CameraConfig {
+                device: src.clone(),
+                request: FormatRequest {
+                    format: None,
+                    width: 640,
+                    height: 480,
+                },
+                fps: 0,
+            });
+            cfg.device = src.clone();
+            Some(cfg)
+        }
+        (None, Some(b)) => Some(b.camera_config()),
+        _ => None,
+    };
+    let (bundle, model) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
+    let (source, policy): (Box<dyn FrameSource>, _) = if let Some(cfg) = camera {
+        let cam = CameraSource::open(cfg).context("opening the camera")?;
+        // The camera paces itself: the model always takes the newest frame.
+        (Box::new(cam), DropPolicy::DropOldest)
+    } else {
+        let Some(src) = &a.source else {
+            bail!(
+                "no --source: pass an image, a folder of images, a .y4m file, a camera (/dev/video0) or --board NAME"
+            );
+        };
+        let file_source = source::open_path(src, a.fps).with_context(|| format!("opening source {}", src.display()))?;
+        file_policy(file_source, a.realtime, a.fps)
+    };
+    run_with(a, bundle, model, source, policy)
+}
+
+fn file_policy(
+    file_source: Box<dyn FrameSource>,
+    realtime: bool,
+    fps: Option<f64>,
+) -> (Box<dyn FrameSource>, DropPolicy) {
+    if realtime {
+        (Box::new(Paced::new(file_source, fps)), DropPolicy::DropOldest)
+    } else {
+        (file_source, DropPolicy::Block)
+    }
+}
+
+fn run_with(
+    a: RunArgs,
+    bundle: sitfer_runtime::bundle::Bundle,
+    model: sitfer_runtime::infer::Model,
+    source: Box<dyn FrameSource>,
+    policy: DropPolicy,
+) -> Result<()> {
+    log::info!("source: {}", source.describe());
+    let space = space_id(&bundle.manifest);
+    let mut buffer = InstanceBuffer::from_seed(&bundle.buffer, a.queue_per_class);
+    if let Some(p) = &a.buffer
+        && p.exists()
+    {
+        buffer.load(p, &space)?;
+        log::info!(
+            "buffer {}: loaded, queued per class {:?}",
+            p.display(),
+            buffer.queued_counts()
+        );
+    }
+    let mut cfg = RecognizerConfig::for_bundle(&bundle);
+    cfg.detect_every = a.detect_every.max(1);
+    cfg.margin = a.model.margin;
+    cfg.color = a.model.color;
+    cfg.tracker.smoothing = a.smoothing.clamp(0.01, 1.0);
+    cfg.fusion.mode = a.model.fuse_mode;
+    cfg.fusion.aggregate = a.model.aggregate;
+    cfg.continual = !a.no_continual;
+    let detector = a.model.detector()?;
+    log::info!("faces: {}", detector.name());
+    let mut rec = Recognizer::new(&bundle, model, detector, buffer, cfg);
+
+    let sink: Box<dyn Sink> = if a.json == "-" {
+        Box::new(JsonLinesSink::new(std::io::BufWriter::new(std::io::stdout()), "stdout"))
+    } else {
+        let f = std::fs::File::create(&a.json).with_context(|| format!("creating {}", a.json))?;
+        Box::new(JsonLinesSink::new(std::io::BufWriter::new(f), &a.json))
+    };
+    let cancel = CancelToken::new();
+    {
+        let c = cancel.clone();
+        ctrlc::set_handler(move || c.cancel()).context("installing the Ctrl-C handler")?;
+    }
+    let opts = RunOptions {
+        ring_capacity: a.ring.max(1),
+        policy,
+        max_frames: a.max_frames,
+        cancel,
+        ..RunOptions::default()
+    };
+    let result = run_pipeline(source, &mut rec, vec![sink], &opts);
+    // The buffer is saved whatever happened to the stream: what was learnt stays learnt.
+    if let Some(p) = &a.buffer
+        && !a.no_continual
+    {
+        rec.buffer().save(p, &space)?;
+        log::info!(
+            "buffer {}: saved, queued per class {:?} ({} added this run)",
+            p.display(),
+            rec.buffer().queued_counts(),
+            rec.added()
+        );
+    }
+    let summary = result?;
+    eprintln!(
+        "{}",
+        serde_json::json!({
+            "summary": summary,
+            "added_to_buffer": rec.added(),
+            "buffer_queued": rec.buffer().queued_counts(),
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Face detection behind one trait, so that the detector is a choice (flag or board profile):
+//! the SeetaFace cascade shipped inside the `rustface` crate (the default that ships with the
+//! project), any ONNX detector in the UltraFace output format, or the whole frame when the
+//! input is already a face crop.
+
+mod bbox;
+mod nms;
+mod onnx;
+mod seeta;
+mod whole_frame;
+
+pub use bbox::BBox;
+pub use nms::nms;
+pub use onnx::{OnnxDetector, OnnxDetectorConfig};
+pub use seeta::{RustfaceConfig, RustfaceDetector};
+pub use whole_frame::WholeFrame;
+
+use crate::source::Frame;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// One face: its box in frame pixels, the detector's score (its own scale), and five landmarks
+/// (eyes, nose, mouth corners) when the detector gives them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub bbox: BBox,
+    pub score: f32,
+    pub landmarks: Option<[[f32; 2]; 5]>,
+}
+
+#[derive(Debug, Error)]
+pub enum DetectError {
+    #[error("{file}: face detector: {message}")]
+    Model { file: PathBuf, message: String },
+    #[error("face detector {detector}: {message}")]
+    Run { detector: String, message: String },
+}
+
+pub trait FaceDetector: Send {
+    fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>, DetectError>;
+    /// Short name for logs and results (`rustface`, `onnx:FILE`, `whole-frame`).
+    fn name(&self) -> String;
+}
+
+impl<D: FaceDetector + ?Sized> FaceDetector for Box<D> {
+    fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>, DetectError> {
+        (**self).detect(frame)
+    }
+    fn name(&self) -> String {
+        (**self).name()
+    }
+}
+
+/// Which detector to build, as written on the command line or in a board profile:
+/// `rustface`, `onnx:PATH` or `whole-frame`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetectorSpec {
+    Rustface,
+    Onnx(PathBuf),
+    WholeFrame,
+}
+
+impl std::str::FromStr for DetectorSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rustface" | "seetaface" => Ok(DetectorSpec::Rustface),
+            "whole-frame" => Ok(DetectorSpec::WholeFrame),
+            _ => match s.strip_prefix("onnx:") {
+                Some(p) if !p.is_empty() => Ok(DetectorSpec::Onnx(PathBuf::from(p))),
+                _ => Err(format!("`{s}`: expected `rustface`, `onnx:PATH` or `whole-frame`")),
+            },
+        }
+    }
+}
+
+impl DetectorSpec {
+    /// Builds the detector with its default settings.
+    pub fn build(&self) -> Result<Box<dyn FaceDetector>, DetectError> {
+        Ok(match self {
+            DetectorSpec::Rustface => Box::new(RustfaceDetector::new(RustfaceConfig::default())?),
+            DetectorSpec::Onnx(p) => Box::new(OnnxDetector::load(p, OnnxDetectorConfig::default())?),
+            DetectorSpec::WholeFrame => Box::new(WholeFrame),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! Frame in, faces with expressions out: detection (every N frames, tracks carried between),
+//! crops batched into one model run, fusion with the prototypes and the instance buffer,
+//! per-track smoothing, and continual pseudo-labelling into the buffer. A library type: `sitfer
+//! run`, `sitfer eval` and the offline adaptation use it alike.
+
+use super::{FaceResult, FrameResult, StageTimes};
+use crate::buffer::{AdmissionPolicy, InstanceBuffer};
+use crate::bundle::{Bundle, TextPrototypes};
+use crate::detect::{BBox, DetectError, FaceDetector};
+use crate::fusion::{Fused, FusionConfig, argmax, fuse};
+use crate::infer::{InferError, Inference, Model};
+use crate::labels::ALL;
+use crate::preprocess::{ColorMode, FacePrep};
+use crate::source::{Frame, SourceError};
+use crate::track::{Tracker, TrackerConfig};
+use std::time::Instant;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    #[error(transparent)]
+    Sink(#[from] super::SinkError),
+    #[error("pipeline: {0}")]
+    Thread(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RecognizerConfig {
+    /// Run the detector every this many frames (1: every frame); tracks are carried between.
+    pub detect_every: u32,
+    /// Crop margin on each side, as a fraction of the face box's longer side.
+    pub margin: f32,
+    pub color: ColorMode,
+    pub tracker: TrackerConfig,
+    pub fusion: FusionConfig,
+    /// Whether confident faces are added to the instance buffer.
+    pub continual: bool,
+    pub admission: AdmissionPolicy,
+}
+
+impl RecognizerConfig {
+    /// Defaults for a bundle: its fusion settings and threshold.
+    pub fn for_bundle(bundle: &Bundle) -> Self {
+        let fusion = FusionConfig::from_manifest(&bundle.manifest.fusion);
+        RecognizerConfig {
+            detect_every: 1,
+            margin: 0.1,
+            color: ColorMode::Gray,
+            tracker: TrackerConfig::default(),
+            fusion,
+            continual: true,
+            admission: AdmissionPolicy::with_threshold(fusion.threshold),
+        }
+    }
+}
+
+pub struct Recognizer {
+    model: Model,
+    detector: Box<dyn FaceDetector>,
+    prep: FacePrep,
+    prototypes: Option<TextPrototypes>,
+    buffer: InstanceBuffer,
+    tracker: Tracker,
+    cfg: RecognizerConfig,
+    frames: u64,
+    added: u64,
+}
+
+impl Recognizer {
+    pub fn new(
+        bundle: &Bundle,
+        model: Model,
+        detector: Box<dyn FaceDetector>,
+        buffer: InstanceBuffer,
+        cfg: RecognizerConfig,
+    ) -> Self {
+        Recognizer {
+            prep: FacePrep::from_manifest(&bundle.manifest, cfg.margin, cfg.color),
+            prototypes: bundle.prototypes.clone(),
+            tracker: Tracker::new(cfg.tracker),
+            model,
+            detector,
+            buffer,
+            cfg,
+            frames: 0,
+            added: 0,
+        }
+    }
+
+    pub fn buffer(&self) -> &InstanceBuffer {
+        &self.buffer
+    }
+
+    pub fn buffer_mut(&mut self) -> &mut InstanceBuffer {
+        &mut self.buffer
+    }
+
+    pub fn into_buffer(self) -> InstanceBuffer {
+        self.buffer
+    }
+
+    /// Embeddings added to the buffer so far.
+    pub fn added(&self) -> u64 {
+        self.added
+    }
+
+    pub fn config(&self) -> &RecognizerConfig {
+        &self.cfg
+    }
+
+    pub fn detector_name(&self) -> String {
+        self.detector.name()
+    }
+
+    /// Runs the detector on `frame` (no tracking).
+    pub fn detect(&mut self, frame: &Frame) -> Result<Vec<crate::detect::Detection>, DetectError> {
+        self.detector.detect(frame)
+    }
+
+    /// The model on the given faces of one frame, as one batch.
+    pub fn infer_boxes(&self, frame: &Frame, boxes: &[BBox]) -> Result<Option<Inference>, InferError> {
+        if boxes.is_empty() {
+            return Ok(None);
+        }
+        let batch = self.prep.batch(frame, boxes);
+        self.model.run(&batch, boxes.len()).map(Some)
+    }
+
+    /// The model on already prepared inputs (`[n, 3, size, size]`).
+    pub fn infer_batch(&self, input: &[f32], n: usize) -> Result<Inference, InferError> {
+        self.model.run(input, n)
+    }
+
+    pub fn prep(&self) -> &FacePrep {
+        &self.prep
+    }
+
+    /// Fusion of one face with the current buffer.
+    pub fn fuse(&self, logits: &[f32], z: &[f32]) -> Fused {
+        fuse(&self.cfg.fusion, logits, z, self.prototypes.as_ref(), &self.buffer)
+    }
+
+    pub fn process(&mut self, frame: &Frame) -> Result<FrameResult, PipelineError> {
+        let mut ms = StageTimes::default();
+        let t = Instant::now();
+        let detect_now =
+            self.frames.is_multiple_of(self.cfg.detect_every.max(1) as u64) || self.tracker.tracks().is_empty();
+        let idx = if detect_now {
+            let dets = self.detector.detect(frame)?;
+            self.tracker.update(frame.index, &dets)
+        } else {
+            self.tracker.carry(frame.index)
+        };
+        self.frames += 1;
+        ms.detect = t.elapsed().as_secs_f64() * 1e3;
+        let boxes: Vec<BBox> = idx
+            .iter()
+            .map(|&i| self.tracker.tracks()[i].bbox.clamp(frame.width, frame.height))
+            .collect();
+        let t = Instant::now();
+        let batch = self.prep.batch(frame, &boxes);
+        ms.crop = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let out = if boxes.is_empty() {
+            None
+        } else {
+            Some(self.model.run(&batch, boxes.len())?)
+        };
+        ms.infer = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let mut faces = Vec::with_capacity(boxes.len());
+        if let Some(out) = &out {
+            for (k, &ti) in idx.iter().enumerate() {
+                let z = out.embedding_row(k);
+                let f = fuse(
+                    &self.cfg.fusion,
+                    out.logits_row(k),
+                    z,
+                    self.prototypes.as_ref(),
+                    &self.buffer,
+                );
+                let track = &mut self.tracker.tracks_mut()[ti];
+                let p_smooth = track.ema.update(&f.p_hat);
+                let admitted = if self.cfg.continual {
+                    self.cfg
+                        .admission
+                        .consider(&mut track.admission, frame.index, &f.p_hat, z)
+                } else {
+                    None
+                };
+                let (id, score) = (track.id, track.score);
+                if let Some(c) = admitted {
+                    self.buffer.push(c, z);
+                    self.added += 1;
+                }
+                let (label, confidence) = argmax(&p_smooth);
+                faces.push(FaceResult {
+                    track: id,
+                    bbox: boxes[k],
+                    score,
+                    label: ALL[label].name(),
+                    confidence,
+                    p_hat: f.p_hat,
+                    p_smooth,
+                    p_sem: f.p_sem,
+                    p_text: f.p_text,
+                    p_ins: f.p_ins,
+                    added: admitted.is_some(),
+                });
+            }
+        }
+        ms.fuse = t.elapsed().as_secs_f64() * 1e3;
+        Ok(FrameResult {
+            frame: frame.index,
+            time: frame.timestamp.as_secs_f64(),
+            width: frame.width,
+            height: frame.height,
+            detected: detect_now,
+            faces,
+            ms,
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! Frame sources: where the pipeline's frames come from (an image, a folder of images, a Y4M
+//! video, and the camera of the camera issue), behind one trait so the pipeline never knows.
+
+mod error;
+mod image_files;
+mod paced;
+mod y4m;
+
+pub use error::SourceError;
+pub use image_files::{ImageFolder, SingleImage, is_image_file};
+pub use paced::Paced;
+pub use y4m::{Chroma, MAX_Y4M_FRAME_BYTES, Y4mHeader, Y4mReader, encode_y4m_444};
+
+use std::path::Path;
+use std::time::Duration;
+
+/// One RGB frame (`rgb.len() == width * height * 3`, row-major, no padding).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub index: u64,
+    /// Time of the frame in the stream (from its start), not wall-clock time.
+    pub timestamp: Duration,
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+impl Frame {
+    /// The pixel at (x, y); callers keep x, y inside the frame.
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = (y as usize * self.width as usize + x as usize) * 3;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+}
+
+/// A stream of frames. `Ok(None)` is the end of the stream.
+pub trait FrameSource: Send {
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError>;
+    /// Frames per second the stream was recorded at, when it says.
+    fn nominal_fps(&self) -> Option<f64>;
+    /// What this source reads, for logs and errors.
+    fn describe(&self) -> String;
+}
+
+impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        (**self).next_frame()
+    }
+    fn nominal_fps(&self) -> Option<f64> {
+        (**self).nominal_fps()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+/// Opens a file source by what `path` is: a directory (images, sorted by name), a `.y4m` file,
+/// or an image file. `fps` is the rate given to image sources (they have none of their own).
+pub fn open_path(path: &Path, fps: Option<f64>) -> Result<Box<dyn FrameSource>, SourceError> {
+    let meta = std::fs::metadata(path).map_err(SourceError::io(path))?;
+    if meta.is_dir() {
+        return Ok(Box::new(ImageFolder::open(path, fps)?));
+    }
+    let is_y4m = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("y4m"));
+    if is_y4m {
+        Ok(Box::new(Y4mReader::open(path)?))
+    } else {
+        Ok(Box::new(SingleImage::open(path)?))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,13 @@
+//! Several faces at once with stable identities: detections are matched to tracks by IoU with
+//! each track's predicted box (constant velocity, so faces that cross keep their ids), tracks
+//! are carried between detection frames, and each track smooths its probabilities so labels
+//! do not flicker.
+
+mod ema;
+mod tracker;
+
+pub use ema::Ema;
+pub use tracker::{Track, Tracker, TrackerConfig};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,114 @@
+use super::*;
+use crate::detect::{BBox, Detection};
+use crate::fusion::{Probs, argmax};
+
+fn det(x: f32, y: f32, s: f32) -> Detection {
+    Detection {
+        bbox: BBox::new(x, y, x + s, y + s),
+        score: 1.0,
+        landmarks: None,
+    }
+}
+
+fn ids(t: &Tracker, idx: &[usize]) -> Vec<u64> {
+    idx.iter().map(|&i| t.tracks()[i].id).collect()
+}
+
+#[test]
+fn ids_are_stable_for_moving_faces_and_between_detections() {
+    let mut t = Tracker::new(TrackerConfig::default());
+    let first = t.update(0, &[det(10.0, 10.0, 50.0), det(200.0, 20.0, 60.0)]);
+    assert_eq!(ids(&t, &first), vec![1, 2]);
+    for f in 1..40u64 {
+        let dx = 4.0 * f as f32;
+        // Detection every 3rd frame, detections listed in varying order.
+        let idx = if f % 3 == 0 {
+            let mut d = vec![det(10.0 + dx, 10.0, 50.0), det(200.0 - dx, 20.0 + dx / 2.0, 60.0)];
+            if f % 2 == 0 {
+                d.reverse();
+            }
+            let idx = t.update(f, &d);
+            let want = if f % 2 == 0 { vec![2, 1] } else { vec![1, 2] };
+            assert_eq!(ids(&t, &idx), want, "frame {f}");
+            idx
+        } else {
+            t.carry(f)
+        };
+        assert_eq!(idx.len(), 2);
+    }
+}
+
+#[test]
+fn crossing_faces_keep_their_ids() {
+    // Two faces of the same size walk through each other horizontally at slightly different
+    // heights; at the crossing their boxes overlap almost fully.
+    let mut t = Tracker::new(TrackerConfig::default());
+    let mut swaps = 0;
+    for f in 0..60u64 {
+        let a = det(20.0 + 8.0 * f as f32, 100.0, 60.0);
+        let b = det(500.0 - 8.0 * f as f32, 110.0, 60.0);
+        let idx = t.update(f, &[a, b]);
+        if ids(&t, &idx) != vec![1, 2] {
+            swaps += 1;
+        }
+    }
+    assert_eq!(swaps, 0);
+    assert_eq!(t.tracks().len(), 2);
+}
+
+#[test]
+fn vanished_faces_expire_and_newcomers_get_new_ids() {
+    let cfg = TrackerConfig {
+        max_missed: 2,
+        ..TrackerConfig::default()
+    };
+    let mut t = Tracker::new(cfg);
+    t.update(0, &[det(0.0, 0.0, 40.0), det(100.0, 0.0, 40.0)]);
+    // Face 2 leaves; face 1 stays.
+    for f in 1..=3 {
+        let idx = t.update(f, &[det(0.0, 0.0, 40.0)]);
+        assert_eq!(ids(&t, &idx), vec![1]);
+    }
+    assert_eq!(t.tracks().len(), 1, "track 2 expired after 3 missed rounds");
+    // Someone appears where face 2 was: a new id, not 2.
+    let idx = t.update(4, &[det(0.0, 0.0, 40.0), det(100.0, 0.0, 40.0)]);
+    assert_eq!(ids(&t, &idx), vec![1, 3]);
+    // A brief miss (one round) keeps the id; the missed track is not reported while carried.
+    t.update(5, &[det(0.0, 0.0, 40.0)]);
+    let carried = t.carry(6);
+    assert_eq!(ids(&t, &carried), vec![1]);
+    let idx = t.update(7, &[det(0.0, 0.0, 40.0), det(100.0, 0.0, 40.0)]);
+    assert_eq!(ids(&t, &idx), vec![1, 3]);
+}
+
+#[test]
+fn smoothing_reduces_label_flicker() {
+    // A face that is "happy" (class 3) with noisy per-frame predictions: every third frame the
+    // raw argmax flips to "neutral".
+    let mut raw_changes = 0;
+    let mut smooth_changes = 0;
+    let mut ema = Ema::new(0.4);
+    let (mut prev_raw, mut prev_smooth) = (None, None);
+    for f in 0..60 {
+        let mut p: Probs = [0.02; 7];
+        if f % 3 == 2 {
+            p[6] = 0.5;
+            p[3] = 0.4;
+        } else {
+            p[3] = 0.7;
+            p[6] = 0.2;
+        }
+        let raw = argmax(&p).0;
+        let smooth = argmax(&ema.update(&p)).0;
+        raw_changes += (prev_raw.is_some_and(|c| c != raw)) as u32;
+        smooth_changes += (prev_smooth.is_some_and(|c| c != smooth)) as u32;
+        prev_raw = Some(raw);
+        prev_smooth = Some(smooth);
+    }
+    assert!(raw_changes >= 30, "{raw_changes}");
+    assert_eq!(smooth_changes, 0);
+    // First value is taken as is; alpha 1 is no smoothing.
+    let mut e = Ema::new(1.0);
+    let p = [0.1, 0.2, 0.3, 0.1, 0.1, 0.1, 0.1];
+    assert_eq!(e.update(&p), p);
+}

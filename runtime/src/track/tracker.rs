@@ -1,0 +1,181 @@
+//! IoU association with constant-velocity prediction.
+
+use super::Ema;
+use crate::buffer::TrackAdmission;
+use crate::detect::{BBox, Detection};
+
+#[derive(Debug, Clone, Copy)]
+pub struct TrackerConfig {
+    /// IoU between a track's predicted box and a detection needed to match.
+    pub iou_threshold: f32,
+    /// A track unmatched for more than this many detection rounds is dropped.
+    pub max_missed: u32,
+    /// EMA weight of the newest probabilities.
+    pub smoothing: f32,
+    /// Weight of the newest displacement in the velocity estimate.
+    pub velocity_gain: f32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            iou_threshold: 0.3,
+            max_missed: 3,
+            smoothing: 0.4,
+            velocity_gain: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Track {
+    pub id: u64,
+    pub bbox: BBox,
+    pub score: f32,
+    /// Box displacement per frame (x1, y1, x2, y2).
+    velocity: [f32; 4],
+    /// Frame of the last matched detection.
+    pub last_detected: u64,
+    /// Frame the box was last moved to.
+    last_frame: u64,
+    pub missed: u32,
+    pub hits: u32,
+    pub ema: Ema,
+    pub admission: TrackAdmission,
+}
+
+impl Track {
+    /// The box predicted for `frame`.
+    pub fn predict(&self, frame: u64) -> BBox {
+        let dt = frame.saturating_sub(self.last_frame) as f32;
+        let v = self.velocity;
+        BBox::new(
+            self.bbox.x1 + v[0] * dt,
+            self.bbox.y1 + v[1] * dt,
+            self.bbox.x2 + v[2] * dt,
+            self.bbox.y2 + v[3] * dt,
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    pub cfg: TrackerConfig,
+    tracks: Vec<Track>,
+    next_id: u64,
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackerConfig) -> Self {
+        Tracker {
+            cfg,
+            tracks: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    pub fn tracks_mut(&mut self) -> &mut [Track] {
+        &mut self.tracks
+    }
+
+    /// A frame with detections: match (best IoU first), update, start and expire tracks.
+    /// Returns the indices into `tracks()` of the tracks seen in this frame, in the order of
+    /// `dets` (every detection has a track afterwards).
+    pub fn update(&mut self, frame: u64, dets: &[Detection]) -> Vec<usize> {
+        let predicted: Vec<BBox> = self.tracks.iter().map(|t| t.predict(frame)).collect();
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (ti, p) in predicted.iter().enumerate() {
+            for (di, d) in dets.iter().enumerate() {
+                let iou = p.iou(&d.bbox);
+                if iou >= self.cfg.iou_threshold {
+                    pairs.push((iou, ti, di));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut track_of = vec![None; dets.len()];
+        let mut used = vec![false; self.tracks.len()];
+        for (_, ti, di) in pairs {
+            if used[ti] || track_of[di].is_some() {
+                continue;
+            }
+            used[ti] = true;
+            track_of[di] = Some(ti);
+        }
+        let gain = self.cfg.velocity_gain;
+        for (di, d) in dets.iter().enumerate() {
+            if let Some(ti) = track_of[di] {
+                let t = &mut self.tracks[ti];
+                let dt = frame.saturating_sub(t.last_frame).max(1) as f32;
+                let moved = [
+                    (d.bbox.x1 - t.bbox.x1) / dt,
+                    (d.bbox.y1 - t.bbox.y1) / dt,
+                    (d.bbox.x2 - t.bbox.x2) / dt,
+                    (d.bbox.y2 - t.bbox.y2) / dt,
+                ];
+                for (v, m) in t.velocity.iter_mut().zip(moved) {
+                    *v = gain * m + (1.0 - gain) * *v;
+                }
+                t.bbox = d.bbox;
+                t.score = d.score;
+                t.last_detected = frame;
+                t.last_frame = frame;
+                t.missed = 0;
+                t.hits += 1;
+            }
+        }
+        for (ti, t) in self.tracks.iter_mut().enumerate() {
+            if !used[ti] {
+                t.missed += 1;
+            }
+        }
+        // Expire before adding, keeping the indices of matched tracks valid through a remap.
+        let mut remap = vec![None; self.tracks.len()];
+        let mut kept = Vec::with_capacity(self.tracks.len());
+        for (ti, t) in std::mem::take(&mut self.tracks).into_iter().enumerate() {
+            if t.missed <= self.cfg.max_missed {
+                remap[ti] = Some(kept.len());
+                kept.push(t);
+            }
+        }
+        self.tracks = kept;
+        let mut out = Vec::with_capacity(dets.len());
+        for (di, d) in dets.iter().enumerate() {
+            match track_of[di].and_then(|ti| remap[ti]) {
+                Some(i) => out.push(i),
+                None => {
+                    self.tracks.push(Track {
+                        id: self.next_id,
+                        bbox: d.bbox,
+                        score: d.score,
+                        velocity: [0.0; 4],
+                        last_detected: frame,
+                        last_frame: frame,
+                        missed: 0,
+                        hits: 1,
+                        ema: Ema::new(self.cfg.smoothing),
+                        admission: TrackAdmission::default(),
+                    });
+                    self.next_id += 1;
+                    out.push(self.tracks.len() - 1);
+                }
+            }
+        }
+        out
+    }
+
+    /// A frame without detection: every track is carried to its predicted box. Returns the
+    /// indices of the tracks seen at the last detection (a track the detector just missed is
+    /// kept for re-association, not reported as a face).
+    pub fn carry(&mut self, frame: u64) -> Vec<usize> {
+        for t in &mut self.tracks {
+            t.bbox = t.predict(frame);
+            t.last_frame = frame;
+        }
+        (0..self.tracks.len()).filter(|&i| self.tracks[i].missed == 0).collect()
+    }
+}
