@@ -240,3 +240,21 @@ fn sitfer_run_whole_frame_over_a_folder_and_a_y4m_clip() {
         "{err}"
     );
 }
+
+/// The README's main job: `sitfer run` with no arguments on a machine without a camera runs the
+/// embedded default bundle on the built-in demo photo and finds the (smiling) face.
+#[test]
+fn sitfer_run_without_arguments_uses_the_demo_photo() {
+    if Path::new("/dev/video0").exists() {
+        eprintln!("skipped: a camera is present, so `sitfer run` would open it");
+        return;
+    }
+    let out = Command::new(sitfer()).arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ls = lines(&out.stdout);
+    assert_eq!(ls.len(), 1, "one frame line (the summary goes to stderr)");
+    let faces = ls[0]["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 1, "{}", ls[0]);
+    check_probs(&faces[0]["p_hat"]);
+    assert_eq!(faces[0]["label"], "happy", "{}", ls[0]);
+}

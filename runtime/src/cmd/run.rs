@@ -1,7 +1,7 @@
 //! `sitfer run`: frames from a source through the recognizer into JSON lines.
 
 use super::bundle_arg;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use sitfer_runtime::buffer::{InstanceBuffer, space_id};
 use sitfer_runtime::bundle::Precision;
@@ -100,6 +100,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4)]
     pub ring: usize,
     /// A board profile (boards/*.toml name or a path): its camera when no --source is given.
+    /// Without --source and --board: /dev/video0 if present, else a built-in demo photo.
     #[arg(long)]
     pub board: Option<String>,
 }
@@ -127,6 +128,16 @@ pub fn run(a: RunArgs) -> Result<()> {
             Some(cfg)
         }
         (None, Some(b)) => Some(b.camera_config()),
+        // No source given: the first camera if there is one (the demo photo otherwise, below).
+        (None, None) if std::path::Path::new(DEFAULT_CAMERA).exists() => Some(CameraConfig {
+            device: DEFAULT_CAMERA.into(),
+            request: FormatRequest {
+                format: None,
+                width: 640,
+                height: 480,
+            },
+            fps: 0,
+        }),
         _ => None,
     };
     let (bundle, model) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
@@ -136,14 +147,37 @@ pub fn run(a: RunArgs) -> Result<()> {
         (Box::new(cam), DropPolicy::DropOldest)
     } else {
         let Some(src) = &a.source else {
-            bail!(
-                "no --source: pass an image, a folder of images, a .y4m file, a camera (/dev/video0) or --board NAME"
-            );
+            log::info!("no --source and no camera at {DEFAULT_CAMERA}: running on the built-in demo photo");
+            let demo = demo_source()?;
+            return run_with(a, bundle, model, demo, DropPolicy::Block);
         };
         let file_source = source::open_path(src, a.fps).with_context(|| format!("opening source {}", src.display()))?;
         file_policy(file_source, a.realtime, a.fps)
     };
     run_with(a, bundle, model, source, policy)
+}
+
+const DEFAULT_CAMERA: &str = "/dev/video0";
+
+/// NASA's public-domain portrait of Eileen Collins (from the scikit-image wheel), so `sitfer run`
+/// shows real output on a machine without a camera.
+const DEMO_PHOTO: &[u8] = include_bytes!("../../../models/demo/astronaut.png");
+
+fn demo_source() -> Result<Box<dyn FrameSource>> {
+    let img = image::load_from_memory(DEMO_PHOTO)
+        .context("decoding the built-in demo photo")?
+        .to_rgb8();
+    let frame = source::Frame {
+        index: 0,
+        timestamp: std::time::Duration::ZERO,
+        width: img.width(),
+        height: img.height(),
+        rgb: img.into_raw(),
+    };
+    Ok(Box::new(source::SingleImage::from_frame(
+        "built-in demo photo (astronaut.png)",
+        frame,
+    )))
 }
 
 fn file_policy(
