@@ -43,6 +43,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Accuracy of a bundle on a labeled ImageFolder: p_sem and fused p̂ side by side.
     Eval(cmd::eval::EvalArgs),
+    /// The on-device instance buffer: `stats`, `reset` (keep the bundle's seed), `export` (JSON lines).
+    Buffer(cmd::buffer::BufferArgs),
     /// Recall and speed of face detectors on generated frames of pasted face crops.
     BenchDetect(cmd::bench_detect::BenchDetectArgs),
 }
@@ -127,6 +129,7 @@ fn main() -> Result<()> {
         Command::Bench { bundle, batches, runs } => bench(bundle, &batches, runs.max(1))?,
         Command::Run(a) => cmd::run::run(a)?,
         Command::Eval(a) => cmd::eval::eval(a)?,
+        Command::Buffer(a) => cmd::buffer::buffer(a)?,
         Command::BenchDetect(a) => cmd::bench_detect::bench_detect(a)?,
     }
     Ok(())

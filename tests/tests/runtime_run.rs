@@ -186,6 +186,27 @@ fn sitfer_run_whole_frame_over_a_folder_and_a_y4m_clip() {
         assert!((a.as_f64().unwrap() - want as f64).abs() < 1e-5);
     }
     assert!(buffer.exists(), "the buffer is saved at exit");
+    // `sitfer buffer`: the stats list the bundle's seed per class; export writes one line per
+    // added entry; reset keeps the file loadable with nothing added.
+    let buffer_cmd = |action: &str| {
+        let out = Command::new(&bin)
+            .args(["buffer", action, "--bundle"])
+            .arg(&bundle)
+            .arg("--buffer")
+            .arg(&buffer)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stats = buffer_cmd("stats");
+    let total = stats.lines().find(|l| l.starts_with("| total |")).expect("a total row");
+    let cells: Vec<usize> = total.split('|').filter_map(|c| c.trim().parse().ok()).collect();
+    assert_eq!(cells.len(), 2, "{stats}");
+    assert!(cells[0] > 0, "the seed is listed: {stats}");
+    assert_eq!(buffer_cmd("export").lines().count(), cells[1], "{stats}");
+    buffer_cmd("reset");
+    assert!(buffer_cmd("stats").contains(&format!("| total | {} | 0 |", cells[0])));
     let summary = String::from_utf8_lossy(&out.stderr);
     assert!(summary.contains("\"processed\":6"), "{summary}");
 

@@ -1,6 +1,7 @@
 //! The `sitfer` subcommands beyond `labels`, `info` and `bench`.
 
 pub mod bench_detect;
+pub mod buffer;
 pub mod bundle_arg;
 pub mod eval;
 pub mod run;
