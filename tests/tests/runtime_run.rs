@@ -278,4 +278,17 @@ fn sitfer_run_without_arguments_uses_the_demo_photo() {
     assert_eq!(faces.len(), 1, "{}", ls[0]);
     check_probs(&faces[0]["p_hat"]);
     assert_eq!(faces[0]["label"], "happy", "{}", ls[0]);
+    // The display sink: an annotated PNG of the frame.
+    let tmp = tempfile::tempdir().unwrap();
+    let snaps = tmp.path().join("snaps");
+    let out = Command::new(sitfer())
+        .arg("run")
+        .arg("--snapshots")
+        .arg(&snaps)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let png = snaps.join("frame-00000000.png");
+    let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    assert_eq!((img.width(), img.height()), (512, 512));
 }

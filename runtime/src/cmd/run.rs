@@ -9,6 +9,7 @@ use sitfer_runtime::camera::device::CameraConfig;
 use sitfer_runtime::camera::negotiate::FormatRequest;
 use sitfer_runtime::camera::source::CameraSource;
 use sitfer_runtime::detect::{DetectorSpec, FaceDetector, WholeFrame};
+use sitfer_runtime::display::{DisplaySink, Framebuffer, MjpegPreview, Screen, Snapshots};
 use sitfer_runtime::fusion::{Aggregate, FuseMode};
 use sitfer_runtime::pipeline::{
     CancelToken, DropPolicy, JsonLinesSink, Recognizer, RecognizerConfig, RunOptions, Sink, run_pipeline,
@@ -99,6 +100,18 @@ pub struct RunArgs {
     /// Frames the capture ring holds.
     #[arg(long, default_value_t = 4)]
     pub ring: usize,
+    /// Annotated PNG frames (boxes, track ids, labels, confidence bars, FPS) into this folder.
+    #[arg(long)]
+    pub snapshots: Option<PathBuf>,
+    /// With --snapshots: one PNG every N frames.
+    #[arg(long, default_value_t = 1)]
+    pub snapshot_every: u32,
+    /// MJPEG-over-HTTP preview of the annotated frames on 127.0.0.1:PORT.
+    #[arg(long)]
+    pub preview: Option<u16>,
+    /// Draw the annotated frames on a Linux framebuffer (e.g. /dev/fb0).
+    #[arg(long)]
+    pub framebuffer: Option<PathBuf>,
     /// A board profile (boards/*.toml name or a path): its camera when no --source is given.
     /// Without --source and --board: /dev/video0 if present, else a built-in demo photo.
     #[arg(long)]
@@ -140,6 +153,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         }),
         _ => None,
     };
+    let screen = screen(&a, board.as_ref())?;
     let (bundle, model) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
     let (source, policy): (Box<dyn FrameSource>, _) = if let Some(cfg) = camera {
         let cam = CameraSource::open(cfg).context("opening the camera")?;
@@ -149,15 +163,33 @@ pub fn run(a: RunArgs) -> Result<()> {
         let Some(src) = &a.source else {
             log::info!("no --source and no camera at {DEFAULT_CAMERA}: running on the built-in demo photo");
             let demo = demo_source()?;
-            return run_with(a, bundle, model, demo, DropPolicy::Block);
+            return run_with(a, bundle, model, demo, DropPolicy::Block, screen);
         };
         let file_source = source::open_path(src, a.fps).with_context(|| format!("opening source {}", src.display()))?;
         file_policy(file_source, a.realtime, a.fps)
     };
-    run_with(a, bundle, model, source, policy)
+    run_with(a, bundle, model, source, policy, screen)
 }
 
 const DEFAULT_CAMERA: &str = "/dev/video0";
+
+/// Where annotated frames go: the flags first, else the board profile's display, else nowhere
+/// (JSON lines only).
+fn screen(a: &RunArgs, board: Option<&sitfer_runtime::board::BoardProfile>) -> Result<Option<Screen>> {
+    Ok(if let Some(dir) = &a.snapshots {
+        Some(Screen::Snapshots(Snapshots::new(dir, a.snapshot_every.max(1), 100)?))
+    } else if let Some(port) = a.preview {
+        let p = MjpegPreview::bind(&format!("127.0.0.1:{port}"))?;
+        log::info!("preview on http://{}/", p.local_addr());
+        Some(Screen::Preview(p))
+    } else if let Some(fb) = &a.framebuffer {
+        Some(Screen::Framebuffer(Framebuffer::open(fb)?))
+    } else if let Some(b) = board {
+        Screen::from_profile(&b.display)?
+    } else {
+        None
+    })
+}
 
 /// NASA's public-domain portrait of Eileen Collins (from the scikit-image wheel), so `sitfer run`
 /// shows real output on a machine without a camera.
@@ -198,6 +230,7 @@ fn run_with(
     model: sitfer_runtime::infer::Model,
     source: Box<dyn FrameSource>,
     policy: DropPolicy,
+    screen: Option<Screen>,
 ) -> Result<()> {
     log::info!("source: {}", source.describe());
     let space = space_id(&bundle.manifest);
@@ -242,7 +275,11 @@ fn run_with(
         cancel,
         ..RunOptions::default()
     };
-    let result = run_pipeline(source, &mut rec, vec![sink], &opts);
+    let mut sinks = vec![sink];
+    if let Some(s) = screen {
+        sinks.push(Box::new(DisplaySink::new(s)));
+    }
+    let result = run_pipeline(source, &mut rec, sinks, &opts);
     // The buffer is saved whatever happened to the stream: what was learnt stays learnt.
     if let Some(p) = &a.buffer
         && !a.no_continual
