@@ -93,7 +93,10 @@ fn face_folder(dir: &Path, n: u32) {
 fn sitfer() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "sitfer-runtime", "--bin", "sitfer"])
+        // The same package set and dev-dependency features as `cargo test --workspace`, so the
+        // binary reuses the test build's artifacts instead of resolving features anew (which
+        // would rebuild tract and friends on a clean CI machine).
+        .args(["build", "-q", "--workspace", "--bins", "--tests"])
         .status()
         .expect("running cargo build");
     assert!(status.success(), "building the sitfer binary");
