@@ -1,13 +1,17 @@
 //! Fusion settings: the manifest's temperatures, weights and threshold, plus the two choices
-//! the trainer also has (fusion mode, buffer aggregate), spelled as in its configuration.
+//! the trainer also has (fusion mode, buffer aggregate). The trainer uses these same types, so
+//! both sides spell and serialise them identically.
 
 use crate::bundle::{Fusion, FusionWeights};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum FuseMode {
-    /// p̂ = Σ w_k softmax(s_k) / Σ w_k.
+    /// p̂ = Σ w_k softmax(s_k) / Σ w_k (the paper's (p_sem + p_text + p_ins) / 3 with equal weights).
     Probabilities,
-    /// p̂ = softmax(Σ w_k s_k).
+    /// p̂ = softmax(Σ w_k s_k) over the sources' scores (logits, cos/τ_t, sim/τ_i): the reference
+    /// code's fusion.
     RawScores,
 }
 
@@ -22,7 +26,8 @@ impl std::str::FromStr for FuseMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Aggregate {
     /// The nearest entry of the class.
     Max,

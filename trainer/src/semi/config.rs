@@ -18,40 +18,9 @@ impl FusionWeights {
     };
 }
 
-/// How the sources are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum FuseMode {
-    /// p̂ = Σ w_k softmax(s_k) / Σ w_k (the paper's (p_sem + p_text + p_ins) / 3 with equal weights).
-    Probabilities,
-    /// p̂ = softmax(Σ w_k s_k) over the sources' scores (logits, cos/τ_t, sim/τ_i): the reference
-    /// code's fusion.
-    RawScores,
-}
-
-/// How a class's similarities to the buffer are aggregated into one score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Aggregate {
-    /// The nearest entry of the class.
-    Max,
-    /// Mean of the k nearest entries of the class.
-    TopKMean(usize),
-}
-
-impl std::str::FromStr for Aggregate {
-    type Err = String;
-    /// `max` or `topK` (e.g. `top5`).
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "max" {
-            return Ok(Aggregate::Max);
-        }
-        match s.strip_prefix("top").and_then(|k| k.parse::<usize>().ok()) {
-            Some(k) if k >= 1 => Ok(Aggregate::TopKMean(k)),
-            _ => Err(format!("`{s}`: expected `max` or `topK` (e.g. `top5`)")),
-        }
-    }
-}
+/// How the sources are combined, and how a class's buffer similarities are aggregated: the
+/// runtime's types, so a bundle's fusion means the same on both sides.
+pub use sitfer_runtime::fusion::{Aggregate, FuseMode};
 
 /// Fixed or per-class adaptive confidence thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
