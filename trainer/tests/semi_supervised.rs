@@ -1,13 +1,13 @@
 //! Semi-supervised training end to end on a generated dataset: SIT-FER and FixMatch runs, their
 //! pseudo-label statistics, resume with the instance memory, and the step's loss combination.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use image::{Rgb, RgbImage};
+use common::write_dataset;
 use sitfer_runtime::labels::ALL;
-use sitfer_trainer::data::augment::{AugmentConfig, Normalization};
 use sitfer_trainer::data::split::LabelBudget;
-use sitfer_trainer::data::{Format, OutsidePolicy};
 use sitfer_trainer::model::projection::ProjectionHead;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem, build, init::seeded_var_builder};
 use sitfer_trainer::semi::step::{LabeledInput, SslState, UnlabeledInput};
@@ -16,33 +16,10 @@ use sitfer_trainer::text::encoder::{EncoderId, EncoderKind};
 use sitfer_trainer::text::prototypes::{PROTOTYPES_VERSION, PrototypeSet, texts_hash};
 use sitfer_trainer::train::checkpoint::{self, Which};
 use sitfer_trainer::train::config::{DataConfig, Method, TextConfig, TrainConfig};
-use sitfer_trainer::train::optimizer::OptimizerConfig;
 use sitfer_trainer::train::run::{RunOptions, train};
 use std::path::Path;
 
 const DIM: usize = 8;
-
-/// Class `c` is a bright square in one of 7 positions on a noisy background.
-fn write_dataset(root: &Path, per_class: usize) {
-    let mut state = 777u32;
-    let mut noise = move || {
-        state = state.wrapping_mul(1664525).wrapping_add(1013904223);
-        (state >> 24) as u8 / 4
-    };
-    for (split, n) in [("train", per_class), ("val", per_class / 2)] {
-        for (c, e) in ALL.iter().enumerate() {
-            let dir = root.join(split).join(e.name());
-            std::fs::create_dir_all(&dir).unwrap();
-            for i in 0..n {
-                let img = RgbImage::from_fn(16, 16, |x, y| {
-                    let inside = x / 4 == (c as u32 % 4) && y / 8 == (c as u32 / 4);
-                    Rgb([if inside { 220 } else { noise() }; 3])
-                });
-                img.save(dir.join(format!("{i}.png"))).unwrap();
-            }
-        }
-    }
-}
 
 /// A prototype cache for the default descriptions, as if made by an encoder of dimension `DIM`:
 /// class c's prototype leans on axis c.
@@ -73,49 +50,24 @@ fn write_prototypes(path: &Path) {
     .unwrap();
 }
 
+/// The shared supervised fixture config, turned into `method` on 3 labels per class.
 fn config(root: &Path, method: Method, ssl: Option<SslConfig>, steps: u64) -> TrainConfig {
+    let base = common::config(root, steps);
     TrainConfig {
         method,
-        model: ModelSpec {
-            arch: Arch::Student,
-            stem: Stem::Small,
-            num_classes: 7,
-            input_size: 16,
-        },
         data: DataConfig {
-            root: root.to_path_buf(),
-            format: Format::ImageFolder,
             budget: LabelBudget::PerClass(3),
-            outside: OutsidePolicy::Drop,
-            soft_labels: false,
-            val_fraction: 0.0,
-            split_manifest: None,
+            ..base.data
         },
-        norm: Normalization::default(),
-        augment: AugmentConfig::default(),
-        optimizer: OptimizerConfig::AdamW {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 1e-4,
-        },
-        lr: 3e-3,
-        cosine: true,
-        warmup_steps: 2,
         batch_size: 7,
-        steps,
-        epochs: 0.0,
-        eval_every: 4,
         seed: 5,
-        workers: 2,
-        pretrained: None,
-        device: "cpu".into(),
         text: ssl.as_ref().filter(|c| c.text).map(|_| TextConfig {
             prototypes: root.join("prototypes.json"),
             encoder_dir: root.join("no-encoder-here"),
             encoder_kind: EncoderKind::Minilm,
         }),
         ssl,
+        ..base
     }
 }
 
@@ -155,7 +107,7 @@ fn state_tensors(run: &Path) -> std::collections::HashMap<String, Vec<f32>> {
 #[test]
 fn sitfer_trains_logs_pseudo_labels_and_resumes_exactly() {
     let data = tempfile::tempdir().unwrap();
-    write_dataset(data.path(), 10);
+    write_dataset(data.path(), 10, 777);
     write_prototypes(&data.path().join("prototypes.json"));
     let cfg = config(data.path(), Method::Sitfer, Some(sitfer_config()), 8);
 
@@ -214,7 +166,7 @@ fn sitfer_trains_logs_pseudo_labels_and_resumes_exactly() {
 #[test]
 fn fixmatch_runs_without_text_and_reports_pseudo_labels() {
     let data = tempfile::tempdir().unwrap();
-    write_dataset(data.path(), 8);
+    write_dataset(data.path(), 8, 777);
     let cfg = config(
         data.path(),
         Method::Fixmatch,

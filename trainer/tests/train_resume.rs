@@ -1,82 +1,12 @@
 //! End-to-end training on a generated ImageFolder dataset: checkpoints, resume, metrics and
 //! evaluation through the library and the `sitfer-train` binary.
 
-use image::{Rgb, RgbImage};
-use sitfer_runtime::labels::ALL;
-use sitfer_trainer::data::augment::{AugmentConfig, Normalization};
-use sitfer_trainer::data::split::LabelBudget;
-use sitfer_trainer::data::{Format, OutsidePolicy};
-use sitfer_trainer::model::{Arch, ModelSpec, Stem};
+mod common;
+
+use common::{config, write_dataset};
 use sitfer_trainer::train::checkpoint::{self, Which};
-use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
-use sitfer_trainer::train::optimizer::OptimizerConfig;
 use sitfer_trainer::train::run::{RunOptions, train};
 use std::path::Path;
-
-/// Class `c` is a bright square in one of 7 positions on a noisy background.
-fn write_dataset(root: &Path, per_class: usize) {
-    let mut state = 12345u32;
-    let mut noise = move || {
-        state = state.wrapping_mul(1664525).wrapping_add(1013904223);
-        (state >> 24) as u8 / 4
-    };
-    for (split, n) in [("train", per_class), ("val", per_class / 2)] {
-        for (c, e) in ALL.iter().enumerate() {
-            let dir = root.join(split).join(e.name());
-            std::fs::create_dir_all(&dir).unwrap();
-            for i in 0..n {
-                let img = RgbImage::from_fn(16, 16, |x, y| {
-                    let inside = x / 4 == (c as u32 % 4) && y / 8 == (c as u32 / 4);
-                    let v = if inside { 220 } else { noise() };
-                    Rgb([v, v, v])
-                });
-                img.save(dir.join(format!("{i}.png"))).unwrap();
-            }
-        }
-    }
-}
-
-fn config(root: &Path, steps: u64) -> TrainConfig {
-    TrainConfig {
-        method: Method::Supervised,
-        model: ModelSpec {
-            arch: Arch::Student,
-            stem: Stem::Small,
-            num_classes: 7,
-            input_size: 16,
-        },
-        data: DataConfig {
-            root: root.to_path_buf(),
-            format: Format::ImageFolder,
-            budget: LabelBudget::All,
-            outside: OutsidePolicy::Drop,
-            soft_labels: false,
-            val_fraction: 0.0,
-            split_manifest: None,
-        },
-        norm: Normalization::default(),
-        augment: AugmentConfig::default(),
-        optimizer: OptimizerConfig::AdamW {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 1e-4,
-        },
-        lr: 3e-3,
-        cosine: true,
-        warmup_steps: 2,
-        batch_size: 16,
-        steps,
-        epochs: 0.0,
-        eval_every: 4,
-        seed: 3,
-        workers: 2,
-        pretrained: None,
-        device: "cpu".into(),
-        ssl: None,
-        text: None,
-    }
-}
 
 fn weights(run: &Path, which: Which) -> std::collections::HashMap<String, Vec<f32>> {
     let dir = checkpoint::resolve(run, which).unwrap();
@@ -90,7 +20,7 @@ fn weights(run: &Path, which: Which) -> std::collections::HashMap<String, Vec<f3
 #[test]
 fn resume_reaches_the_same_step_with_the_same_state() {
     let data = tempfile::tempdir().unwrap();
-    write_dataset(data.path(), 8);
+    write_dataset(data.path(), 8, 12345);
     let runs = tempfile::tempdir().unwrap();
     let cfg = config(data.path(), 8);
 
@@ -167,7 +97,7 @@ fn resume_reaches_the_same_step_with_the_same_state() {
 #[test]
 fn resume_refuses_a_different_configuration() {
     let data = tempfile::tempdir().unwrap();
-    write_dataset(data.path(), 4);
+    write_dataset(data.path(), 4, 12345);
     let run = tempfile::tempdir().unwrap();
     let cfg = config(data.path(), 4);
     train(
@@ -197,7 +127,7 @@ fn resume_refuses_a_different_configuration() {
 #[test]
 fn a_diverging_run_stops_with_a_diagnosis_and_keeps_its_checkpoint() {
     let data = tempfile::tempdir().unwrap();
-    write_dataset(data.path(), 4);
+    write_dataset(data.path(), 4, 12345);
     let run = tempfile::tempdir().unwrap();
     let mut cfg = config(data.path(), 4);
     train(
@@ -232,7 +162,7 @@ fn a_diverging_run_stops_with_a_diagnosis_and_keeps_its_checkpoint() {
 #[test]
 fn cli_trains_and_evaluates() {
     let data = tempfile::tempdir().unwrap();
-    write_dataset(data.path(), 6);
+    write_dataset(data.path(), 6, 12345);
     let run = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_sitfer-train");
     let out = std::process::Command::new(bin)
@@ -293,7 +223,7 @@ fn cli_trains_and_evaluates() {
 #[test]
 fn a_save_interrupted_midway_leaves_the_previous_checkpoint_loadable() {
     let data = tempfile::tempdir().unwrap();
-    write_dataset(data.path(), 4);
+    write_dataset(data.path(), 4, 12345);
     let run = tempfile::tempdir().unwrap();
     let cfg = config(data.path(), 4);
     train(
