@@ -5,6 +5,7 @@
 //! → face detection → crops → model → fusion with the text prototypes and the on-device
 //! instance buffer → tracking and smoothing → sinks (see `docs/ARCHITECTURE.md`).
 
+pub mod adapt;
 pub mod atomic;
 pub mod board;
 pub mod buffer;

@@ -45,6 +45,9 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// The on-device instance buffer: `stats`, `reset` (keep the bundle's seed), `export` (JSON lines).
     Buffer(cmd::buffer::BufferArgs),
+    /// Adapt a bundle to unlabeled footage of this camera: a new bundle with a domain buffer (and
+    /// optionally a refitted classifier head) and an adaptation report.
+    Adapt(cmd::adapt::AdaptArgs),
     /// Recall and speed of face detectors on generated frames of pasted face crops.
     BenchDetect(cmd::bench_detect::BenchDetectArgs),
 }
@@ -130,6 +133,7 @@ fn main() -> Result<()> {
         Command::Run(a) => cmd::run::run(a)?,
         Command::Eval(a) => cmd::eval::eval(a)?,
         Command::Buffer(a) => cmd::buffer::buffer(a)?,
+        Command::Adapt(a) => cmd::adapt::adapt(a)?,
         Command::BenchDetect(a) => cmd::bench_detect::bench_detect(a)?,
     }
     Ok(())

@@ -2,126 +2,15 @@
 //! binary runs it over a generated folder of face crops and a generated Y4M clip; the JSON lines
 //! must describe every frame with well-formed probabilities, and the buffer must persist.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarMap;
-use sitfer_runtime::bundle::{Bundle, Precision, TextPrototypes};
+mod common;
+
+use common::{SIZE, face_folder, lines, sitfer, tiny_bundle};
+use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::infer::Model;
 use sitfer_runtime::labels::ALL;
 use sitfer_runtime::source::encode_y4m_444;
-use sitfer_trainer::export::bundle::{BundleInputs, SeedImages, default_fusion, write_model_bundle};
-use sitfer_trainer::export::fold::{PROJ_WEIGHT, fold};
-use sitfer_trainer::model::{Arch, ModelSpec, Stem, build, init::seeded_var_builder};
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-const SIZE: usize = 48;
-const TEXT_DIM: usize = 16;
-
-/// A random student with a projection head, exported fp32-only.
-fn tiny_bundle(out: &Path) {
-    let spec = ModelSpec {
-        arch: Arch::Student,
-        stem: Stem::Small,
-        num_classes: 7,
-        input_size: SIZE as u32,
-    };
-    let varmap = VarMap::new();
-    let vb = seeded_var_builder(&varmap, 5, DType::F32, &Device::Cpu);
-    let model = build(&spec, vb.clone()).unwrap();
-    vb.get_with_hints(
-        (TEXT_DIM, model.embedding_dim()),
-        PROJ_WEIGHT,
-        candle_nn::init::DEFAULT_KAIMING_NORMAL,
-    )
-    .unwrap();
-    let weights: HashMap<String, Tensor> = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect();
-    let net = fold(&spec, &weights).unwrap();
-    let rows: Vec<Vec<f32>> = (0..7)
-        .map(|c| {
-            let r: Vec<f32> = (0..TEXT_DIM).map(|i| ((c * 13 + i) as f32).cos()).collect();
-            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
-            r.iter().map(|x| x / n).collect()
-        })
-        .collect();
-    let images: Vec<Vec<f32>> = (0..14)
-        .map(|k| {
-            (0..3 * SIZE * SIZE)
-                .map(|i| ((i * (k + 1)) as f32 * 0.01).sin())
-                .collect()
-        })
-        .collect();
-    let seed = SeedImages {
-        classes: (0..14).map(|i| (i % 7) as u8).collect(),
-        images,
-    };
-    write_model_bundle(
-        out,
-        BundleInputs {
-            net: &net,
-            norm: Default::default(),
-            prototypes: Some(TextPrototypes::from_rows(&rows).unwrap()),
-            seed: &seed,
-            calib: None,
-            fusion: default_fusion(true),
-            provenance: BTreeMap::from([("test".into(), "runtime_run".into())]),
-        },
-    )
-    .unwrap();
-}
-
-/// Face-like gray crops of varying content (sizes vary too, as real crops do).
-fn face_folder(dir: &Path, n: u32) {
-    std::fs::create_dir_all(dir).unwrap();
-    for k in 0..n {
-        let side = 40 + 4 * k;
-        let img = image::RgbImage::from_fn(side, side, |x, y| {
-            let v = (128.0 + 100.0 * ((x as f32 * 0.2 + k as f32).sin() * (y as f32 * 0.15).cos())) as u8;
-            image::Rgb([v, v, v])
-        });
-        img.save(dir.join(format!("face-{k:03}.png"))).unwrap();
-    }
-}
-
-/// The `sitfer` binary of this build (another package's binaries are not in this test's env).
-fn sitfer() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        // The same package set and dev-dependency features as `cargo test --workspace`, so the
-        // binary reuses the test build's artifacts instead of resolving features anew (which
-        // would rebuild tract and friends on a clean CI machine).
-        .args(["build", "-q", "--workspace", "--bins", "--tests"])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building the sitfer binary");
-    let exe = std::env::current_exe().unwrap();
-    let target_debug = exe.parent().and_then(Path::parent).unwrap();
-    let bin = target_debug.join(format!("sitfer{}", std::env::consts::EXE_SUFFIX));
-    if bin.exists() {
-        return bin;
-    }
-    // Built in release while the test runs in debug, or the reverse.
-    let other = target_debug
-        .parent()
-        .unwrap()
-        .join("debug")
-        .join(format!("sitfer{}", std::env::consts::EXE_SUFFIX));
-    assert!(other.exists(), "no sitfer binary at {}", bin.display());
-    other
-}
-
-fn lines(stdout: &[u8]) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
-}
 
 fn check_probs(v: &serde_json::Value) {
     let p: Vec<f64> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();

@@ -16,8 +16,8 @@ pub use buffer::SeedBuffer;
 pub use error::BundleError;
 pub use manifest::{FileEntry, Fusion, FusionWeights, InputSpec, Manifest, Models, Precision};
 pub use prototypes::TextPrototypes;
-pub use reader::Bundle;
-pub use writer::{BundleContents, BundleSettings, write_bundle};
+pub use reader::{Bundle, sha256_hex};
+pub use writer::{BundleContents, BundleSettings, write_bundle, write_bundle_with_extras};
 
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,17 @@ fn entry(path: &str, bytes: &[u8]) -> FileEntry {
 
 /// Writes the bundle directory `dir` (replacing an existing one) and returns its manifest.
 pub fn write_bundle(dir: &Path, settings: &BundleSettings, contents: BundleContents) -> Result<Manifest, BundleError> {
+    write_bundle_with_extras(dir, settings, contents, &[])
+}
+
+/// [`write_bundle`] plus files outside the manifest (reports, pictures) written in the same
+/// atomic swap. Their names must be plain file names other than the bundle's own.
+pub fn write_bundle_with_extras(
+    dir: &Path,
+    settings: &BundleSettings,
+    contents: BundleContents,
+    extras: &[(&str, &[u8])],
+) -> Result<Manifest, BundleError> {
     let manifest_path = dir.join(MANIFEST_FILE);
     let dim_mismatch = |field: &str, got: usize| {
         BundleError::invalid(
@@ -88,6 +99,17 @@ pub fn write_bundle(dir: &Path, settings: &BundleSettings, contents: BundleConte
     }
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     files.push((MANIFEST_FILE, &json));
+    for &(name, bytes) in extras {
+        let plain = Path::new(name).file_name().is_some_and(|f| f == name) && !name.starts_with('.');
+        if !plain || files.iter().any(|(n, _)| *n == name) {
+            return Err(BundleError::invalid(
+                dir.join(name),
+                "extras",
+                "not a plain file name, or one of the bundle's own files",
+            ));
+        }
+        files.push((name, bytes));
+    }
     replace_dir(dir, &files)?;
     Ok(manifest)
 }

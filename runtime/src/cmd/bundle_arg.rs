@@ -29,9 +29,22 @@ fn load(b: &Bundle, precision: Option<Precision>, name: &str) -> Result<Model> {
     Ok(m)
 }
 
-/// The reader works on directories (it checks paths, sizes and hashes there), so the embedded
-/// files are written to a private temporary directory, read, and removed.
-fn open_embedded(precision: Option<Precision>) -> Result<(Bundle, Model)> {
+/// The embedded default bundle unpacked into a private temporary directory, removed on drop.
+/// The reader works on directories (it checks paths, sizes and hashes there).
+pub struct Unpacked {
+    pub dir: PathBuf,
+}
+
+impl Drop for Unpacked {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Display name of the embedded bundle.
+pub const EMBEDDED_NAME: &str = "<embedded models/default>";
+
+pub fn unpack_embedded() -> Result<Unpacked> {
     if embedded::DEFAULT_BUNDLE.is_empty() {
         bail!(
             "this binary was built without a default bundle (models/default/ did not exist at build time): pass --bundle DIR"
@@ -39,18 +52,20 @@ fn open_embedded(precision: Option<Precision>) -> Result<(Bundle, Model)> {
     }
     let dir: PathBuf = std::env::temp_dir().join(format!("sitfer-default-bundle-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let result = (|| {
-        for (name, bytes) in embedded::DEFAULT_BUNDLE {
-            std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()))?;
-        }
-        let mut b = Bundle::open(&dir).context("opening the embedded default bundle")?;
-        let name = "<embedded models/default>";
-        let m = load(&b, precision, name)?;
-        b.dir = PathBuf::from(name);
-        Ok((b, m))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let unpacked = Unpacked { dir };
+    for (name, bytes) in embedded::DEFAULT_BUNDLE {
+        let p = unpacked.dir.join(name);
+        std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(unpacked)
+}
+
+fn open_embedded(precision: Option<Precision>) -> Result<(Bundle, Model)> {
+    let unpacked = unpack_embedded()?;
+    let mut b = Bundle::open(&unpacked.dir).context("opening the embedded default bundle")?;
+    let m = load(&b, precision, EMBEDDED_NAME)?;
+    b.dir = PathBuf::from(EMBEDDED_NAME);
+    Ok((b, m))
 }
 
 pub fn parse_precision(s: &str) -> Result<Precision, String> {

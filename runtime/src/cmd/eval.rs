@@ -161,6 +161,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let (mut sem, mut fused, mut text, mut ins) =
         (Tally::default(), Tally::default(), Tally::default(), Tally::default());
     let mut no_face = [0u64; NUM_CLASSES];
+    // (top p̂, whether its class is right) per face: how far the admission threshold can be trusted.
+    let mut confidence: Vec<(f32, bool)> = Vec::new();
     let t0 = Instant::now();
     let batch = a.batch.max(1);
     for chunk in items.chunks(if a.model.faces == Faces::WholeFrame { batch } else { 1 }) {
@@ -201,6 +203,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             let f = rec.fuse(out.logits_row(j), out.embedding_row(j));
             sem.add(class, Some(&f.p_sem));
             fused.add(class, Some(&f.p_hat));
+            let (top, conf) = argmax(&f.p_hat);
+            confidence.push((conf, top == class));
             text.add(class, f.p_text.as_ref());
             ins.add(class, Some(&f.p_ins));
         }
@@ -244,6 +248,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         println!("| {} | {n} | {} | {} |", e.name(), r(&sem), r(&fused));
     }
     println!();
+    print_calibration(&confidence, bundle.manifest.fusion.threshold);
+    println!();
     println!("confusion matrix of p̂ (rows: true, columns: predicted)");
     print!("{:>10}", "");
     for e in ALL {
@@ -258,4 +264,34 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         println!();
     }
     Ok(())
+}
+
+/// Coverage and precision of the faces whose top p̂ reaches each threshold: what continual
+/// pseudo-labelling would admit at the bundle's threshold, and how often it would be right.
+fn print_calibration(conf: &[(f32, bool)], manifest_threshold: f32) {
+    println!("| p̂ threshold | faces at or above | share | precision |");
+    println!("|---|---|---|---|");
+    let mut ts = vec![0.3f32, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95];
+    if !ts.iter().any(|t| (t - manifest_threshold).abs() < 1e-6) {
+        ts.push(manifest_threshold);
+        ts.sort_by(f32::total_cmp);
+    }
+    for t in ts {
+        let above: Vec<bool> = conf.iter().filter(|(c, _)| *c >= t).map(|&(_, ok)| ok).collect();
+        let n = above.len();
+        let precision = if n == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.3}", above.iter().filter(|&&ok| ok).count() as f64 / n as f64)
+        };
+        let mark = if (t - manifest_threshold).abs() < 1e-6 {
+            " (manifest)"
+        } else {
+            ""
+        };
+        println!(
+            "| {t:.2}{mark} | {n} | {:.3} | {precision} |",
+            n as f64 / conf.len().max(1) as f64
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The `sitfer` subcommands beyond `labels`, `info` and `bench`.
 
+pub mod adapt;
 pub mod bench_detect;
 pub mod buffer;
 pub mod bundle_arg;

@@ -2,4 +2,4 @@
 
 pub mod model;
 
-pub use model::{InferError, Inference, Model};
+pub use model::{FEATURE_OUTPUT, InferError, Inference, Model};

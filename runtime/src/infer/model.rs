@@ -1,5 +1,6 @@
 //! A bundle's ONNX model run with tract: `[B, 3, H, W]` f32 → logits `[B, classes]` and the
-//! normalised embedding `[B, d]`.
+//! normalised embedding `[B, d]`, and on request the pooled feature `[B, F]` the heads read
+//! (the adaptation refits the classifier head on it).
 
 use crate::bundle::{Bundle, BundleError, Manifest, Precision};
 use crate::labels::NUM_CLASSES;
@@ -25,6 +26,9 @@ pub struct Inference {
     pub logits: Vec<f32>,
     /// `[batch, dim]`, row-major, L2-normalised rows.
     pub embedding: Vec<f32>,
+    /// `[batch, feature_dim]` pooled features, when the model was loaded with them.
+    pub feature: Option<Vec<f32>>,
+    pub feature_dim: usize,
 }
 
 impl Inference {
@@ -34,7 +38,15 @@ impl Inference {
     pub fn embedding_row(&self, i: usize) -> &[f32] {
         &self.embedding[i * self.dim..(i + 1) * self.dim]
     }
+    pub fn feature_row(&self, i: usize) -> Option<&[f32]> {
+        let d = self.feature_dim;
+        self.feature.as_ref().map(|f| &f[i * d..(i + 1) * d])
+    }
 }
+
+/// The pooled feature's name in the bundles the trainer exports (`export/onnx.rs`): the input of
+/// the classifier (`fc.weight`, `fc.bias`) and projection heads.
+pub const FEATURE_OUTPUT: &str = "feature";
 
 /// An optimised, runnable model.
 pub struct Model {
@@ -43,6 +55,8 @@ pub struct Model {
     size: usize,
     channels: usize,
     dim: usize,
+    /// Width of the exposed feature output, when loaded with one.
+    feature_dim: Option<usize>,
 }
 
 impl std::fmt::Debug for Model {
@@ -65,19 +79,70 @@ impl Model {
     /// Builds a model from ONNX bytes, checking its input and outputs against `manifest`.
     /// `file` and `field` name the model in errors.
     pub fn from_onnx(bytes: &[u8], file: &Path, field: &str, manifest: &Manifest) -> Result<Model, BundleError> {
+        Model::from_onnx_with(bytes, file, field, manifest, false)
+    }
+
+    /// Loads the bundle's model of `precision` with the pooled feature ([`FEATURE_OUTPUT`]) as a
+    /// third output; an error when the graph has no such tensor.
+    pub fn load_with_feature(bundle: &Bundle, precision: Precision) -> Result<Model, BundleError> {
+        let (path, bytes) = bundle.model_bytes(precision)?;
+        Model::from_onnx_with(
+            &bytes,
+            &path,
+            bundle.manifest.model(precision).1,
+            &bundle.manifest,
+            true,
+        )
+    }
+
+    fn from_onnx_with(
+        bytes: &[u8],
+        file: &Path,
+        field: &str,
+        manifest: &Manifest,
+        with_feature: bool,
+    ) -> Result<Model, BundleError> {
         let err = |message: String| BundleError::Model {
             file: file.to_path_buf(),
             field: field.to_string(),
             message,
         };
-        let typed = tract_onnx::onnx()
+        let mut inference = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
-            .and_then(|m| m.into_typed())
+            .map_err(|e| err(format!("not a loadable ONNX model: {e:#}")))?;
+        if with_feature {
+            let feature = inference.find_outlet_label(FEATURE_OUTPUT).ok_or_else(|| {
+                err(format!(
+                    "the graph has no `{FEATURE_OUTPUT}` tensor (the pooled feature the heads read), so its heads cannot be refitted"
+                ))
+            })?;
+            let mut outputs = inference.output_outlets().map_err(|e| err(e.to_string()))?.to_vec();
+            outputs.push(feature);
+            inference
+                .select_output_outlets(&outputs)
+                .map_err(|e| err(e.to_string()))?;
+        }
+        let typed = inference
+            .into_typed()
             .map_err(|e| err(format!("not a loadable ONNX model: {e:#}")))?;
         let size = manifest.input.size as usize;
         let channels = manifest.input.channels as usize;
         let dim = manifest.embedding_dim;
-        check_shapes(&typed, size, channels, dim).map_err(err)?;
+        check_shapes(&typed, size, channels, dim, with_feature).map_err(err)?;
+        let feature_dim = if with_feature {
+            let f = typed.output_fact(2).map_err(|e| err(e.to_string()))?;
+            match f.shape.get(1).and_then(|d| d.as_i64()) {
+                Some(d) if f.rank() == 2 && d > 0 => Some(d as usize),
+                _ => {
+                    return Err(err(format!(
+                        "`{FEATURE_OUTPUT}` has shape {:?}, expected [N, F]",
+                        f.shape
+                    )));
+                }
+            }
+        } else {
+            None
+        };
         let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable())
@@ -88,7 +153,13 @@ impl Model {
             size,
             channels,
             dim,
+            feature_dim,
         })
+    }
+
+    /// Width of the pooled feature, when the model exposes it.
+    pub fn feature_dim(&self) -> Option<usize> {
+        self.feature_dim
     }
 
     pub fn input_size(&self) -> usize {
@@ -132,16 +203,18 @@ impl Model {
             dim: self.dim,
             logits: take(0, NUM_CLASSES)?,
             embedding: take(1, self.dim)?,
+            feature: self.feature_dim.map(|d| take(2, d)).transpose()?,
+            feature_dim: self.feature_dim.unwrap_or(0),
         })
     }
 }
 
 /// Input `[N, channels, size, size]` f32, outputs `logits [N, NUM_CLASSES]` then
 /// `embedding [N, dim]`; the batch dimension may be symbolic.
-fn check_shapes(m: &TypedModel, size: usize, channels: usize, dim: usize) -> Result<(), String> {
+fn check_shapes(m: &TypedModel, size: usize, channels: usize, dim: usize, with_feature: bool) -> Result<(), String> {
     let n_in = m.input_outlets().map_err(|e| e.to_string())?.len();
     let n_out = m.output_outlets().map_err(|e| e.to_string())?.len();
-    if n_in != 1 || n_out != 2 {
+    if n_in != 1 || n_out != 2 + with_feature as usize {
         return Err(format!(
             "{n_in} inputs and {n_out} outputs; expected one input and two outputs (logits, embedding)"
         ));

@@ -7,7 +7,7 @@ use super::{FaceResult, FrameResult, StageTimes};
 use crate::buffer::{AdmissionPolicy, InstanceBuffer};
 use crate::bundle::{Bundle, TextPrototypes};
 use crate::detect::{BBox, DetectError, FaceDetector};
-use crate::fusion::{Fused, FusionConfig, argmax, fuse};
+use crate::fusion::{Fused, FusionConfig, Probs, argmax, fuse};
 use crate::infer::{InferError, Inference, Model};
 use crate::labels::ALL;
 use crate::preprocess::{ColorMode, FacePrep};
@@ -42,6 +42,26 @@ pub struct RecognizerConfig {
     /// Whether confident faces are added to the instance buffer.
     pub continual: bool,
     pub admission: AdmissionPolicy,
+    /// Frames are unrelated (a folder of face crops): every frame starts without tracks, so
+    /// each face is its own track.
+    pub independent_frames: bool,
+    /// Keep an [`Observation`] of every face for [`Recognizer::take_observations`].
+    pub observe: bool,
+}
+
+/// One face as the offline adaptation sees it: the same fusion and admission decision as the
+/// live continual mode, plus the vectors it needs to select entries and refit heads.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub frame: u64,
+    pub track: u64,
+    pub p_hat: Probs,
+    pub logits: Probs,
+    pub embedding: Vec<f32>,
+    /// The pooled feature, when the model was loaded with it.
+    pub feature: Option<Vec<f32>>,
+    /// The class the face was admitted to the buffer under.
+    pub admitted: Option<usize>,
 }
 
 impl RecognizerConfig {
@@ -56,6 +76,8 @@ impl RecognizerConfig {
             fusion,
             continual: true,
             admission: AdmissionPolicy::with_threshold(fusion.threshold),
+            independent_frames: false,
+            observe: false,
         }
     }
 }
@@ -70,6 +92,7 @@ pub struct Recognizer {
     cfg: RecognizerConfig,
     frames: u64,
     added: u64,
+    observations: Vec<Observation>,
 }
 
 impl Recognizer {
@@ -90,7 +113,13 @@ impl Recognizer {
             cfg,
             frames: 0,
             added: 0,
+            observations: Vec::new(),
         }
+    }
+
+    /// The observations recorded since the last call (with `observe` on).
+    pub fn take_observations(&mut self) -> Vec<Observation> {
+        std::mem::take(&mut self.observations)
     }
 
     pub fn buffer(&self) -> &InstanceBuffer {
@@ -149,6 +178,9 @@ impl Recognizer {
     pub fn process(&mut self, frame: &Frame) -> Result<FrameResult, PipelineError> {
         let mut ms = StageTimes::default();
         let t = Instant::now();
+        if self.cfg.independent_frames {
+            self.tracker.clear();
+        }
         let detect_now =
             self.frames.is_multiple_of(self.cfg.detect_every.max(1) as u64) || self.tracker.tracks().is_empty();
         let idx = if detect_now {
@@ -198,6 +230,17 @@ impl Recognizer {
                 if let Some(c) = admitted {
                     self.buffer.push(c, z);
                     self.added += 1;
+                }
+                if self.cfg.observe {
+                    self.observations.push(Observation {
+                        frame: frame.index,
+                        track: id,
+                        p_hat: f.p_hat,
+                        logits: std::array::from_fn(|c| out.logits_row(k)[c]),
+                        embedding: z.to_vec(),
+                        feature: out.feature_row(k).map(<[f32]>::to_vec),
+                        admitted,
+                    });
                 }
                 let (label, confidence) = argmax(&p_smooth);
                 faces.push(FaceResult {

@@ -78,6 +78,12 @@ impl Tracker {
         &self.tracks
     }
 
+    /// Ends every track (ids keep counting, so a later face never reuses an id): for inputs
+    /// whose frames are unrelated, such as a folder of face crops.
+    pub fn clear(&mut self) {
+        self.tracks.clear();
+    }
+
     pub fn tracks_mut(&mut self) -> &mut [Track] {
         &mut self.tracks
     }

@@ -1,0 +1,151 @@
+//! `sitfer adapt` end to end on a tiny exported bundle: the adapted bundle is a new, loadable
+//! bundle with the domain's entries, a refitted head and its report; the source bundle is never
+//! modified; degenerate footage and `--out` = source are refused with nothing written.
+
+mod common;
+
+use common::{face_folder, sitfer, tiny_bundle};
+use sitfer_runtime::adapt::onnx_head::read_head;
+use sitfer_runtime::bundle::{Bundle, Precision};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+/// Every file of a directory with its bytes, to prove it unchanged.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn adapt_writes_a_new_bundle_and_never_touches_the_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, footage, out) = (tmp.path().join("b"), tmp.path().join("footage"), tmp.path().join("b2"));
+    tiny_bundle(&bundle);
+    face_folder(&footage, 24);
+    let before = snapshot(&bundle);
+    let bin = sitfer();
+    // A random tiny model is not confident about anything: admit every face and relax the
+    // guard so the mechanics run (the guard has its own test below).
+    let run = Command::new(&bin)
+        .args([
+            "adapt",
+            "--faces",
+            "whole-frame",
+            "--threshold",
+            "0",
+            "--min-pseudo-labels",
+            "1",
+        ])
+        .args([
+            "--max-class-share",
+            "1",
+            "--min-entropy",
+            "0",
+            "--vanish-share",
+            "1.01",
+            "--refit",
+        ])
+        .args(["--refit-steps", "30", "--refit-lr", "0.05"])
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--footage")
+        .arg(&footage)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(snapshot(&bundle), before, "the source bundle changed");
+
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["frames"], 24);
+    assert_eq!(report["faces"], 24);
+    assert_eq!(report["tracks"], 24, "every crop of a folder is its own face");
+    let selected: u64 = report["selected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(selected > 0);
+    assert!(report["refit"]["loss_after"].as_f64().unwrap() < report["refit"]["loss_before"].as_f64().unwrap());
+
+    let (src, adapted) = (Bundle::open(&bundle).unwrap(), Bundle::open(&out).unwrap());
+    assert_eq!(adapted.buffer.len(), src.buffer.len() + selected as usize);
+    assert_eq!(
+        adapted.buffer.embeddings[..src.buffer.embeddings.len()],
+        src.buffer.embeddings[..]
+    );
+    assert!(adapted.manifest.provenance["adapted_from"].contains("sha256"));
+    let head = |b: &Bundle| {
+        let (p, bytes) = b.model_bytes(Precision::Fp32).unwrap();
+        read_head(&bytes, &p).unwrap()
+    };
+    assert_ne!(head(&src), head(&adapted), "--refit changes the classifier head");
+    for f in ["adaptation.json", "adaptation-confidence.png"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    image::open(out.join("adaptation-confidence.png")).unwrap();
+
+    // The adapted bundle runs like any other.
+    let eval = Command::new(&bin)
+        .args(["run", "--faces", "whole-frame", "--no-continual", "--bundle"])
+        .arg(&out)
+        .arg("--source")
+        .arg(&footage)
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    assert_eq!(String::from_utf8_lossy(&eval.stdout).lines().count(), 24);
+
+    // Adapting into the source itself is refused, and it stays as it was.
+    let same = Command::new(&bin)
+        .args(["adapt", "--faces", "whole-frame", "--threshold", "0", "--bundle"])
+        .arg(&bundle)
+        .arg("--footage")
+        .arg(&footage)
+        .arg("--out")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(!same.status.success());
+    assert!(String::from_utf8_lossy(&same.stderr).contains("never modifies its source"));
+    assert_eq!(snapshot(&bundle), before);
+}
+
+#[test]
+fn degenerate_footage_stops_the_adaptation_with_nothing_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, footage, out) = (tmp.path().join("b"), tmp.path().join("footage"), tmp.path().join("b2"));
+    tiny_bundle(&bundle);
+    // The same face 60 times: every pseudo-label is one class.
+    std::fs::create_dir_all(&footage).unwrap();
+    let img = image::RgbImage::from_fn(48, 48, |x, y| image::Rgb([(x * 5) as u8, (y * 5) as u8, 90]));
+    for k in 0..60 {
+        img.save(footage.join(format!("f{k:02}.png"))).unwrap();
+    }
+    let before = snapshot(&bundle);
+    let run = Command::new(sitfer())
+        .args(["adapt", "--faces", "whole-frame", "--threshold", "0", "--bundle"])
+        .arg(&bundle)
+        .arg("--footage")
+        .arg(&footage)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(err.contains("collapse guard") && err.contains("100%"), "{err}");
+    assert!(!out.exists(), "nothing may be written when the guard fires");
+    assert_eq!(snapshot(&bundle), before);
+}
