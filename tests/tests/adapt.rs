@@ -118,7 +118,7 @@ fn adapt_writes_a_new_bundle_and_never_touches_the_source() {
         .output()
         .unwrap();
     assert!(!same.status.success());
-    assert!(String::from_utf8_lossy(&same.stderr).contains("never modifies its source"));
+    assert!(String::from_utf8_lossy(&same.stderr).contains("its source is never modified"));
     assert_eq!(snapshot(&bundle), before);
 }
 

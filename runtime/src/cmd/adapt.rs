@@ -1,8 +1,8 @@
 //! `sitfer adapt`: a bundle adapted to unlabeled footage of the device's own camera, written as a
 //! new bundle with its report. The source bundle is only read.
 
-use super::bundle_arg;
 use super::run::{Faces, ModelArgs};
+use super::{bundle_arg, derive};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -10,12 +10,11 @@ use sitfer_runtime::adapt::{
     self, AdaptConfig, GuardConfig, Objective, Original, RefitConfig, SelectConfig, histogram_png, onnx_head,
 };
 use sitfer_runtime::buffer::InstanceBuffer;
-use sitfer_runtime::bundle::{Bundle, BundleContents, BundleSettings, Precision, sha256_hex, write_bundle_with_extras};
+use sitfer_runtime::bundle::{Bundle, Precision, sha256_hex};
 use sitfer_runtime::infer::Model;
 use sitfer_runtime::pipeline::{Recognizer, RecognizerConfig};
 use sitfer_runtime::source::{self, ImageFolder};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RefitObjective {
@@ -92,13 +91,6 @@ pub struct AdaptArgs {
     pub vanish_share: f32,
 }
 
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
 pub fn adapt(a: AdaptArgs) -> Result<()> {
     // The embedded bundle is unpacked for the whole run: its model files are read again when
     // the adapted bundle is written.
@@ -110,12 +102,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
             (Some(u), d, bundle_arg::EMBEDDED_NAME.to_string())
         }
     };
-    if same_dir(&dir, &a.out) {
-        bail!(
-            "--out {} is the source bundle: adaptation writes a new bundle and never modifies its source",
-            a.out.display()
-        );
-    }
+    derive::check_out(&dir, &a.out)?;
     let bundle = Bundle::open(&dir).with_context(|| format!("opening bundle {name}"))?;
     let precision = a
         .model
@@ -266,55 +253,18 @@ fn write_adapted(
     threshold: f32,
     plan: &adapt::Plan,
 ) -> Result<()> {
-    let m = &bundle.manifest;
-    let mut models: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
-    let mut source_hash = String::new();
-    for p in [Precision::Fp32, Precision::Int8] {
-        if m.model(p).0.is_none() {
-            continue;
+    let source_hash = sha256_hex(&bundle.model_bytes(precision)?.1);
+    let summary = format!(
+        "{} buffer entries from {} ({} frames, {} faces), threshold {threshold}{}",
+        plan.report.selected.iter().sum::<usize>(),
+        a.footage.display(),
+        plan.report.frames,
+        plan.report.faces,
+        match &plan.report.refit {
+            Some(r) => format!(", classifier head refitted ({})", r.objective),
+            None => String::new(),
         }
-        let (path, bytes) = bundle.model_bytes(p)?;
-        if p == precision {
-            source_hash = sha256_hex(&bytes);
-        }
-        let bytes = match &plan.refit {
-            Some(r) => onnx_head::write_head(&bytes, &r.head, &path)?,
-            None => bytes,
-        };
-        models.insert(p.name(), bytes);
-    }
-    let mut provenance = m.provenance.clone();
-    provenance.insert(
-        "adapted_from".into(),
-        format!("{name} ({} model sha256 {source_hash})", precision.name()),
     );
-    provenance.insert(
-        "adaptation".into(),
-        format!(
-            "{} buffer entries from {} ({} frames, {} faces), threshold {threshold}{}",
-            plan.report.selected.iter().sum::<usize>(),
-            a.footage.display(),
-            plan.report.frames,
-            plan.report.faces,
-            if plan.refit.is_some() {
-                ", classifier head refitted"
-            } else {
-                ""
-            }
-        ),
-    );
-    let settings = BundleSettings {
-        input: m.input.clone(),
-        embedding_dim: m.embedding_dim,
-        fusion: m.fusion.clone(),
-        provenance,
-    };
-    let contents = BundleContents {
-        model_fp32: models.get(Precision::Fp32.name()).map(Vec::as_slice),
-        model_int8: models.get(Precision::Int8.name()).map(Vec::as_slice),
-        prototypes: bundle.prototypes.as_ref(),
-        buffer: &plan.buffer,
-    };
     let report = serde_json::json!({
         "source_bundle": name,
         "footage": a.footage.display().to_string(),
@@ -324,19 +274,21 @@ fn write_adapted(
     });
     let report = serde_json::to_vec_pretty(&report)?;
     let png = histogram_png(&plan.report.confidence, threshold);
-    write_bundle_with_extras(
+    derive::write_derived(
+        bundle,
         &a.out,
-        &settings,
-        contents,
-        &[(REPORT_FILE, &report), (HISTOGRAM_FILE, &png)],
+        derive::Changes {
+            head: plan.refit.as_ref().map(|r| &r.head),
+            buffer: Some(&plan.buffer),
+            provenance: vec![
+                (
+                    "adapted_from".into(),
+                    format!("{name} ({} model sha256 {source_hash})", precision.name()),
+                ),
+                ("adaptation".into(), summary),
+            ],
+            extras: vec![(REPORT_FILE, &report), (HISTOGRAM_FILE, &png)],
+            ..derive::Changes::default()
+        },
     )
-    .with_context(|| format!("writing the adapted bundle {}", a.out.display()))?;
-    // Read back as any user of the bundle would.
-    let b2 = Bundle::open(&a.out).with_context(|| format!("re-opening {}", a.out.display()))?;
-    for p in [Precision::Fp32, Precision::Int8] {
-        if b2.manifest.model(p).0.is_some() {
-            Model::load(&b2, p)?;
-        }
-    }
-    Ok(())
 }

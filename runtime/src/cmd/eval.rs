@@ -30,6 +30,17 @@ pub struct EvalArgs {
     /// Faces per model run with --faces whole-frame.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Also write a copy of the bundle whose admission threshold (`fusion.threshold`) is the
+    /// lowest p̂ at which these labeled faces reach --target-precision. Calibrate on validation
+    /// data, never on what you report.
+    #[arg(long, requires = "bundle")]
+    pub calibrate_out: Option<PathBuf>,
+    /// Precision of the admitted faces the calibrated threshold must reach.
+    #[arg(long, default_value_t = 0.9)]
+    pub target_precision: f64,
+    /// Faces that must reach the calibrated threshold for it to count.
+    #[arg(long, default_value_t = 50)]
+    pub min_admitted: usize,
 }
 
 /// The folder evaluated, (file, class) of every image in it, and the folders skipped (labels
@@ -249,6 +260,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     println!();
     print_calibration(&confidence, bundle.manifest.fusion.threshold);
+    if let Some(out) = &a.calibrate_out {
+        calibrate(&bundle, &dir, out, &confidence, a.target_precision, a.min_admitted)?;
+    }
     println!();
     println!("confusion matrix of p̂ (rows: true, columns: predicted)");
     print!("{:>10}", "");
@@ -293,5 +307,76 @@ fn print_calibration(conf: &[(f32, bool)], manifest_threshold: f32) {
             "| {t:.2}{mark} | {n} | {:.3} | {precision} |",
             n as f64 / conf.len().max(1) as f64
         );
+    }
+}
+
+/// The lowest threshold on a 0.01 grid whose admitted faces (at least `min_admitted`) reach
+/// `target` precision: (threshold, admitted, precision).
+pub fn calibrated_threshold(conf: &[(f32, bool)], target: f64, min_admitted: usize) -> Option<(f32, usize, f64)> {
+    (1..100).map(|k| k as f32 / 100.0).find_map(|t| {
+        let above: Vec<bool> = conf.iter().filter(|(c, _)| *c >= t).map(|&(_, ok)| ok).collect();
+        let n = above.len();
+        let precision = above.iter().filter(|&&ok| ok).count() as f64 / n.max(1) as f64;
+        (n >= min_admitted.max(1) && precision >= target).then_some((t, n, precision))
+    })
+}
+
+fn calibrate(
+    bundle: &sitfer_runtime::bundle::Bundle,
+    data: &Path,
+    out: &Path,
+    conf: &[(f32, bool)],
+    target: f64,
+    min_admitted: usize,
+) -> Result<()> {
+    let Some((t, n, precision)) = calibrated_threshold(conf, target, min_admitted) else {
+        bail!(
+            "no threshold reaches precision {target} on at least {min_admitted} of these {} faces: {} not written",
+            conf.len(),
+            out.display()
+        );
+    };
+    let note = format!(
+        "{t:.2} on {} ({} faces): {n} admitted ({:.1}%) at precision {precision:.3} (target {target})",
+        data.display(),
+        conf.len(),
+        100.0 * n as f64 / conf.len().max(1) as f64
+    );
+    super::derive::write_derived(
+        bundle,
+        out,
+        super::derive::Changes {
+            threshold: Some(t),
+            provenance: vec![("threshold_calibration".into(), note.clone())],
+            ..Default::default()
+        },
+    )?;
+    println!();
+    println!("calibrated threshold {note}; wrote {}", out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::calibrated_threshold;
+
+    #[test]
+    fn calibration_picks_the_lowest_threshold_reaching_the_precision() {
+        // Right above 0.6, a coin flip below.
+        let conf: Vec<(f32, bool)> = (0..1000)
+            .map(|i| {
+                let c = i as f32 / 1000.0;
+                (c, c >= 0.6 || i % 2 == 0)
+            })
+            .collect();
+        let (t, n, p) = calibrated_threshold(&conf, 0.95, 10).unwrap();
+        // At t, right answers r = 400 + (600 - 1000 t) / 2 of n = 1000 (1 - t): p ≥ 0.95 from t ≈ 0.57.
+        assert!((0.56..=0.58).contains(&t), "{t}");
+        assert!(p >= 0.95 && n == conf.iter().filter(|(c, _)| *c >= t).count());
+        assert!(
+            calibrated_threshold(&conf, 0.95, 1000).is_none(),
+            "too few faces reach it"
+        );
+        assert!(calibrated_threshold(&[(0.9, false); 100], 0.5, 1).is_none());
     }
 }
