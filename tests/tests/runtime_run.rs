@@ -55,6 +55,10 @@ fn sitfer_run_whole_frame_over_a_folder_and_a_y4m_clip() {
             check_probs(&f[k]);
         }
     }
+    // A folder of crops is a set of unrelated faces: each is its own track (a clip is one, below).
+    let mut ids: Vec<u64> = ls.iter().map(|l| l["faces"][0]["track"].as_u64().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "{ids:?}");
     // The first frame's p_sem is what the library computes for the same crop.
     let b = Bundle::open(&bundle).unwrap();
     let model = Model::load(&b, Precision::Fp32).unwrap();

@@ -253,6 +253,13 @@ fn run_with(
     cfg.fusion.mode = a.model.fuse_mode;
     cfg.fusion.aggregate = a.model.aggregate;
     cfg.continual = !a.no_continual;
+    // A folder of face crops is a set of unrelated faces, not a video: each image is its own
+    // face (as in `sitfer adapt`), so one crop's confidence never vouches for the next.
+    if a.model.faces == Faces::WholeFrame && a.source.as_deref().is_some_and(|s| s.is_dir()) {
+        cfg.independent_frames = true;
+        cfg.admission.stable_frames = 1;
+        cfg.admission.min_interval_frames = 0;
+    }
     let detector = a.model.detector()?;
     log::info!("faces: {}", detector.name());
     let mut rec = Recognizer::new(&bundle, model, detector, buffer, cfg);
