@@ -149,3 +149,74 @@ fn degenerate_footage_stops_the_adaptation_with_nothing_written() {
     assert!(!out.exists(), "nothing may be written when the guard fires");
     assert_eq!(snapshot(&bundle), before);
 }
+
+#[test]
+fn a_video_is_one_track_and_gives_at_most_per_track_entries() {
+    use sitfer_runtime::source::encode_y4m_444;
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, clip, out) = (tmp.path().join("b"), tmp.path().join("clip.y4m"), tmp.path().join("b2"));
+    tiny_bundle(&bundle);
+    // 40 frames of one face whose expression drifts: one track (whole-frame box throughout).
+    let frames: Vec<Vec<u8>> = (0..40u32)
+        .map(|k| {
+            let mut rgb = Vec::with_capacity(48 * 48 * 3);
+            for y in 0..48u32 {
+                for x in 0..48u32 {
+                    let v = (128.0 + 100.0 * ((x as f32 * 0.2 + k as f32 * 0.3).sin() * (y as f32 * 0.15).cos())) as u8;
+                    rgb.extend([v, v, v]);
+                }
+            }
+            rgb
+        })
+        .collect();
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    std::fs::write(&clip, encode_y4m_444(48, 48, (25, 1), &refs)).unwrap();
+    let run = Command::new(sitfer())
+        .args([
+            "adapt",
+            "--faces",
+            "whole-frame",
+            "--threshold",
+            "0",
+            "--stable-frames",
+            "1",
+        ])
+        .args([
+            "--min-pseudo-labels",
+            "1",
+            "--max-class-share",
+            "1",
+            "--min-entropy",
+            "0",
+        ])
+        .args(["--vanish-share", "1.01", "--per-track", "3", "--bundle"])
+        .arg(&bundle)
+        .arg("--footage")
+        .arg(&clip)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        (report["frames"].as_u64(), report["tracks"].as_u64()),
+        (Some(40), Some(1))
+    );
+    // Admissions from one track wait their interval (15 frames) and need the embedding to move:
+    // at most frames 0, 15 and 30 of the 40 (a folder of the same 40 crops would admit all).
+    let admitted: u64 = report["admitted"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!((1..=3).contains(&admitted), "{report}");
+    let selected: u64 = report["selected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(selected >= 1 && selected <= admitted, "{report}");
+}
