@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{SIZE, face_folder, lines, sitfer, tiny_bundle};
+use common::{face_folder, lines, sitfer, tiny_bundle};
 use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::infer::Model;
 use sitfer_runtime::labels::ALL;

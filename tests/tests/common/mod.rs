@@ -4,10 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use sitfer_runtime::bundle::{Bundle, Precision, TextPrototypes};
-use sitfer_runtime::infer::Model;
-use sitfer_runtime::labels::ALL;
-use sitfer_runtime::source::encode_y4m_444;
+use sitfer_runtime::bundle::TextPrototypes;
 use sitfer_trainer::export::bundle::{BundleInputs, SeedImages, default_fusion, write_model_bundle};
 use sitfer_trainer::export::fold::{PROJ_WEIGHT, fold};
 use sitfer_trainer::model::{Arch, ModelSpec, Stem, build, init::seeded_var_builder};
