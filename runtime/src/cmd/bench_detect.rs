@@ -36,7 +36,9 @@ pub struct BenchDetectArgs {
     pub iou: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Also write the generated frames here as PNG (inputs for `sitfer run`).
+    /// Also write the generated frames here as PNG (inputs for `sitfer run`). With
+    /// `--max-faces 1` they go into `<class>/` folders named after the pasted crop's folder: a
+    /// labeled set of full frames for `sitfer eval --faces detect`.
     #[arg(long)]
     pub save_frames: Option<PathBuf>,
 }
@@ -79,7 +81,7 @@ fn crops(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// A frame with `n` faces of side `side`, and their boxes.
+/// A frame with `n` faces of side `side`, their boxes, and the crops pasted there.
 fn make_frame(
     a: &BenchDetectArgs,
     files: &[PathBuf],
@@ -87,7 +89,7 @@ fn make_frame(
     side: u32,
     n: usize,
     index: u64,
-) -> Result<(Frame, Vec<BBox>)> {
+) -> Result<(Frame, Vec<BBox>, Vec<PathBuf>)> {
     let (w, h) = (a.width, a.height);
     let (tint_r, tint_b) = (rng.below(60) as u32, rng.below(60) as u32);
     let mut img = RgbImage::from_fn(w, h, |x, y| {
@@ -100,6 +102,7 @@ fn make_frame(
         ])
     });
     let mut boxes: Vec<BBox> = Vec::new();
+    let mut pasted = Vec::new();
     let side = side.min(w).min(h);
     for _ in 0..n {
         let file = &files[rng.below(files.len() as u64) as usize];
@@ -116,6 +119,7 @@ fn make_frame(
             if boxes.iter().all(|o| o.iou(&padded) == 0.0) {
                 imageops::overlay(&mut img, &face, x as i64, y as i64);
                 boxes.push(b);
+                pasted.push(file.clone());
                 break;
             }
         }
@@ -127,7 +131,7 @@ fn make_frame(
         height: h,
         rgb: img.into_raw(),
     };
-    Ok((frame, boxes))
+    Ok((frame, boxes, pasted))
 }
 
 pub fn bench_detect(a: BenchDetectArgs) -> Result<()> {
@@ -142,10 +146,15 @@ pub fn bench_detect(a: BenchDetectArgs) -> Result<()> {
         let mut frames = Vec::new();
         for i in 0..a.frames {
             let n = 1 + i % a.max_faces.max(1);
-            let (f, b) = make_frame(&a, &files, &mut rng, side, n, i as u64)?;
+            let (f, b, pasted) = make_frame(&a, &files, &mut rng, side, n, i as u64)?;
             if let Some(d) = &a.save_frames {
                 let img = RgbImage::from_raw(f.width, f.height, f.rgb.clone()).expect("frame size");
-                img.save(d.join(format!("s{side:04}-{i:04}.png")))?;
+                let dir = match (a.max_faces, pasted.first().and_then(|p| p.parent()?.file_name())) {
+                    (1, Some(class)) => d.join(class),
+                    _ => d.clone(),
+                };
+                std::fs::create_dir_all(&dir)?;
+                img.save(dir.join(format!("s{side:04}-{i:04}.png")))?;
             }
             frames.push((f, b));
         }
