@@ -12,6 +12,8 @@ pub enum BoardError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{file}: larger than {limit} bytes: not a board profile")]
+    TooLarge { file: String, limit: u64 },
     /// Syntax errors, unknown keys, missing keys and wrong types, as the TOML parser words them
     /// (with line, column and key).
     #[error("{file}: {message}")]

@@ -26,12 +26,29 @@ pub fn load(arg: &str) -> Result<BoardProfile, BoardError> {
     }
 }
 
+/// Largest profile read: real ones are under 2 KiB; a path to a device or a huge file is not a
+/// profile and must not be read into memory whole.
+pub const MAX_PROFILE_BYTES: u64 = 64 << 10;
+
 pub fn load_path(path: &Path) -> Result<BoardProfile, BoardError> {
+    use std::io::Read;
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| BoardError::Io {
+    let io = |source| BoardError::Io {
         file: file.clone(),
         source,
-    })?;
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_PROFILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(BoardError::TooLarge {
+            file,
+            limit: MAX_PROFILE_BYTES,
+        });
+    }
     BoardProfile::from_toml(&file, &text)
 }
 

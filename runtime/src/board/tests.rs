@@ -157,3 +157,24 @@ fn names_and_paths_resolve() {
         .to_string();
     assert!(err.contains("absent.toml"), "{err}");
 }
+
+#[test]
+fn an_oversized_or_endless_profile_is_refused_without_reading_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let mut text = GOOD.to_string();
+    text.push_str(&"# padding\n".repeat((super::MAX_PROFILE_BYTES / 10) as usize + 1));
+    std::fs::write(&big, &text).unwrap();
+    let err = load(big.to_str().unwrap()).unwrap_err();
+    assert!(matches!(err, BoardError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("big.toml"), "{err}");
+    // A device that never ends: only the limit is read.
+    #[cfg(unix)]
+    {
+        let err = super::load_path(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(
+            err.contains("/dev/zero") && err.contains("not a board profile"),
+            "{err}"
+        );
+    }
+}

@@ -33,11 +33,30 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Bundle {
+    /// Opens the bundle at `dir`. When `dir` is missing because a writer was killed between
+    /// moving the previous bundle aside and renaming the new one into place, the previous
+    /// bundle is opened where the writer left it (see [`interrupted_replacement`]).
     pub fn open(dir: &Path) -> Result<Bundle, BundleError> {
+        match Bundle::open_exact(dir) {
+            Err(e) if !dir.exists() => match interrupted_replacement(dir) {
+                Some(old) => {
+                    log::warn!(
+                        "{}: missing, opening the previous bundle a killed update left at {}",
+                        dir.display(),
+                        old.display()
+                    );
+                    Bundle::open_exact(&old)
+                }
+                None => Err(e),
+            },
+            r => r,
+        }
+    }
+
+    fn open_exact(dir: &Path) -> Result<Bundle, BundleError> {
         let manifest_path = dir.join(MANIFEST_FILE);
         let bytes = read_bounded(&manifest_path, "manifest", MAX_MANIFEST_BYTES)?;
-        let manifest = parse_manifest(&bytes, &manifest_path)?;
-        validate(&manifest, &manifest_path)?;
+        let manifest = Manifest::from_bytes(&bytes, &manifest_path)?;
         let mut prototypes = None;
         let mut buffer = None;
         for (field, entry) in manifest.files() {
@@ -67,6 +86,40 @@ impl Bundle {
             entry.ok_or_else(|| BundleError::invalid(&manifest_path, field, "this bundle has no such model"))?;
         read_entry(&self.dir, &manifest_path, field, entry, MAX_MODEL_BYTES)
     }
+}
+
+impl Manifest {
+    /// Parses and checks manifest bytes (`file` names them in errors): everything `Bundle::open`
+    /// checks before it reads another file.
+    pub fn from_bytes(bytes: &[u8], file: &Path) -> Result<Manifest, BundleError> {
+        let manifest = parse_manifest(bytes, file)?;
+        validate(&manifest, file)?;
+        Ok(manifest)
+    }
+}
+
+/// The previous bundle `writer::replace_dir` moved aside (`.<name>.old-<pid>` beside `dir`) and
+/// had not yet removed: the newest such directory holding a manifest. Only meaningful while
+/// `dir` itself is missing, i.e. the writer died between its two renames.
+fn interrupted_replacement(dir: &Path) -> Option<PathBuf> {
+    let name = dir.file_name()?.to_string_lossy().into_owned();
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{name}.old-");
+    std::fs::read_dir(parent)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| e.path())
+        .filter(|p| p.join(MANIFEST_FILE).is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
 }
 
 fn file_limit(m: &Manifest, field: &str) -> u64 {

@@ -93,6 +93,35 @@ fn round_trip_and_replace() {
     assert_eq!(names, vec![std::ffi::OsString::from("b")]);
 }
 
+#[cfg(unix)]
+#[test]
+fn leftovers_of_killed_writers_are_removed_and_a_live_writers_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    write(&dir);
+    // No process has a pid this large (Linux caps pids at 2^22); the parent (cargo) is alive.
+    let live = format!(".b.tmp-{}", std::os::unix::process::parent_id());
+    for d in [
+        ".b.tmp-999999999",
+        ".b.old-999999999",
+        live.as_str(),
+        ".other.tmp-999999999",
+    ] {
+        std::fs::create_dir(tmp.path().join(d)).unwrap();
+        std::fs::write(tmp.path().join(d).join("model-fp32.onnx"), b"half").unwrap();
+    }
+    write(&dir);
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![live.clone(), ".other.tmp-999999999".to_string(), "b".to_string()]
+    );
+}
+
 #[test]
 fn no_prototypes_requires_zero_text_weight() {
     let tmp = tempfile::tempdir().unwrap();
@@ -244,4 +273,49 @@ fn prototype_shape_must_match_embedding_dim() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("prototypes"), "{e}");
+}
+
+#[test]
+fn an_oversized_manifest_is_refused_before_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path());
+    let mut bytes = std::fs::read(tmp.path().join(MANIFEST_FILE)).unwrap();
+    bytes.resize(2 << 20, b' ');
+    std::fs::write(tmp.path().join(MANIFEST_FILE), bytes).unwrap();
+    let e = Bundle::open(tmp.path()).unwrap_err();
+    assert!(matches!(e, BundleError::TooLarge { .. }), "{e}");
+    assert!(e.to_string().contains(MANIFEST_FILE), "{e}");
+}
+
+#[test]
+fn manifest_bytes_parse_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = write(tmp.path());
+    let bytes = std::fs::read(tmp.path().join(MANIFEST_FILE)).unwrap();
+    assert_eq!(Manifest::from_bytes(&bytes, Path::new("m.json")).unwrap(), m);
+    let e = Manifest::from_bytes(b"{\"format_version\": 1", Path::new("m.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("m.json") && e.contains("line 1"), "{e}");
+}
+
+/// What a writer killed between its two renames leaves: the target missing, the complete
+/// previous bundle moved aside, the new one half-written under its temporary name.
+#[test]
+fn a_replacement_killed_between_renames_still_opens_the_previous_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let m = write(&dir);
+    std::fs::rename(&dir, tmp.path().join(".b.old-4242")).unwrap();
+    std::fs::create_dir(tmp.path().join(".b.tmp-4242")).unwrap();
+    std::fs::write(tmp.path().join(".b.tmp-4242/buffer.safetensors"), b"torn").unwrap();
+    let b = Bundle::open(&dir).unwrap();
+    assert_eq!(b.manifest, m);
+    assert_eq!(b.model_bytes(Precision::Fp32).unwrap().1, b"not really onnx");
+    // The next write puts a bundle back in place; that one is opened from then on.
+    write(&dir);
+    assert_eq!(Bundle::open(&dir).unwrap().dir, dir);
+    // Nothing set aside and nothing in place: the error names the missing manifest.
+    let e = open_err(&tmp.path().join("never-written"));
+    assert!(e.contains("never-written") && e.contains(MANIFEST_FILE), "{e}");
 }

@@ -125,10 +125,44 @@ fn sibling(dir: &Path, tag: &str) -> Result<PathBuf, BundleError> {
     Ok(parent.join(format!(".{}.{tag}-{}", name.to_string_lossy(), std::process::id())))
 }
 
+/// Removes what killed writers left beside `dir`: half-filled `.<name>.tmp-<pid>` directories
+/// (a model's worth each) and, while `dir` itself is complete, set-aside `.<name>.old-<pid>`
+/// copies (the reader falls back to those only when `dir` is missing). A live writer's are kept.
+fn remove_leftovers(dir: &Path) {
+    let (Some(name), Some(parent)) = (dir.file_name(), dir.parent()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let name = name.to_string_lossy();
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(rest) = file.to_str().and_then(|n| n.strip_prefix(&format!(".{name}."))) else {
+            continue;
+        };
+        let (kind, pid) = match rest.split_once('-') {
+            Some((k @ ("tmp" | "old"), pid)) => (k, pid.parse::<u32>().ok()),
+            _ => continue,
+        };
+        let Some(pid) = pid else { continue };
+        let removable = pid != std::process::id()
+            && !crate::atomic::process_alive(pid)
+            && (kind == "tmp" || dir.join(super::manifest::MANIFEST_FILE).is_file());
+        if removable {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Fills a fresh temporary directory, then swaps it in. A directory cannot be renamed over a
 /// non-empty one, so an existing bundle is first moved aside (and removed after the swap): a
 /// crash in between leaves the complete old bundle beside the target, never a torn one.
 fn replace_dir(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), BundleError> {
+    remove_leftovers(dir);
     let tmp = sibling(dir, "tmp")?;
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(BundleError::io(&tmp))?;

@@ -4,6 +4,7 @@
 //! Which weights to use is the user's (or board profile's) choice; none ship with sitfer.
 
 use super::{BBox, DetectError, Detection, FaceDetector, nms};
+use crate::infer::guard::tract_guarded;
 use crate::source::Frame;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,11 +63,13 @@ impl OnnxDetector {
             message,
         };
         let (w, h) = (cfg.width as usize, cfg.height as usize);
-        let typed = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, h, w]).into()))
-            .and_then(|m| m.into_typed())
-            .map_err(|e| err(format!("not a loadable ONNX model at {w}x{h}: {e:#}")))?;
+        let typed = tract_guarded(&format!("not a loadable ONNX model at {w}x{h}"), || {
+            tract_onnx::onnx()
+                .model_for_read(&mut &bytes[..])?
+                .with_input_fact(0, f32::fact([1, 3, h, w]).into())?
+                .into_typed()
+        })
+        .map_err(err)?;
         let outs = typed.output_outlets().map_err(|e| err(e.to_string()))?.len();
         let last = |i: usize| -> Option<i64> {
             typed
@@ -87,10 +90,7 @@ impl OnnxDetector {
                 "{outs} outputs without the UltraFace pair `scores [1, N, 2]` and `boxes [1, N, 4]`"
             )));
         };
-        let plan = typed
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| err(format!("optimising: {e:#}")))?;
+        let plan = tract_guarded("optimising", || typed.into_optimized()?.into_runnable()).map_err(err)?;
         Ok(OnnxDetector {
             plan,
             cfg,

@@ -2,6 +2,7 @@
 //! normalised embedding `[B, d]`, and on request the pooled feature `[B, F]` the heads read
 //! (the adaptation refits the classifier head on it).
 
+use super::guard::tract_guarded;
 use crate::bundle::{Bundle, BundleError, Manifest, Precision};
 use crate::labels::NUM_CLASSES;
 use std::path::{Path, PathBuf};
@@ -107,9 +108,10 @@ impl Model {
             field: field.to_string(),
             message,
         };
-        let mut inference = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .map_err(|e| err(format!("not a loadable ONNX model: {e:#}")))?;
+        let mut inference = tract_guarded("not a loadable ONNX model", || {
+            tract_onnx::onnx().model_for_read(&mut &bytes[..])
+        })
+        .map_err(err)?;
         if with_feature {
             let feature = inference.find_outlet_label(FEATURE_OUTPUT).ok_or_else(|| {
                 err(format!(
@@ -122,9 +124,7 @@ impl Model {
                 .select_output_outlets(&outputs)
                 .map_err(|e| err(e.to_string()))?;
         }
-        let typed = inference
-            .into_typed()
-            .map_err(|e| err(format!("not a loadable ONNX model: {e:#}")))?;
+        let typed = tract_guarded("not a loadable ONNX model", || inference.into_typed()).map_err(err)?;
         let size = manifest.input.size as usize;
         let channels = manifest.input.channels as usize;
         let dim = manifest.embedding_dim;
@@ -143,10 +143,7 @@ impl Model {
         } else {
             None
         };
-        let plan = typed
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| err(format!("optimising the model: {e:#}")))?;
+        let plan = tract_guarded("optimising the model", || typed.into_optimized()?.into_runnable()).map_err(err)?;
         Ok(Model {
             plan,
             file: file.to_path_buf(),

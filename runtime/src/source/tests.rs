@@ -69,6 +69,11 @@ fn malformed_y4m_headers_are_clear_errors() {
         (b"YUV4MPEG2 W4 H4 F30\n", "N:D"),
         (b"YUV4MPEG2 W4 H4 C420p10\n", "420p10"),
         (b"YUV4MPEG2 W4 H4 Q9\n", "unknown header field"),
+        // Fuzzing regression: a field starting with a multi-byte character panicked.
+        (
+            "YUV4MPEG2 W4 H4 \u{40f}C444\n".as_bytes(),
+            "unknown header field `\u{40f}C444`",
+        ),
     ] {
         let e = err_of(bytes);
         assert!(e.contains("clip.y4m") && e.contains(want), "{e} (wanted {want})");

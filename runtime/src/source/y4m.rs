@@ -66,7 +66,11 @@ impl Y4mHeader {
         let mut chroma = Chroma::C420;
         let mut full_range = false;
         for t in tokens {
-            let (tag, val) = t.split_at(1);
+            // Checked: a token starting with a multi-byte character has no 1-byte tag (found
+            // by fuzzing: `split_at(1)` panicked).
+            let Some((tag, val)) = t.split_at_checked(1) else {
+                return Err(format!("unknown header field `{t}`"));
+            };
             match tag {
                 "W" => width = Some(parse_side(val, "width (W)")?),
                 "H" => height = Some(parse_side(val, "height (H)")?),

@@ -36,8 +36,9 @@ pub const VOTE_COLUMNS: [&str; 10] = [
 /// The FER+ target of one row of votes: `Ok(Some(index of the majority column))` or `None`
 /// when there is no majority. Votes of 1 are removed first (FER+'s outlier rule).
 pub fn majority(votes: &[u32; 10]) -> Option<usize> {
-    let cleaned: Vec<u32> = votes.iter().map(|&v| if v <= 1 { 0 } else { v }).collect();
-    let total: u32 = cleaned.iter().sum();
+    // Summed in u64: a corrupt row of huge counts must not overflow (found by fuzzing).
+    let cleaned: Vec<u64> = votes.iter().map(|&v| if v <= 1 { 0 } else { u64::from(v) }).collect();
+    let total: u64 = cleaned.iter().sum();
     let (best, &max) = cleaned
         .iter()
         .enumerate()
@@ -227,5 +228,13 @@ mod tests {
         assert_eq!(majority(&[5, 0, 0, 3, 1, 0, 0, 0, 1, 0]), Some(0));
         assert_eq!(majority(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), None);
         assert_eq!(majority(&[0, 0, 0, 0, 0, 0, 0, 0, 10, 0]), Some(8));
+    }
+
+    /// Fuzzing regression: counts near u32::MAX overflowed the vote total.
+    #[test]
+    fn huge_vote_counts_do_not_overflow() {
+        assert_eq!(majority(&[u32::MAX, u32::MAX, 0, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(majority(&[u32::MAX, 2, 0, 0, 0, 0, 0, 0, 0, 0]), Some(0));
+        assert_eq!(majority(&[u32::MAX; 10]), None);
     }
 }

@@ -132,17 +132,31 @@ pub fn save(
     let name = step_dir_name(state.step);
     let final_dir = root.join(&name);
     let tmp_dir = root.join(format!(".{name}.tmp"));
-    if tmp_dir.exists() {
-        std::fs::remove_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;
+    // Half-written step directories of saves that were killed (one run directory has one
+    // writer): a resumed run saves other steps, so nothing else would ever remove them.
+    for e in std::fs::read_dir(&root).map_err(io(&root))?.flatten() {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        if n.starts_with(".step-") && n.ends_with(".tmp") {
+            std::fs::remove_dir_all(e.path()).map_err(io(&e.path()))?;
+        }
     }
     std::fs::create_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;
-    let w = tmp_dir.join("weights.safetensors");
-    atomic_write_bytes(&w, &safetensors_bytes(&w, weights)?).map_err(io(&w))?;
-    let o = tmp_dir.join("optimizer.safetensors");
-    atomic_write_bytes(&o, &safetensors_bytes(&o, optimizer)?).map_err(io(&o))?;
-    let s = tmp_dir.join("state.json");
-    let json = serde_json::to_vec_pretty(state).expect("state serialises");
-    atomic_write_bytes(&s, &json).map_err(io(&s))?;
+    let filled = (|| {
+        let w = tmp_dir.join("weights.safetensors");
+        atomic_write_bytes(&w, &safetensors_bytes(&w, weights)?).map_err(io(&w))?;
+        let o = tmp_dir.join("optimizer.safetensors");
+        atomic_write_bytes(&o, &safetensors_bytes(&o, optimizer)?).map_err(io(&o))?;
+        let s = tmp_dir.join("state.json");
+        let json = serde_json::to_vec_pretty(state).expect("state serialises");
+        atomic_write_bytes(&s, &json).map_err(io(&s))
+    })();
+    if let Err(e) = filled {
+        // A failed save (disk full) leaves nothing behind: a half-filled step directory would
+        // only hold the space that ran out.
+        let _ = std::fs::remove_dir_all(&tmp_dir);
+        return Err(e);
+    }
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
     }
@@ -152,12 +166,14 @@ pub fn save(
         step: state.step,
     })
     .expect("pointer serialises");
+    // latest.json first: a kill between the two writes leaves best.json at an older checkpoint,
+    // never one newer than the step a resumed run starts from (found by the SIGKILL tests).
+    let p = run_dir.join("latest.json");
+    atomic_write_bytes(&p, &pointer).map_err(io(&p))?;
     if is_best {
         let p = run_dir.join("best.json");
         atomic_write_bytes(&p, &pointer).map_err(io(&p))?;
     }
-    let p = run_dir.join("latest.json");
-    atomic_write_bytes(&p, &pointer).map_err(io(&p))?;
     prune(run_dir)?;
     Ok(final_dir)
 }

@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sitfer_fuzz::runtime_targets::bundle_open(data));
