@@ -5,7 +5,7 @@ use super::bundle_arg;
 use super::run::{Faces, ModelArgs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use sitfer_runtime::buffer::InstanceBuffer;
+use sitfer_runtime::buffer::{InstanceBuffer, MAX_QUEUE_PER_CLASS, space_id};
 use sitfer_runtime::detect::BBox;
 use sitfer_runtime::fusion::{Probs, argmax};
 use sitfer_runtime::labels::{ALL, LabelMeaning, NUM_CLASSES, lookup_label_name};
@@ -35,6 +35,9 @@ pub struct EvalArgs {
     /// data, never on what you report.
     #[arg(long, requires = "bundle")]
     pub calibrate_out: Option<PathBuf>,
+    /// A device buffer file (`sitfer run --buffer`): its queued entries join the seed for p_ins.
+    #[arg(long)]
+    pub buffer: Option<PathBuf>,
     /// Precision of the admitted faces the calibrated threshold must reach.
     #[arg(long, default_value_t = 0.9)]
     pub target_precision: f64,
@@ -167,7 +170,15 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     cfg.continual = false;
     let detector = a.model.detector()?;
     let detector_name = detector.name();
-    let buffer = InstanceBuffer::from_seed(&bundle.buffer, 0);
+    let mut buffer = InstanceBuffer::from_seed(&bundle.buffer, MAX_QUEUE_PER_CLASS);
+    if let Some(p) = &a.buffer {
+        buffer.load(p, &space_id(&bundle.manifest))?;
+        eprintln!(
+            "device buffer {}: queued per class {:?}",
+            p.display(),
+            buffer.queued_counts()
+        );
+    }
     let mut rec = Recognizer::new(&bundle, model, detector, buffer, cfg);
     let (mut sem, mut fused, mut text, mut ins) =
         (Tally::default(), Tally::default(), Tally::default(), Tally::default());
