@@ -25,6 +25,36 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// `sitfer adapt --faces whole-frame ARGS --bundle B --footage F --out O`.
+fn adapt(bundle: &Path, footage: &Path, out: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(sitfer())
+        .args(["adapt", "--faces", "whole-frame"])
+        .args(args)
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--footage")
+        .arg(footage)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// Relaxed guard: a random tiny model is not confident about anything, so every face is
+/// admitted and the guard lets the mechanics run (the guard has its own test).
+const RELAXED: [&str; 10] = [
+    "--threshold",
+    "0",
+    "--min-pseudo-labels",
+    "1",
+    "--max-class-share",
+    "1",
+    "--min-entropy",
+    "0",
+    "--vanish-share",
+    "1.01",
+];
+
 #[test]
 fn adapt_writes_a_new_bundle_and_never_touches_the_source() {
     let tmp = tempfile::tempdir().unwrap();
@@ -33,36 +63,8 @@ fn adapt_writes_a_new_bundle_and_never_touches_the_source() {
     face_folder(&footage, 24);
     let before = snapshot(&bundle);
     let bin = sitfer();
-    // A random tiny model is not confident about anything: admit every face and relax the
-    // guard so the mechanics run (the guard has its own test below).
-    let run = Command::new(&bin)
-        .args([
-            "adapt",
-            "--faces",
-            "whole-frame",
-            "--threshold",
-            "0",
-            "--min-pseudo-labels",
-            "1",
-        ])
-        .args([
-            "--max-class-share",
-            "1",
-            "--min-entropy",
-            "0",
-            "--vanish-share",
-            "1.01",
-            "--refit",
-        ])
-        .args(["--refit-steps", "30", "--refit-lr", "0.05"])
-        .arg("--bundle")
-        .arg(&bundle)
-        .arg("--footage")
-        .arg(&footage)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let refit = ["--refit", "--refit-steps", "30", "--refit-lr", "0.05"];
+    let run = adapt(&bundle, &footage, &out, &[&RELAXED[..], &refit[..]].concat());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert_eq!(snapshot(&bundle), before, "the source bundle changed");
 
@@ -108,15 +110,7 @@ fn adapt_writes_a_new_bundle_and_never_touches_the_source() {
     assert_eq!(String::from_utf8_lossy(&eval.stdout).lines().count(), 24);
 
     // Adapting into the source itself is refused, and it stays as it was.
-    let same = Command::new(&bin)
-        .args(["adapt", "--faces", "whole-frame", "--threshold", "0", "--bundle"])
-        .arg(&bundle)
-        .arg("--footage")
-        .arg(&footage)
-        .arg("--out")
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let same = adapt(&bundle, &footage, &bundle, &["--threshold", "0"]);
     assert!(!same.status.success());
     assert!(String::from_utf8_lossy(&same.stderr).contains("its source is never modified"));
     assert_eq!(snapshot(&bundle), before);
@@ -134,15 +128,7 @@ fn degenerate_footage_stops_the_adaptation_with_nothing_written() {
         img.save(footage.join(format!("f{k:02}.png"))).unwrap();
     }
     let before = snapshot(&bundle);
-    let run = Command::new(sitfer())
-        .args(["adapt", "--faces", "whole-frame", "--threshold", "0", "--bundle"])
-        .arg(&bundle)
-        .arg("--footage")
-        .arg(&footage)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = adapt(&bundle, &footage, &out, &["--threshold", "0"]);
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(err.contains("collapse guard") && err.contains("100%"), "{err}");
@@ -171,32 +157,8 @@ fn a_video_is_one_track_and_gives_at_most_per_track_entries() {
         .collect();
     let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
     std::fs::write(&clip, encode_y4m_444(48, 48, (25, 1), &refs)).unwrap();
-    let run = Command::new(sitfer())
-        .args([
-            "adapt",
-            "--faces",
-            "whole-frame",
-            "--threshold",
-            "0",
-            "--stable-frames",
-            "1",
-        ])
-        .args([
-            "--min-pseudo-labels",
-            "1",
-            "--max-class-share",
-            "1",
-            "--min-entropy",
-            "0",
-        ])
-        .args(["--vanish-share", "1.01", "--per-track", "3", "--bundle"])
-        .arg(&bundle)
-        .arg("--footage")
-        .arg(&clip)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let video = ["--stable-frames", "1", "--per-track", "3"];
+    let run = adapt(&bundle, &clip, &out, &[&RELAXED[..], &video[..]].concat());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(

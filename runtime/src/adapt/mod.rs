@@ -69,6 +69,23 @@ pub struct Observed {
     pub confidence: ConfidenceHistogram,
 }
 
+impl Observed {
+    /// Counts one face: its confidence, and its pseudo-label when it was admitted.
+    pub fn record(&mut self, o: &Observation) {
+        self.faces += 1;
+        self.confidence.add(argmax(&o.p_hat).1);
+        if let Some(class) = o.admitted {
+            self.candidates.push(Candidate {
+                class,
+                confidence: o.p_hat[class],
+                track: o.track,
+                embedding: o.embedding.clone(),
+                feature: o.feature.clone(),
+            });
+        }
+    }
+}
+
 /// Keeps every `stride`-th item and doubles the stride when full, so a stream of any length
 /// leaves an even sample of at most `cap` items without a random generator.
 struct Thinned {
@@ -118,18 +135,8 @@ pub fn observe(
         rec.process(&frame)?;
         out.frames += 1;
         for o in rec.take_observations() {
-            out.faces += 1;
             tracks.insert(o.track);
-            out.confidence.add(argmax(&o.p_hat).1);
-            if let Some(class) = o.admitted {
-                out.candidates.push(Candidate {
-                    class,
-                    confidence: o.p_hat[class],
-                    track: o.track,
-                    embedding: o.embedding.clone(),
-                    feature: o.feature.clone(),
-                });
-            }
+            out.record(&o);
             sample.push(o);
         }
         progress(out.frames);

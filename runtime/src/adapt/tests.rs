@@ -90,6 +90,22 @@ impl Toy {
     }
 }
 
+/// `per_class` source-domain embeddings of every class.
+fn source_seed(toy: &mut Toy, per_class: usize) -> SeedBuffer {
+    let mut seed = SeedBuffer {
+        dim: F,
+        embeddings: Vec::new(),
+        labels: Vec::new(),
+    };
+    for c in 0..NUM_CLASSES {
+        for _ in 0..per_class {
+            seed.embeddings.extend(unit(&toy.sample(c, false)));
+            seed.labels.push(c as u8);
+        }
+    }
+    seed
+}
+
 fn observation(head: &Head, cfg: &FusionConfig, buf: &InstanceBuffer, f: Vec<f32>, track: u64) -> Observation {
     let logits = head.logits(&f);
     let z = unit(&f);
@@ -109,21 +125,11 @@ fn observation(head: &Head, cfg: &FusionConfig, buf: &InstanceBuffer, f: Vec<f32
 fn observed_from(obs: Vec<Observation>) -> Observed {
     let mut o = Observed {
         frames: obs.len() as u64,
-        faces: obs.len() as u64,
         tracks: obs.len(),
         ..Observed::default()
     };
     for x in &obs {
-        o.confidence.add(argmax(&x.p_hat).1);
-        if let Some(class) = x.admitted {
-            o.candidates.push(Candidate {
-                class,
-                confidence: x.p_hat[class],
-                track: x.track,
-                embedding: x.embedding.clone(),
-                feature: x.feature.clone(),
-            });
-        }
+        o.record(x);
     }
     o.sample = obs;
     o
@@ -143,18 +149,7 @@ fn adaptation_improves_accuracy_on_the_unseen_half_of_a_shifted_domain() {
     let mut toy = Toy::new();
     let head = toy.head();
     let cfg = fusion();
-    let mut seed = SeedBuffer {
-        dim: F,
-        embeddings: Vec::new(),
-        labels: Vec::new(),
-    };
-    for c in 0..NUM_CLASSES {
-        for _ in 0..8 {
-            let f = toy.sample(c, false);
-            seed.embeddings.extend(unit(&f));
-            seed.labels.push(c as u8);
-        }
-    }
+    let seed = source_seed(&mut toy, 8);
     let ib = InstanceBuffer::from_seed(&seed, 0);
     // Target half A: unlabeled footage; half B: scored only.
     let footage: Vec<Observation> = (0..700)
@@ -232,15 +227,7 @@ fn guard_stops_one_sided_pseudo_labels() {
     let mut toy = Toy::new();
     let head = toy.head();
     let cfg = fusion();
-    let mut seed = SeedBuffer {
-        dim: F,
-        embeddings: Vec::new(),
-        labels: Vec::new(),
-    };
-    for c in 0..NUM_CLASSES {
-        seed.embeddings.extend(unit(&toy.sample(c, false)));
-        seed.labels.push(c as u8);
-    }
+    let seed = source_seed(&mut toy, 1);
     let ib = InstanceBuffer::from_seed(&seed, 0);
     // Footage of one expression only: every pseudo-label is class 3.
     let footage = (0..300)
