@@ -8,13 +8,15 @@
 
 #[path = "../../trainer/tests/common/mod.rs"]
 mod common;
+#[path = "common/mod.rs"]
+mod e2e;
 
 use sitfer_runtime::buffer::InstanceBuffer;
 use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_trainer::train::checkpoint::{self, Which};
 use sitfer_trainer::train::run::{RunOptions, train};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -232,20 +234,6 @@ fn writes_failing_as_on_a_full_disk_name_the_file_and_leave_no_partial_file() {
     assert_eq!(names(&run.join("checkpoints")), ["step-00000000"]);
 }
 
-/// A binary of another package of this workspace, built as `cargo test --workspace` builds.
-fn workspace_bin(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        // The test build's package set and features, so the binaries reuse its artifacts.
-        .args(["build", "-q", "--workspace", "--bins", "--tests"])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building the workspace binaries");
-    let bin = Path::new(WRITER).with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "no {name} binary at {}", bin.display());
-    bin
-}
-
 fn weights(run: &Path) -> std::collections::HashMap<String, Vec<f32>> {
     let dir = checkpoint::resolve(run, Which::Latest).unwrap();
     checkpoint::load(&dir, &candle_core::Device::Cpu)
@@ -258,7 +246,7 @@ fn weights(run: &Path) -> std::collections::HashMap<String, Vec<f32>> {
 
 #[test]
 fn a_training_run_killed_at_a_random_point_resumes_to_the_same_weights() {
-    let bin = workspace_bin("sitfer-train");
+    let bin = e2e::workspace_bin("sitfer-train");
     let data = tempfile::tempdir().unwrap();
     common::write_dataset(data.path(), 8, 12345);
     let runs = tempfile::tempdir().unwrap();

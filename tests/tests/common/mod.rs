@@ -86,8 +86,9 @@ pub fn face_folder(dir: &Path, n: u32) {
     }
 }
 
-/// The `sitfer` binary of this build (another package's binaries are not in this test's env).
-pub fn sitfer() -> PathBuf {
+/// A binary `name` of this workspace's build (another package's binaries are not in a test's
+/// env, so it is built here).
+pub fn workspace_bin(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         // The same package set and dev-dependency features as `cargo test --workspace`, so the
@@ -96,21 +97,23 @@ pub fn sitfer() -> PathBuf {
         .args(["build", "-q", "--workspace", "--bins", "--tests"])
         .status()
         .expect("running cargo build");
-    assert!(status.success(), "building the sitfer binary");
+    assert!(status.success(), "building the workspace binaries");
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     let exe = std::env::current_exe().unwrap();
     let target_debug = exe.parent().and_then(Path::parent).unwrap();
-    let bin = target_debug.join(format!("sitfer{}", std::env::consts::EXE_SUFFIX));
+    let bin = target_debug.join(&file);
     if bin.exists() {
         return bin;
     }
     // Built in release while the test runs in debug, or the reverse.
-    let other = target_debug
-        .parent()
-        .unwrap()
-        .join("debug")
-        .join(format!("sitfer{}", std::env::consts::EXE_SUFFIX));
-    assert!(other.exists(), "no sitfer binary at {}", bin.display());
+    let other = target_debug.parent().unwrap().join("debug").join(&file);
+    assert!(other.exists(), "no {name} binary at {}", bin.display());
     other
+}
+
+/// The `sitfer` binary of this build.
+pub fn sitfer() -> PathBuf {
+    workspace_bin("sitfer")
 }
 
 pub fn lines(stdout: &[u8]) -> Vec<serde_json::Value> {
