@@ -23,7 +23,8 @@ EXTRA=${EXTRA:-}
 # A seeded, reproducible shuffle without a random source file: sort by a hash of (seed, subject).
 shuffle() { while read -r s; do printf '%s %s\n' "$(printf '%s-%s' "$1" "$s" | sha256sum | cut -c1-16)" "$s"; done | sort | cut -d' ' -f2; }
 
-acc() { grep -F "| $2 |" "$1" | head -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}'; }
+# shellcheck source=experiments/lib.sh
+source experiments/lib.sh
 
 mkdir -p "$OUT"
 summary=$OUT/summary.tsv

@@ -13,7 +13,8 @@ ADAPT=${ADAPT:-runs/adapt}
 OUT=${OUT:-runs/continual}
 SPLITS=${SPLITS:-"0 1 2 3 4"}
 STEPS=${STEPS:-"0 100 200 300 400 all"}
-acc() { grep -F "| $2 |" "$1" | head -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}'; }
+# shellcheck source=experiments/lib.sh
+source experiments/lib.sh
 mkdir -p "$OUT"
 summary=$OUT/summary.tsv
 printf 'split\tframes\tqueued\tp_sem\tp_ins\tp_hat\n' > "$summary"
