@@ -40,6 +40,16 @@ fn adapt(bundle: &Path, footage: &Path, out: &Path, args: &[&str]) -> std::proce
         .unwrap()
 }
 
+/// The sum of a report's per-class counts.
+fn total(by_class: &serde_json::Value) -> u64 {
+    by_class
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
+
 /// Relaxed guard: a random tiny model is not confident about anything, so every face is
 /// admitted and the guard lets the mechanics run (the guard has its own test).
 const RELAXED: [&str; 10] = [
@@ -72,12 +82,7 @@ fn adapt_writes_a_new_bundle_and_never_touches_the_source() {
     assert_eq!(report["frames"], 24);
     assert_eq!(report["faces"], 24);
     assert_eq!(report["tracks"], 24, "every crop of a folder is its own face");
-    let selected: u64 = report["selected"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let selected: u64 = total(&report["selected"]);
     assert!(selected > 0);
     assert!(report["refit"]["loss_after"].as_f64().unwrap() < report["refit"]["loss_before"].as_f64().unwrap());
 
@@ -167,18 +172,8 @@ fn a_video_is_one_track_and_gives_at_most_per_track_entries() {
     );
     // Admissions from one track wait their interval (15 frames) and need the embedding to move:
     // at most frames 0, 15 and 30 of the 40 (a folder of the same 40 crops would admit all).
-    let admitted: u64 = report["admitted"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let admitted: u64 = total(&report["admitted"]);
     assert!((1..=3).contains(&admitted), "{report}");
-    let selected: u64 = report["selected"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let selected: u64 = total(&report["selected"]);
     assert!(selected >= 1 && selected <= admitted, "{report}");
 }

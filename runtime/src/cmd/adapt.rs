@@ -1,7 +1,7 @@
 //! `sitfer adapt`: a bundle adapted to unlabeled footage of the device's own camera, written as a
 //! new bundle with its report. The source bundle is only read.
 
-use super::run::{Faces, ModelArgs};
+use super::run::ModelArgs;
 use super::{bundle_arg, derive};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -10,7 +10,7 @@ use sitfer_runtime::adapt::{
     self, AdaptConfig, GuardConfig, Objective, Original, RefitConfig, SelectConfig, histogram_png, onnx_head,
 };
 use sitfer_runtime::buffer::InstanceBuffer;
-use sitfer_runtime::bundle::{Bundle, Precision, sha256_hex};
+use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::infer::Model;
 use sitfer_runtime::pipeline::{Recognizer, RecognizerConfig};
 use sitfer_runtime::source::{self, ImageFolder};
@@ -125,7 +125,6 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         None
     };
 
-    let footage_is_crops = a.model.faces == Faces::WholeFrame && a.footage.is_dir();
     let mut cfg = RecognizerConfig::for_bundle(&bundle);
     cfg.margin = a.model.margin;
     cfg.color = a.model.color;
@@ -134,11 +133,9 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     let original_fusion = cfg.fusion;
     cfg.continual = true;
     cfg.observe = true;
-    cfg.independent_frames = footage_is_crops;
     cfg.admission.threshold = a.threshold;
-    if footage_is_crops {
-        cfg.admission.stable_frames = 1;
-        cfg.admission.min_interval_frames = 0;
+    if a.model.is_crop_folder(&a.footage) {
+        cfg.for_unrelated_faces();
     }
     if let Some(s) = a.stable_frames {
         cfg.admission.stable_frames = s.max(1);
@@ -253,7 +250,8 @@ fn write_adapted(
     threshold: f32,
     plan: &adapt::Plan,
 ) -> Result<()> {
-    let source_hash = sha256_hex(&bundle.model_bytes(precision)?.1);
+    // The manifest's hash: Bundle::open verified it against the file.
+    let source_hash = bundle.manifest.model(precision).0.map_or("?", |e| e.sha256.as_str());
     let summary = format!(
         "{} buffer entries from {} ({} frames, {} faces), threshold {threshold}{}",
         plan.report.selected.iter().sum::<usize>(),

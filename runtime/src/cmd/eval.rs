@@ -302,12 +302,11 @@ fn print_calibration(conf: &[(f32, bool)], manifest_threshold: f32) {
         ts.sort_by(f32::total_cmp);
     }
     for t in ts {
-        let above: Vec<bool> = conf.iter().filter(|(c, _)| *c >= t).map(|&(_, ok)| ok).collect();
-        let n = above.len();
+        let (n, right) = admitted_at(conf, t);
         let precision = if n == 0 {
             "-".to_string()
         } else {
-            format!("{:.3}", above.iter().filter(|&&ok| ok).count() as f64 / n as f64)
+            format!("{:.3}", right as f64 / n as f64)
         };
         let mark = if (t - manifest_threshold).abs() < 1e-6 {
             " (manifest)"
@@ -321,13 +320,19 @@ fn print_calibration(conf: &[(f32, bool)], manifest_threshold: f32) {
     }
 }
 
+/// (faces whose top p̂ reaches `t`, of which right).
+fn admitted_at(conf: &[(f32, bool)], t: f32) -> (usize, usize) {
+    conf.iter()
+        .filter(|(c, _)| *c >= t)
+        .fold((0, 0), |(n, right), &(_, ok)| (n + 1, right + ok as usize))
+}
+
 /// The lowest threshold on a 0.01 grid whose admitted faces (at least `min_admitted`) reach
 /// `target` precision: (threshold, admitted, precision).
 pub fn calibrated_threshold(conf: &[(f32, bool)], target: f64, min_admitted: usize) -> Option<(f32, usize, f64)> {
     (1..100).map(|k| k as f32 / 100.0).find_map(|t| {
-        let above: Vec<bool> = conf.iter().filter(|(c, _)| *c >= t).map(|&(_, ok)| ok).collect();
-        let n = above.len();
-        let precision = above.iter().filter(|&&ok| ok).count() as f64 / n.max(1) as f64;
+        let (n, right) = admitted_at(conf, t);
+        let precision = right as f64 / n.max(1) as f64;
         (n >= min_admitted.max(1) && precision >= target).then_some((t, n, precision))
     })
 }

@@ -56,6 +56,12 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// `path` is a folder of face crops (whole-frame faces from a directory): a set of unrelated
+    /// faces, not a video, so one crop's confidence never vouches for the next.
+    pub fn is_crop_folder(&self, path: &std::path::Path) -> bool {
+        self.faces == Faces::WholeFrame && path.is_dir()
+    }
+
     pub fn detector(&self) -> Result<Box<dyn FaceDetector>> {
         Ok(match self.faces {
             Faces::WholeFrame => Box::new(WholeFrame),
@@ -254,12 +260,8 @@ fn run_with(
     cfg.fusion.mode = a.model.fuse_mode;
     cfg.fusion.aggregate = a.model.aggregate;
     cfg.continual = !a.no_continual;
-    // A folder of face crops is a set of unrelated faces, not a video: each image is its own
-    // face (as in `sitfer adapt`), so one crop's confidence never vouches for the next.
-    if a.model.faces == Faces::WholeFrame && a.source.as_deref().is_some_and(|s| s.is_dir()) {
-        cfg.independent_frames = true;
-        cfg.admission.stable_frames = 1;
-        cfg.admission.min_interval_frames = 0;
+    if a.source.as_deref().is_some_and(|s| a.model.is_crop_folder(s)) {
+        cfg.for_unrelated_faces();
     }
     let detector = a.model.detector()?;
     log::info!("faces: {}", detector.name());

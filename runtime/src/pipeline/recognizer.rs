@@ -82,6 +82,17 @@ impl RecognizerConfig {
     }
 }
 
+impl RecognizerConfig {
+    /// For inputs whose frames are unrelated faces (a folder of face crops): each frame starts
+    /// without tracks, and one confident observation admits a face, since no later frame of the
+    /// same track will ever confirm it.
+    pub fn for_unrelated_faces(&mut self) {
+        self.independent_frames = true;
+        self.admission.stable_frames = 1;
+        self.admission.min_interval_frames = 0;
+    }
+}
+
 pub struct Recognizer {
     model: Model,
     detector: Box<dyn FaceDetector>,
