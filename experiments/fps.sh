@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # End-to-end throughput of `sitfer run` on 640x480 frames with one and with four faces
-# (docs/results/runtime.md): frames made by `sitfer bench-detect` from CK+ crops pasted at 96 px;
-# as fast as possible (every frame processed) with int8 and fp32, detection every 1, 5 or 15
-# frames (tracks carried between), then paced at 30 fps with drop-oldest (the drop rate).
+# (docs/results/runtime.md): frames made by `sitfer bench-detect` from CK+ crops pasted at SIZE px
+# (default 96); as fast as possible (every frame processed) with int8 and fp32, detection every 1,
+# 5 or 15 frames (tracks carried between), then paced at 30 fps with drop-oldest (the drop rate).
 #   experiments/fps.sh            (SITFER_DATA, default ../shared/data; OUT, default runs/fps)
+#   SIZE=200 DETECTOR=blazeface experiments/fps.sh     (a face at webcam distance, BlazeFace)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${SITFER:-target/release/sitfer}
 DATA=${SITFER_DATA:-../shared/data}
 OUT=${OUT:-runs/fps}
+SIZE=${SIZE:-96}
+DETECTOR=${DETECTOR:-rustface}
 [ -x "$B" ] || cargo build --release -p sitfer-runtime --bin sitfer
 rm -rf "$OUT" && mkdir -p "$OUT/one" "$OUT/four"
-"$B" bench-detect --data "$DATA/ckplus48" --sizes 96 --frames 600 --max-faces 4 --save-frames "$OUT/all" >/dev/null 2>&1
+"$B" bench-detect --data "$DATA/ckplus48" --sizes "$SIZE" --frames 600 --max-faces 4 --save-frames "$OUT/all" >/dev/null 2>&1
 for f in "$OUT"/all/*.png; do
-  i=$(basename "$f" .png); i=$((10#${i#s0096-}))
+  i=$(basename "$f" .png); i=$((10#${i#s*-}))
   case $((i % 4)) in 0) cp "$f" "$OUT/one/" ;; 3) cp "$f" "$OUT/four/" ;; esac
 done
 summary() { python3 -c "import json,sys
@@ -23,12 +26,12 @@ print('fps %.1f | frames %d | dropped %d (%.0f%%) | faces %d | ms %s' % (d['fps'
 for set in one four; do
   for p in int8 fp32; do
     for de in 1 5 15; do
-      echo "$set faces, $p, detect every $de: $("$B" run --source "$OUT/$set" --detect-every $de --precision $p \
+      echo "$set faces, $p, detect every $de: $("$B" run --source "$OUT/$set" --detector "$DETECTOR" --detect-every $de --precision $p \
         --no-continual --json /dev/null 2>&1 | summary)"
     done
   done
 done
 for de in 1 5 15; do
   echo "one face, paced 30 fps, int8, detect every $de: $("$B" run --source "$OUT/one" --fps 30 --realtime \
-    --detect-every $de --no-continual --json /dev/null 2>&1 | summary)"
+    --detector "$DETECTOR" --detect-every $de --no-continual --json /dev/null 2>&1 | summary)"
 done

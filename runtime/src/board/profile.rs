@@ -49,7 +49,8 @@ pub struct InferenceProfile {
     pub threads: u32,
     /// Run the detector every N frames and track between.
     pub detection_interval: u32,
-    /// `rustface`, `onnx:PATH` or `whole-frame` (see `detect::DetectorSpec`).
+    /// `blazeface`, `blazeface-full`, `rustface`, `onnx:PATH` or `whole-frame` (see
+    /// `detect::DetectorSpec`).
     pub detector: String,
 }
 

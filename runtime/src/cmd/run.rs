@@ -38,7 +38,8 @@ pub struct ModelArgs {
     pub precision: Option<Precision>,
     #[arg(long, value_enum, default_value = "detect")]
     pub faces: Faces,
-    /// rustface (shipped), onnx:PATH (UltraFace output format) or whole-frame.
+    /// rustface or blazeface / blazeface-full (shipped), onnx:PATH (UltraFace output format) or
+    /// whole-frame.
     #[arg(long, default_value = "rustface")]
     pub detector: DetectorSpec,
     /// Crop margin per side, as a fraction of the face box's longer side.

@@ -10,7 +10,7 @@ mod seeta;
 mod whole_frame;
 
 pub use bbox::BBox;
-pub use nms::nms;
+pub use nms::{nms, weighted_nms};
 pub use onnx::{OnnxDetector, OnnxDetectorConfig};
 pub use seeta::{RustfaceConfig, RustfaceDetector};
 pub use whole_frame::WholeFrame;
@@ -51,10 +51,17 @@ impl<D: FaceDetector + ?Sized> FaceDetector for Box<D> {
     }
 }
 
+/// BlazeFace converted from MediaPipe (Apache-2.0; `models/detectors/blazeface/SOURCE.md`),
+/// embedded so that the binary needs no model file.
+static BLAZEFACE_SHORT: &[u8] = include_bytes!("../../../models/detectors/blazeface/blazeface-short-128.onnx");
+static BLAZEFACE_FULL: &[u8] = include_bytes!("../../../models/detectors/blazeface/blazeface-full-192.onnx");
+
 /// Which detector to build, as written on the command line or in a board profile:
-/// `rustface`, `onnx:PATH` or `whole-frame`.
+/// `blazeface` (short range), `blazeface-full`, `rustface`, `onnx:PATH` or `whole-frame`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DetectorSpec {
+    BlazeFaceShort,
+    BlazeFaceFull,
     Rustface,
     Onnx(PathBuf),
     WholeFrame,
@@ -64,11 +71,15 @@ impl std::str::FromStr for DetectorSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "blazeface" | "blazeface-short" => Ok(DetectorSpec::BlazeFaceShort),
+            "blazeface-full" => Ok(DetectorSpec::BlazeFaceFull),
             "rustface" | "seetaface" => Ok(DetectorSpec::Rustface),
             "whole-frame" => Ok(DetectorSpec::WholeFrame),
             _ => match s.strip_prefix("onnx:") {
                 Some(p) if !p.is_empty() => Ok(DetectorSpec::Onnx(PathBuf::from(p))),
-                _ => Err(format!("`{s}`: expected `rustface`, `onnx:PATH` or `whole-frame`")),
+                _ => Err(format!(
+                    "`{s}`: expected `blazeface`, `blazeface-full`, `rustface`, `onnx:PATH` or `whole-frame`"
+                )),
             },
         }
     }
@@ -77,7 +88,21 @@ impl std::str::FromStr for DetectorSpec {
 impl DetectorSpec {
     /// Builds the detector with its default settings.
     pub fn build(&self) -> Result<Box<dyn FaceDetector>, DetectError> {
+        let embedded = |bytes: &[u8], file: &str, cfg| -> Result<Box<dyn FaceDetector>, DetectError> {
+            let path = PathBuf::from(format!("models/detectors/blazeface/{file}"));
+            Ok(Box::new(OnnxDetector::from_bytes(bytes, &path, cfg)?))
+        };
         Ok(match self {
+            DetectorSpec::BlazeFaceShort => embedded(
+                BLAZEFACE_SHORT,
+                "blazeface-short-128.onnx",
+                OnnxDetectorConfig::blazeface_short(),
+            )?,
+            DetectorSpec::BlazeFaceFull => embedded(
+                BLAZEFACE_FULL,
+                "blazeface-full-192.onnx",
+                OnnxDetectorConfig::blazeface_full(),
+            )?,
             DetectorSpec::Rustface => Box::new(RustfaceDetector::new(RustfaceConfig::default())?),
             DetectorSpec::Onnx(p) => Box::new(OnnxDetector::load(p, OnnxDetectorConfig::default())?),
             DetectorSpec::WholeFrame => Box::new(WholeFrame),

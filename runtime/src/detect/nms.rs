@@ -1,6 +1,6 @@
-//! Greedy non-maximum suppression.
+//! Greedy non-maximum suppression, plain and weighted.
 
-use super::Detection;
+use super::{BBox, Detection};
 
 /// Keeps the best-scoring detections, dropping any whose IoU with a kept one exceeds
 /// `iou_threshold`; at most `max` are returned, best first.
@@ -14,6 +14,30 @@ pub fn nms(mut dets: Vec<Detection>, iou_threshold: f32, max: usize) -> Vec<Dete
         if kept.iter().all(|k| k.bbox.iou(&d.bbox) <= iou_threshold) {
             kept.push(d);
         }
+    }
+    kept
+}
+
+/// Weighted NMS (MediaPipe's `WEIGHTED` overlap mode for BlazeFace): the best remaining detection
+/// and every one overlapping it by more than `iou_threshold` form a cluster, replaced by one box
+/// whose corners are the score-weighted mean of the cluster's; it keeps the best score. Dense
+/// anchors fire several times on one face, and averaging them steadies the box between frames.
+pub fn weighted_nms(mut dets: Vec<Detection>, iou_threshold: f32, max: usize) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept = Vec::new();
+    while !dets.is_empty() && kept.len() < max {
+        let best = dets[0].bbox;
+        let (cluster, rest): (Vec<Detection>, Vec<Detection>) = dets
+            .into_iter()
+            .partition(|d| d.bbox.iou(&best) > iou_threshold || d.bbox == best);
+        dets = rest;
+        let total: f32 = cluster.iter().map(|d| d.score).sum();
+        let mean = |f: fn(&BBox) -> f32| cluster.iter().map(|d| f(&d.bbox) * d.score).sum::<f32>() / total;
+        kept.push(Detection {
+            bbox: BBox::new(mean(|b| b.x1), mean(|b| b.y1), mean(|b| b.x2), mean(|b| b.y2)),
+            score: cluster[0].score,
+            landmarks: cluster[0].landmarks,
+        });
     }
     kept
 }

@@ -1,9 +1,11 @@
 //! An ONNX face detector in the UltraFace output format, run by tract: input `[1, 3, H, W]`
 //! RGB normalised as `(x - mean) / std` on 0–255 pixels; outputs `scores [1, N, 2]`
 //! (background, face) and `boxes [1, N, 4]` (x1, y1, x2, y2 as fractions of the frame).
-//! Which weights to use is the user's (or board profile's) choice; none ship with sitfer.
+//! BlazeFace (converted from MediaPipe by `scripts/convert-blazeface.sh`, in
+//! `models/detectors/blazeface/`) ships embedded in the binary in this format; any other model
+//! in it (UltraFace RFB-320, …) is the user's (or board profile's) choice.
 
-use super::{BBox, DetectError, Detection, FaceDetector, nms};
+use super::{BBox, DetectError, Detection, FaceDetector, nms, weighted_nms};
 use crate::infer::guard::tract_guarded;
 use crate::source::Frame;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,12 @@ pub struct OnnxDetectorConfig {
     pub score_threshold: f32,
     pub iou_threshold: f32,
     pub max_faces: usize,
+    /// Keep the frame's aspect ratio: scale it into the input and pad the rest with black
+    /// (BlazeFace was trained on letterboxed squares; stretching a 4:3 frame lowers its scores).
+    pub letterbox: bool,
+    /// Weighted NMS (a cluster's boxes averaged by score, as MediaPipe does for BlazeFace)
+    /// instead of keeping the best box: steadier boxes from frame to frame.
+    pub weighted_nms: bool,
 }
 
 impl Default for OnnxDetectorConfig {
@@ -34,7 +42,76 @@ impl Default for OnnxDetectorConfig {
             score_threshold: 0.7,
             iou_threshold: 0.3,
             max_faces: 64,
+            letterbox: false,
+            weighted_nms: false,
         }
+    }
+}
+
+impl OnnxDetectorConfig {
+    /// BlazeFace short range (128x128, faces within about 2 m of the camera), with MediaPipe's
+    /// settings: pixels to [-1, 1], letterboxed, face probability > 0.5, weighted NMS at IoU 0.3.
+    pub fn blazeface_short() -> Self {
+        OnnxDetectorConfig {
+            width: 128,
+            height: 128,
+            mean: [127.5; 3],
+            std: [127.5; 3],
+            score_threshold: 0.5,
+            iou_threshold: 0.3,
+            max_faces: 64,
+            letterbox: true,
+            weighted_nms: true,
+        }
+    }
+
+    /// BlazeFace full range (192x192, faces up to about 5 m), MediaPipe's threshold 0.6.
+    pub fn blazeface_full() -> Self {
+        OnnxDetectorConfig {
+            width: 192,
+            height: 192,
+            score_threshold: 0.6,
+            ..OnnxDetectorConfig::blazeface_short()
+        }
+    }
+}
+
+/// Where the frame lands in the network input: input pixel = frame pixel * scale + offset.
+#[derive(Debug, Clone, Copy)]
+struct Placement {
+    scale_x: f32,
+    scale_y: f32,
+    off_x: f32,
+    off_y: f32,
+}
+
+impl Placement {
+    fn new(frame_w: u32, frame_h: u32, w: usize, h: usize, letterbox: bool) -> Self {
+        let (sx, sy) = (w as f32 / frame_w as f32, h as f32 / frame_h as f32);
+        if letterbox {
+            let s = sx.min(sy);
+            Placement {
+                scale_x: s,
+                scale_y: s,
+                off_x: (w as f32 - frame_w as f32 * s) / 2.0,
+                off_y: (h as f32 - frame_h as f32 * s) / 2.0,
+            }
+        } else {
+            Placement {
+                scale_x: sx,
+                scale_y: sy,
+                off_x: 0.0,
+                off_y: 0.0,
+            }
+        }
+    }
+
+    /// A point given as fractions of the input, in frame pixels.
+    fn to_frame(self, fx: f32, fy: f32, w: usize, h: usize) -> (f32, f32) {
+        (
+            (fx * w as f32 - self.off_x) / self.scale_x,
+            (fy * h as f32 - self.off_y) / self.scale_y,
+        )
     }
 }
 
@@ -109,20 +186,31 @@ impl OnnxDetector {
     }
 }
 
-/// Bilinear resampling of the whole frame into `[3, h, w]` with `(x - mean) / std`.
-fn frame_to_chw(frame: &Frame, w: usize, h: usize, mean: [f32; 3], std: [f32; 3], out: &mut [f32]) {
+/// Bilinear resampling of the frame into `[3, h, w]` with `(x - mean) / std`, placed as `at`
+/// says; input pixels outside the frame are black.
+#[allow(clippy::too_many_arguments)]
+fn frame_to_chw(frame: &Frame, w: usize, h: usize, at: Placement, mean: [f32; 3], std: [f32; 3], out: &mut [f32]) {
     let (fw, fh) = (frame.width as usize, frame.height as usize);
-    let sx = fw as f32 / w as f32;
-    let sy = fh as f32 / h as f32;
     let plane = w * h;
     let inv: [f32; 3] = std.map(|s| 1.0 / s);
+    let black: [f32; 3] = std::array::from_fn(|c| -mean[c] * inv[c]);
+    let (x_end, y_end) = (at.off_x + fw as f32 * at.scale_x, at.off_y + fh as f32 * at.scale_y);
     for y in 0..h {
-        let fy = ((y as f32 + 0.5) * sy - 0.5).clamp(0.0, (fh - 1) as f32);
+        let cy = y as f32 + 0.5;
+        let inside_y = cy >= at.off_y && cy <= y_end;
+        let fy = ((cy - at.off_y) / at.scale_y - 0.5).clamp(0.0, (fh - 1) as f32);
         let y0 = fy as usize;
         let y1 = (y0 + 1).min(fh - 1);
         let ty = fy - y0 as f32;
         for x in 0..w {
-            let fx = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (fw - 1) as f32);
+            let cx = x as f32 + 0.5;
+            if !(inside_y && cx >= at.off_x && cx <= x_end) {
+                for c in 0..3 {
+                    out[c * plane + y * w + x] = black[c];
+                }
+                continue;
+            }
+            let fx = ((cx - at.off_x) / at.scale_x - 0.5).clamp(0.0, (fw - 1) as f32);
             let x0 = fx as usize;
             let x1 = (x0 + 1).min(fw - 1);
             let tx = fx - x0 as f32;
@@ -143,7 +231,8 @@ impl FaceDetector for OnnxDetector {
             return Ok(Vec::new());
         }
         let (w, h) = (self.cfg.width as usize, self.cfg.height as usize);
-        frame_to_chw(frame, w, h, self.cfg.mean, self.cfg.std, &mut self.input);
+        let at = Placement::new(frame.width, frame.height, w, h, self.cfg.letterbox);
+        frame_to_chw(frame, w, h, at, self.cfg.mean, self.cfg.std, &mut self.input);
         let x = Tensor::from_shape(&[1, 3, h, w], &self.input).map_err(|e| self.run_err(e))?;
         let out = self.plan.run(tvec![x.into_tvalue()]).map_err(|e| self.run_err(e))?;
         let flat = |i: usize| -> Result<Vec<f32>, DetectError> {
@@ -158,19 +247,26 @@ impl FaceDetector for OnnxDetector {
         if scores.len() / 2 != boxes.len() / 4 {
             return Err(self.run_err(format!("{} scores for {} boxes", scores.len() / 2, boxes.len() / 4)));
         }
-        let (fw, fh) = (frame.width as f32, frame.height as f32);
         let dets: Vec<Detection> = scores
             .chunks_exact(2)
             .zip(boxes.chunks_exact(4))
             .filter(|(s, _)| s[1] > self.cfg.score_threshold)
-            .map(|(s, b)| Detection {
-                bbox: BBox::new(b[0] * fw, b[1] * fh, b[2] * fw, b[3] * fh).clamp(frame.width, frame.height),
-                score: s[1],
-                landmarks: None,
+            .map(|(s, b)| {
+                let (x1, y1) = at.to_frame(b[0], b[1], w, h);
+                let (x2, y2) = at.to_frame(b[2], b[3], w, h);
+                Detection {
+                    bbox: BBox::new(x1, y1, x2, y2).clamp(frame.width, frame.height),
+                    score: s[1],
+                    landmarks: None,
+                }
             })
             .filter(|d| d.bbox.area() > 0.0)
             .collect();
-        Ok(nms(dets, self.cfg.iou_threshold, self.cfg.max_faces))
+        Ok(if self.cfg.weighted_nms {
+            weighted_nms(dets, self.cfg.iou_threshold, self.cfg.max_faces)
+        } else {
+            nms(dets, self.cfg.iou_threshold, self.cfg.max_faces)
+        })
     }
 
     fn name(&self) -> String {

@@ -80,3 +80,89 @@ fn whole_frame_and_rustface_handle_any_frame() {
     assert!(r.detect(&f).unwrap().is_empty());
     assert!(r.detect(&frame(10, 10)).unwrap().is_empty());
 }
+
+#[test]
+fn weighted_nms_averages_a_cluster_by_score() {
+    let kept = weighted_nms(
+        vec![
+            det(0.0, 0.0, 10.0, 0.75),
+            det(2.0, 2.0, 10.0, 0.25),
+            det(50.0, 50.0, 10.0, 0.6),
+        ],
+        0.3,
+        10,
+    );
+    assert_eq!(kept.len(), 2);
+    // Corners 0.75 * 0 + 0.25 * 2 = 0.5; the cluster keeps its best score.
+    assert_eq!(kept[0].bbox, BBox::new(0.5, 0.5, 10.5, 10.5));
+    assert_eq!(kept[0].score, 0.75);
+    assert!(kept[1].bbox.iou(&BBox::new(50.0, 50.0, 60.0, 60.0)) > 0.999);
+    assert_eq!(weighted_nms(kept, 0.3, 1).len(), 1);
+}
+
+fn demo_photo() -> Frame {
+    let img = image::load_from_memory(include_bytes!("../../../models/demo/astronaut.png"))
+        .unwrap()
+        .to_rgb8();
+    Frame {
+        index: 0,
+        timestamp: Duration::ZERO,
+        width: img.width(),
+        height: img.height(),
+        rgb: img.into_raw(),
+    }
+}
+
+/// The `w` x `h` window of the photo at `(x, y)`.
+fn window(photo: &Frame, x: u32, y: u32, w: u32, h: u32) -> Frame {
+    let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+    for row in y..y + h {
+        let start = ((row * photo.width + x) * 3) as usize;
+        rgb.extend_from_slice(&photo.rgb[start..start + (w * 3) as usize]);
+    }
+    Frame {
+        width: w,
+        height: h,
+        rgb,
+        ..photo.clone()
+    }
+}
+
+#[test]
+fn blazeface_finds_the_demo_face_and_maps_boxes_through_the_letterbox() {
+    let photo = demo_photo();
+    for spec in [DetectorSpec::BlazeFaceShort, DetectorSpec::BlazeFaceFull] {
+        let mut d = spec.build().unwrap();
+        let found = d.detect(&photo).unwrap();
+        assert_eq!(found.len(), 1, "{spec:?}: {found:?}");
+        // Eileen Collins' face: about x 170–280, y 65–180 of the 512x512 photo.
+        let face = found[0].bbox;
+        let (cx, cy) = ((face.x1 + face.x2) / 2.0, (face.y1 + face.y2) / 2.0);
+        assert!(
+            (190.0..260.0).contains(&cx) && (90.0..160.0).contains(&cy),
+            "{spec:?}: {face:?}"
+        );
+        // A 4:3 window (letterboxed top and bottom) and a 3:4 one (left and right): the box
+        // follows the face, in the window's pixels.
+        for (x, y, w, h) in [(0, 40, 512, 384), (60, 0, 384, 512)] {
+            let moved = d.detect(&window(&photo, x, y, w, h)).unwrap();
+            // The best detection; the short-range model also scores a weak 0.50 on the cut-off
+            // shoulder at the window's edge.
+            assert!(!moved.is_empty(), "{spec:?} in {w}x{h}");
+            let m = moved[0].bbox;
+            let (dx, dy) = (x as f32, y as f32);
+            let shifted = BBox::new(face.x1 - dx, face.y1 - dy, face.x2 - dx, face.y2 - dy);
+            assert!(m.iou(&shifted) > 0.8, "{spec:?} in {w}x{h}: {m:?} vs {shifted:?}");
+        }
+        // Texture, not a face.
+        assert!(d.detect(&frame(320, 240)).unwrap().is_empty(), "{spec:?}");
+    }
+    assert_eq!(
+        "blazeface".parse::<DetectorSpec>().unwrap(),
+        DetectorSpec::BlazeFaceShort
+    );
+    assert_eq!(
+        "blazeface-full".parse::<DetectorSpec>().unwrap(),
+        DetectorSpec::BlazeFaceFull
+    );
+}

@@ -50,6 +50,11 @@ impl Inference {
 pub const FEATURE_OUTPUT: &str = "feature";
 
 /// An optimised, runnable model.
+///
+/// The plan is optimised for one image (`[1, C, H, W]`) and a batch runs image by image: tract
+/// optimises a graph with a symbolic batch less well (5.7 vs 4.4 ms per 48x48 face on x86 with
+/// AVX-512), and batches cost more per image than single images there (8–12 ms at 4–8 faces),
+/// measured with `sitfer bench` (docs/results/bundle.md).
 pub struct Model {
     plan: Arc<TypedRunnableModel>,
     file: PathBuf,
@@ -124,11 +129,19 @@ impl Model {
                 .select_output_outlets(&outputs)
                 .map_err(|e| err(e.to_string()))?;
         }
-        let typed = tract_guarded("not a loadable ONNX model", || inference.into_typed()).map_err(err)?;
         let size = manifest.input.size as usize;
         let channels = manifest.input.channels as usize;
         let dim = manifest.embedding_dim;
+        // The shapes are checked on the graph as exported (batch symbolic or not), the plan is
+        // built for one image.
+        let typed = tract_guarded("not a loadable ONNX model", || inference.clone().into_typed()).map_err(err)?;
         check_shapes(&typed, size, channels, dim, with_feature).map_err(err)?;
+        let typed = tract_guarded("not a loadable ONNX model for one image", || {
+            inference
+                .with_input_fact(0, f32::fact([1, channels, size, size]).into())?
+                .into_typed()
+        })
+        .map_err(err)?;
         let feature_dim = if with_feature {
             let f = typed.output_fact(2).map_err(|e| err(e.to_string()))?;
             match f.shape.get(1).and_then(|d| d.as_i64()) {
@@ -166,7 +179,8 @@ impl Model {
         self.dim
     }
 
-    /// Runs a batch of normalised CHW images (`input.len() == batch * 3 * size * size`).
+    /// Runs a batch of normalised CHW images (`input.len() == batch * 3 * size * size`), one
+    /// image at a time (see [`Model`]).
     pub fn run(&self, input: &[f32], batch: usize) -> Result<Inference, InferError> {
         let per = self.channels * self.size * self.size;
         if batch == 0 || input.len() != batch * per {
@@ -183,26 +197,35 @@ impl Model {
             file: self.file.clone(),
             message: format!("{e:#}"),
         };
-        let x = Tensor::from_shape(&[batch, self.channels, self.size, self.size], input).map_err(run_err)?;
-        let out = self.plan.run(tvec![x.into_tvalue()]).map_err(run_err)?;
-        let take = |i: usize, width: usize| -> Result<Vec<f32>, InferError> {
-            let v = out[i].to_plain_array_view::<f32>().map_err(run_err)?;
-            if v.shape() != [batch, width] {
-                return Err(InferError::Run {
-                    file: self.file.clone(),
-                    message: format!("output {i} has shape {:?}, expected [{batch}, {width}]", v.shape()),
-                });
-            }
-            Ok(v.iter().copied().collect())
-        };
-        Ok(Inference {
+        let mut res = Inference {
             batch,
             dim: self.dim,
-            logits: take(0, NUM_CLASSES)?,
-            embedding: take(1, self.dim)?,
-            feature: self.feature_dim.map(|d| take(2, d)).transpose()?,
+            logits: Vec::with_capacity(batch * NUM_CLASSES),
+            embedding: Vec::with_capacity(batch * self.dim),
+            feature: self.feature_dim.map(|d| Vec::with_capacity(batch * d)),
             feature_dim: self.feature_dim.unwrap_or(0),
-        })
+        };
+        for image in input.chunks_exact(per) {
+            let x = Tensor::from_shape(&[1, self.channels, self.size, self.size], image).map_err(run_err)?;
+            let out = self.plan.run(tvec![x.into_tvalue()]).map_err(run_err)?;
+            let take = |i: usize, width: usize, to: &mut Vec<f32>| -> Result<(), InferError> {
+                let v = out[i].to_plain_array_view::<f32>().map_err(run_err)?;
+                if v.shape() != [1, width] {
+                    return Err(InferError::Run {
+                        file: self.file.clone(),
+                        message: format!("output {i} has shape {:?}, expected [1, {width}]", v.shape()),
+                    });
+                }
+                to.extend(v.iter().copied());
+                Ok(())
+            };
+            take(0, NUM_CLASSES, &mut res.logits)?;
+            take(1, self.dim, &mut res.embedding)?;
+            if let (Some(d), Some(f)) = (self.feature_dim, res.feature.as_mut()) {
+                take(2, d, f)?;
+            }
+        }
+        Ok(res)
     }
 }
 
