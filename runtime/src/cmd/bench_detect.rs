@@ -15,7 +15,7 @@ pub struct BenchDetectArgs {
     /// Folder searched recursively for face crops.
     #[arg(long)]
     pub data: PathBuf,
-    /// Detectors to compare: blazeface, blazeface-full, rustface, onnx:PATH.
+    /// Detectors to compare: blazeface, blazeface-full, mtcnn, rustface, onnx:PATH.
     #[arg(long, value_delimiter = ',', default_value = "rustface")]
     pub detectors: Vec<DetectorSpec>,
     /// Face sides in pixels, one set of frames each.

@@ -38,7 +38,7 @@ pub struct ModelArgs {
     pub precision: Option<Precision>,
     #[arg(long, value_enum, default_value = "detect")]
     pub faces: Faces,
-    /// rustface or blazeface / blazeface-full (shipped), onnx:PATH (UltraFace output format) or
+    /// rustface, mtcnn or blazeface / blazeface-full (shipped), onnx:PATH (UltraFace output format) or
     /// whole-frame.
     #[arg(long, default_value = "rustface")]
     pub detector: DetectorSpec,

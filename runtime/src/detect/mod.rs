@@ -4,12 +4,14 @@
 //! input is already a face crop.
 
 mod bbox;
+mod mtcnn;
 mod nms;
 mod onnx;
 mod seeta;
 mod whole_frame;
 
 pub use bbox::BBox;
+pub use mtcnn::{MtcnnConfig, MtcnnDetector, MtcnnTimings};
 pub use nms::{nms, weighted_nms};
 pub use onnx::{OnnxDetector, OnnxDetectorConfig};
 pub use seeta::{RustfaceConfig, RustfaceDetector};
@@ -57,11 +59,12 @@ static BLAZEFACE_SHORT: &[u8] = include_bytes!("../../../models/detectors/blazef
 static BLAZEFACE_FULL: &[u8] = include_bytes!("../../../models/detectors/blazeface/blazeface-full-192.onnx");
 
 /// Which detector to build, as written on the command line or in a board profile:
-/// `blazeface` (short range), `blazeface-full`, `rustface`, `onnx:PATH` or `whole-frame`.
+/// `blazeface` (short range), `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DetectorSpec {
     BlazeFaceShort,
     BlazeFaceFull,
+    Mtcnn,
     Rustface,
     Onnx(PathBuf),
     WholeFrame,
@@ -73,12 +76,13 @@ impl std::str::FromStr for DetectorSpec {
         match s {
             "blazeface" | "blazeface-short" => Ok(DetectorSpec::BlazeFaceShort),
             "blazeface-full" => Ok(DetectorSpec::BlazeFaceFull),
+            "mtcnn" => Ok(DetectorSpec::Mtcnn),
             "rustface" | "seetaface" => Ok(DetectorSpec::Rustface),
             "whole-frame" => Ok(DetectorSpec::WholeFrame),
             _ => match s.strip_prefix("onnx:") {
                 Some(p) if !p.is_empty() => Ok(DetectorSpec::Onnx(PathBuf::from(p))),
                 _ => Err(format!(
-                    "`{s}`: expected `blazeface`, `blazeface-full`, `rustface`, `onnx:PATH` or `whole-frame`"
+                    "`{s}`: expected `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
                 )),
             },
         }
@@ -103,6 +107,7 @@ impl DetectorSpec {
                 "blazeface-full-192.onnx",
                 OnnxDetectorConfig::blazeface_full(),
             )?,
+            DetectorSpec::Mtcnn => Box::new(MtcnnDetector::new(MtcnnConfig::default())?),
             DetectorSpec::Rustface => Box::new(RustfaceDetector::new(RustfaceConfig::default())?),
             DetectorSpec::Onnx(p) => Box::new(OnnxDetector::load(p, OnnxDetectorConfig::default())?),
             DetectorSpec::WholeFrame => Box::new(WholeFrame),

@@ -41,3 +41,25 @@ pub fn weighted_nms(mut dets: Vec<Detection>, iou_threshold: f32, max: usize) ->
     }
     kept
 }
+
+/// Greedy NMS over parallel `boxes` and `scores` for callers that carry more per box than a
+/// [`Detection`] (MTCNN's regressions between its stages), with the overlap measure given
+/// (`BBox::iou` as in [`nms`], or MTCNN's intersection over the smaller box): the indices kept,
+/// best score first (equal scores: the earlier index first); a box is dropped when its overlap
+/// with a kept one exceeds `threshold`.
+pub fn nms_indices(
+    boxes: &[BBox],
+    scores: &[f32],
+    threshold: f32,
+    overlap: impl Fn(&BBox, &BBox) -> f32,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..boxes.len().min(scores.len())).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut kept: Vec<usize> = Vec::new();
+    for i in order {
+        if kept.iter().all(|&k| overlap(&boxes[k], &boxes[i]) <= threshold) {
+            kept.push(i);
+        }
+    }
+    kept
+}

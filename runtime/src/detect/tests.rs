@@ -166,3 +166,50 @@ fn blazeface_finds_the_demo_face_and_maps_boxes_through_the_letterbox() {
         DetectorSpec::BlazeFaceFull
     );
 }
+
+#[test]
+fn mtcnn_finds_the_demo_face_with_landmarks() {
+    assert_eq!("mtcnn".parse::<DetectorSpec>().unwrap(), DetectorSpec::Mtcnn);
+    let mut d = DetectorSpec::Mtcnn.build().unwrap();
+    assert_eq!(d.name(), "mtcnn");
+    let found = d.detect(&demo_photo()).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    // facenet-pytorch's detect_face on the same photo (SOURCE.md): p 0.999998, box (181.05,
+    // 62.16, 267.75, 172.05).
+    let face = &found[0];
+    let b = face.bbox;
+    let (cx, cy) = b.center();
+    assert!((190.0..260.0).contains(&cx) && (90.0..160.0).contains(&cy), "{b:?}");
+    assert!(b.iou(&BBox::new(181.05, 62.16, 267.75, 172.05)) > 0.99, "{b:?}");
+    assert!(face.score > 0.99, "{}", face.score);
+    let [le, re, nose, ml, mr] = face.landmarks.expect("ONet's landmarks");
+    for p in [le, re, nose, ml, mr] {
+        assert!(
+            (b.x1..b.x2).contains(&p[0]) && (b.y1..b.y2).contains(&p[1]),
+            "{p:?} outside {b:?}"
+        );
+    }
+    // Image left before image right; eyes above the nose above the mouth.
+    assert!(le[0] < re[0] && ml[0] < mr[0], "{:?}", face.landmarks);
+    assert!(
+        le[1].max(re[1]) < nose[1] && nose[1] < ml[1].min(mr[1]),
+        "{:?}",
+        face.landmarks
+    );
+    // Against facenet-pytorch's left eye (205.01, 101.73) and right mouth corner (245.27, 141.86).
+    assert!((le[0] - 205.01).abs() < 0.5 && (le[1] - 101.73).abs() < 0.5, "{le:?}");
+    assert!((mr[0] - 245.27).abs() < 0.5 && (mr[1] - 141.86).abs() < 0.5, "{mr:?}");
+}
+
+#[test]
+fn mtcnn_finds_nothing_in_texture_and_handles_tiny_frames() {
+    let mut d = MtcnnDetector::new(MtcnnConfig::default()).unwrap();
+    assert!(d.detect(&frame(320, 240)).unwrap().is_empty());
+    // Below PNet's 12 px window after the first scale (20 px face -> 12 px): no pyramid at all.
+    for (w, h) in [(0, 0), (1, 1), (11, 11), (11, 40), (19, 19)] {
+        assert!(d.detect(&frame(w, h)).unwrap().is_empty(), "{w}x{h}");
+    }
+    // The smallest frame with a pyramid level (20 px short side -> one 13x13 PNet input).
+    assert!(d.detect(&frame(20, 25)).unwrap().is_empty());
+    assert_eq!(d.timings().pyramid_levels, 1);
+}
