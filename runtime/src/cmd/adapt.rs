@@ -12,7 +12,7 @@ use sitfer_runtime::adapt::{
 use sitfer_runtime::buffer::InstanceBuffer;
 use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::infer::Model;
-use sitfer_runtime::pipeline::{Recognizer, RecognizerConfig};
+use sitfer_runtime::pipeline::Recognizer;
 use sitfer_runtime::source::{self, ImageFolder};
 use std::path::PathBuf;
 
@@ -125,11 +125,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         None
     };
 
-    let mut cfg = RecognizerConfig::for_bundle(&bundle);
-    cfg.margin = a.model.margin;
-    cfg.color = a.model.color;
-    cfg.fusion.mode = a.model.fuse_mode;
-    cfg.fusion.aggregate = a.model.aggregate;
+    let mut cfg = a.model.recognizer_config(&bundle);
     let original_fusion = cfg.fusion;
     cfg.continual = true;
     cfg.observe = true;

@@ -9,7 +9,7 @@ use sitfer_runtime::buffer::{InstanceBuffer, MAX_QUEUE_PER_CLASS, space_id};
 use sitfer_runtime::detect::BBox;
 use sitfer_runtime::fusion::{Probs, argmax};
 use sitfer_runtime::labels::{ALL, LabelMeaning, NUM_CLASSES, lookup_label_name};
-use sitfer_runtime::pipeline::{Recognizer, RecognizerConfig};
+use sitfer_runtime::pipeline::Recognizer;
 use sitfer_runtime::source::{Frame, is_image_file};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -162,11 +162,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     if !skipped.is_empty() {
         eprintln!("skipped folders outside the 7 classes: {}", skipped.join(", "));
     }
-    let mut cfg = RecognizerConfig::for_bundle(&bundle);
-    cfg.margin = a.model.margin;
-    cfg.color = a.model.color;
-    cfg.fusion.mode = a.model.fuse_mode;
-    cfg.fusion.aggregate = a.model.aggregate;
+    let mut cfg = a.model.recognizer_config(&bundle);
     cfg.continual = false;
     let detector = a.model.detector()?;
     let detector_name = detector.name();

@@ -4,7 +4,7 @@ use super::bundle_arg;
 use anyhow::{Context, Result};
 use clap::Args;
 use sitfer_runtime::buffer::{InstanceBuffer, space_id};
-use sitfer_runtime::bundle::Precision;
+use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::camera::device::CameraConfig;
 use sitfer_runtime::camera::negotiate::FormatRequest;
 use sitfer_runtime::camera::source::CameraSource;
@@ -54,9 +54,24 @@ pub struct ModelArgs {
     /// Per-class aggregate of buffer similarities: max or topK.
     #[arg(long, default_value = "max")]
     pub aggregate: Aggregate,
+    /// Crop faces as boxed, without levelling the eyes when the detector gives landmarks
+    /// (mtcnn).
+    #[arg(long)]
+    pub no_align: bool,
 }
 
 impl ModelArgs {
+    /// The recognizer's settings for `bundle` with these options (crop, colour, fusion).
+    pub fn recognizer_config(&self, bundle: &Bundle) -> RecognizerConfig {
+        let mut cfg = RecognizerConfig::for_bundle(bundle);
+        cfg.margin = self.margin;
+        cfg.align = !self.no_align;
+        cfg.color = self.color;
+        cfg.fusion.mode = self.fuse_mode;
+        cfg.fusion.aggregate = self.aggregate;
+        cfg
+    }
+
     /// `path` is a folder of face crops (whole-frame faces from a directory): a set of unrelated
     /// faces, not a video, so one crop's confidence never vouches for the next.
     pub fn is_crop_folder(&self, path: &std::path::Path) -> bool {
@@ -253,13 +268,9 @@ fn run_with(
             buffer.queued_counts()
         );
     }
-    let mut cfg = RecognizerConfig::for_bundle(&bundle);
+    let mut cfg = a.model.recognizer_config(&bundle);
     cfg.detect_every = a.detect_every.max(1);
-    cfg.margin = a.model.margin;
-    cfg.color = a.model.color;
     cfg.tracker.smoothing = a.smoothing.clamp(0.01, 1.0);
-    cfg.fusion.mode = a.model.fuse_mode;
-    cfg.fusion.aggregate = a.model.aggregate;
     cfg.continual = !a.no_continual;
     if a.source.as_deref().is_some_and(|s| a.model.is_crop_folder(s)) {
         cfg.for_unrelated_faces();

@@ -30,6 +30,17 @@ pub struct Detection {
     pub landmarks: Option<[[f32; 2]; 5]>,
 }
 
+impl Detection {
+    /// The in-plane rotation of the face (radians, positive when the eye on the image's right is
+    /// lower): the angle of the line from the first landmark (the eye on the image's left) to the
+    /// second, when the detector gives landmarks.
+    pub fn roll(&self) -> Option<f32> {
+        let [l, r] = [self.landmarks?[0], self.landmarks?[1]];
+        let (dx, dy) = (r[0] - l[0], r[1] - l[1]);
+        (dx.is_finite() && dy.is_finite() && dx.hypot(dy) > 0.0).then(|| dy.atan2(dx))
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum DetectError {
     #[error("{file}: face detector: {message}")]

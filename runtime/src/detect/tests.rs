@@ -213,3 +213,13 @@ fn mtcnn_finds_nothing_in_texture_and_handles_tiny_frames() {
     assert!(d.detect(&frame(20, 25)).unwrap().is_empty());
     assert_eq!(d.timings().pyramid_levels, 1);
 }
+
+#[test]
+fn roll_is_the_angle_of_the_eye_line() {
+    let mut d = det(0.0, 0.0, 10.0, 0.9);
+    assert_eq!(d.roll(), None);
+    d.landmarks = Some([[2.0, 3.0], [7.0, 8.0], [5.0, 6.0], [3.0, 8.0], [7.0, 8.0]]);
+    assert!((d.roll().unwrap() - std::f32::consts::FRAC_PI_4).abs() < 1e-6);
+    d.landmarks = Some([[2.0, 3.0]; 5]);
+    assert_eq!(d.roll(), None, "coincident eyes give no angle");
+}

@@ -36,6 +36,9 @@ pub struct RecognizerConfig {
     pub detect_every: u32,
     /// Crop margin on each side, as a fraction of the face box's longer side.
     pub margin: f32,
+    /// Level the eyes of faces whose detector gave landmarks (the crop turned by the track's
+    /// roll).
+    pub align: bool,
     pub color: ColorMode,
     pub tracker: TrackerConfig,
     pub fusion: FusionConfig,
@@ -71,6 +74,7 @@ impl RecognizerConfig {
         RecognizerConfig {
             detect_every: 1,
             margin: 0.1,
+            align: true,
             color: ColorMode::Gray,
             tracker: TrackerConfig::default(),
             fusion,
@@ -206,8 +210,18 @@ impl Recognizer {
             .iter()
             .map(|&i| self.tracker.tracks()[i].bbox.clamp(frame.width, frame.height))
             .collect();
+        let rolls: Vec<f32> = idx
+            .iter()
+            .map(|&i| {
+                if self.cfg.align {
+                    self.tracker.tracks()[i].roll
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let t = Instant::now();
-        let batch = self.prep.batch(frame, &boxes);
+        let batch = self.prep.batch_rolled(frame, &boxes, &rolls);
         ms.crop = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let out = if boxes.is_empty() {

@@ -112,3 +112,18 @@ fn smoothing_reduces_label_flicker() {
     let p = [0.1, 0.2, 0.3, 0.1, 0.1, 0.1, 0.1];
     assert_eq!(e.update(&p), p);
 }
+
+#[test]
+fn a_track_keeps_the_roll_of_its_last_detection_between_detections() {
+    let mut t = Tracker::new(TrackerConfig::default());
+    let mut tilted = det(10.0, 10.0, 50.0);
+    // Eyes at (20, 20) and (40, 40): 45°.
+    tilted.landmarks = Some([[20.0, 20.0], [40.0, 40.0], [30.0, 35.0], [22.0, 45.0], [38.0, 45.0]]);
+    let idx = t.update(0, std::slice::from_ref(&tilted));
+    assert!((t.tracks()[idx[0]].roll - std::f32::consts::FRAC_PI_4).abs() < 1e-6);
+    let idx = t.carry(1);
+    assert!((t.tracks()[idx[0]].roll - std::f32::consts::FRAC_PI_4).abs() < 1e-6);
+    // A detection without landmarks resets it.
+    let idx = t.update(2, &[det(12.0, 10.0, 50.0)]);
+    assert_eq!(t.tracks()[idx[0]].roll, 0.0);
+}

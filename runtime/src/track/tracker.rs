@@ -32,6 +32,9 @@ pub struct Track {
     pub id: u64,
     pub bbox: BBox,
     pub score: f32,
+    /// In-plane rotation from the last detection's landmarks (radians; 0 without landmarks),
+    /// kept between detections.
+    pub roll: f32,
     /// Box displacement per frame (x1, y1, x2, y2).
     velocity: [f32; 4],
     /// Frame of the last matched detection.
@@ -128,6 +131,7 @@ impl Tracker {
                 }
                 t.bbox = d.bbox;
                 t.score = d.score;
+                t.roll = d.roll().unwrap_or(0.0);
                 t.last_detected = frame;
                 t.last_frame = frame;
                 t.missed = 0;
@@ -158,6 +162,7 @@ impl Tracker {
                         id: self.next_id,
                         bbox: d.bbox,
                         score: d.score,
+                        roll: d.roll().unwrap_or(0.0),
                         velocity: [0.0; 4],
                         last_detected: frame,
                         last_frame: frame,
