@@ -189,18 +189,19 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let mut owners = Vec::new();
         for (k, (path, class)) in chunk.iter().enumerate() {
             let frame = frame_of(path)?;
+            // The face and its roll (levelled as in `sitfer run` unless --no-align).
             let face = match a.model.faces {
-                Faces::WholeFrame => Some(BBox::new(0.0, 0.0, frame.width as f32, frame.height as f32)),
+                Faces::WholeFrame => Some((BBox::new(0.0, 0.0, frame.width as f32, frame.height as f32), 0.0)),
                 Faces::Detect => {
                     let dets = rec.detect(&frame)?;
                     dets.into_iter()
                         .max_by(|x, y| x.score.total_cmp(&y.score))
-                        .map(|d| d.bbox)
+                        .map(|d| (d.bbox, if a.model.no_align { 0.0 } else { d.roll().unwrap_or(0.0) }))
                 }
             };
             match face {
-                Some(b) => {
-                    let img = rec.prep().crop(&frame, &b);
+                Some((b, roll)) => {
+                    let img = rec.prep().crop_rolled(&frame, &b, roll);
                     rec.prep().push_chw(&img, &mut input);
                     owners.push(k);
                 }

@@ -101,6 +101,16 @@ impl std::str::FromStr for DetectorSpec {
 }
 
 impl DetectorSpec {
+    /// The crop margin that suits the detector's boxes (the face crops the model learnt from are
+    /// framed like rustface's boxes plus 10 %): chosen on FER2013 validation frames
+    /// (docs/results/runtime.md); the BlazeFace and ONNX detectors were not measured there.
+    pub fn default_margin(&self) -> f32 {
+        match self {
+            DetectorSpec::Mtcnn => -0.1,
+            _ => 0.1,
+        }
+    }
+
     /// Builds the detector with its default settings.
     pub fn build(&self) -> Result<Box<dyn FaceDetector>, DetectError> {
         let embedded = |bytes: &[u8], file: &str, cfg| -> Result<Box<dyn FaceDetector>, DetectError> {
