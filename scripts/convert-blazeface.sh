@@ -20,25 +20,12 @@ wheel_sha256="05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3"
 pins=(numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0 tflite==2.18.0 flatbuffers==25.12.19
       ai-edge-litert==2.3.0 pillow==13.0.0)
 
-command -v "$python" >/dev/null 2>&1 || { echo "python3 is needed (apt-get install python3 python3-venv python3-pip)" >&2; exit 1; }
-mkdir -p "$cache"
-
+. scripts/wheel-venv.sh
+make_venv "$python" "$cache" "${pins[@]}"
 venv="$cache/venv"
-if [ ! -x "$venv/bin/python" ]; then
-  "$python" -m venv "$venv.partial" || { echo "python3 -m venv failed (apt-get install python3-venv)" >&2; rm -rf "$venv.partial"; exit 1; }
-  rm -rf "$venv" && mv "$venv.partial" "$venv"
-fi
-# venv scripts hard-code their path, so the venv is used where it was made
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}"
-
-if ! echo "$wheel_sha256  $cache/$wheel" | sha256sum --check --status 2>/dev/null; then
-  rm -f "$cache/$wheel"
-  # --platform etc. fetch the pinned wheel whatever this machine's Python and OS are
-  "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --python-version 3.11 --implementation cp --abi cp311 --platform manylinux_2_28_x86_64 \
-    --dest "$cache" "mediapipe==$version"
-  echo "$wheel_sha256  $cache/$wheel" | sha256sum --check --quiet
-fi
+# --platform etc. fetch the pinned wheel whatever this machine's Python and OS are
+fetch_wheel "$cache" "$wheel" "$wheel_sha256" "mediapipe==$version" \
+  --python-version 3.11 --implementation cp --abi cp311 --platform manylinux_2_28_x86_64
 
 # The two .tflite files, unpacked next to the wheel for reference (convert.py reads the wheel
 # itself, as it also needs the graph options compiled into the wheel's library).

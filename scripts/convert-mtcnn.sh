@@ -22,24 +22,11 @@ wheel_sha256="ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca"
 # is the last line whose torch.onnx.export defaults to the TorchScript exporter.
 pins=(torch==2.5.1 numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0 pillow==13.0.0)
 
-command -v "$python" >/dev/null 2>&1 || { echo "python3 is needed (apt-get install python3 python3-venv python3-pip)" >&2; exit 1; }
-mkdir -p "$cache"
-
+. scripts/wheel-venv.sh
+make_venv "$python" "$cache" "${pins[@]}"
 venv="$cache/venv"
-if [ ! -x "$venv/bin/python" ]; then
-  "$python" -m venv "$venv.partial" || { echo "python3 -m venv failed (apt-get install python3-venv)" >&2; rm -rf "$venv.partial"; exit 1; }
-  rm -rf "$venv" && mv "$venv.partial" "$venv"
-fi
-# venv scripts hard-code their path, so the venv is used where it was made
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}"
-
-if ! echo "$wheel_sha256  $cache/$wheel" | sha256sum --check --status 2>/dev/null; then
-  rm -f "$cache/$wheel"
-  # --no-deps: facenet-pytorch pins old torch / numpy / torchvision we do not want
-  "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --dest "$cache" "facenet-pytorch==$version"
-  echo "$wheel_sha256  $cache/$wheel" | sha256sum --check --quiet
-fi
+# --no-deps: facenet-pytorch pins old torch / numpy / torchvision we do not want
+fetch_wheel "$cache" "$wheel" "$wheel_sha256" "facenet-pytorch==$version"
 sha256sum "$cache/$wheel"
 
 "$venv/bin/python" models/detectors/mtcnn/convert.py --wheel "$cache/$wheel" \
