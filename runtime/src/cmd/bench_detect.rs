@@ -18,6 +18,9 @@ pub struct BenchDetectArgs {
     /// Detectors to compare: blazeface, blazeface-full, mtcnn, rustface, onnx:PATH.
     #[arg(long, value_delimiter = ',', default_value = "rustface")]
     pub detectors: Vec<DetectorSpec>,
+    /// Smallest face the cascades (rustface, mtcnn) search, in pixels [default: theirs, 20].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(12..=4096))]
+    pub min_face: Option<u32>,
     /// Face sides in pixels, one set of frames each.
     #[arg(long, value_delimiter = ',', default_value = "48,96,160")]
     pub sizes: Vec<u32>,
@@ -173,7 +176,7 @@ pub fn bench_detect(a: BenchDetectArgs) -> Result<()> {
     println!("| detector | face px | faces | recall | false pos / frame | ms / frame (mean) | ms / frame (p90) |");
     println!("|---|---|---|---|---|---|---|");
     for spec in &a.detectors {
-        let mut det = spec.build()?;
+        let mut det = spec.build_with_min_face(a.min_face)?;
         // Warm-up: tract plans and allocations.
         det.detect(&sets[0].1[0].0)?;
         for (side, frames) in &sets {

@@ -60,6 +60,10 @@ pub struct ModelArgs {
     /// (mtcnn).
     #[arg(long)]
     pub no_align: bool,
+    /// Smallest face side searched, in pixels, by rustface and mtcnn [default: 20]: larger is
+    /// faster (fewer pyramid levels) and misses smaller faces.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(12..=4096))]
+    pub min_face: Option<u32>,
 }
 
 impl ModelArgs {
@@ -83,7 +87,7 @@ impl ModelArgs {
     pub fn detector(&self) -> Result<Box<dyn FaceDetector>> {
         Ok(match self.faces {
             Faces::WholeFrame => Box::new(WholeFrame),
-            Faces::Detect => self.detector.build()?,
+            Faces::Detect => self.detector.build_with_min_face(self.min_face)?,
         })
     }
 }

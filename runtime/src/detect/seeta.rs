@@ -11,7 +11,9 @@ static MODEL: &[u8] = include_bytes!("../../../models/detectors/seetaface/seeta_
 /// The cascade's search settings (rustface's own names).
 #[derive(Debug, Clone, Copy)]
 pub struct RustfaceConfig {
-    /// Smallest face side searched, in pixels (≥ 20, the cascade's window).
+    /// Smallest face side searched, in pixels. rustface 0.1.7 stores its own setting but never
+    /// uses it (its pyramid always starts at the frame's size, where the 40-px window finds faces
+    /// from ~32 px), so above 40 the frame is shrunk by 40 / `min_face_size` before the cascade.
     pub min_face_size: u32,
     /// Score threshold on the cascade's last stage (rustface's examples use 2.0).
     pub score_threshold: f64,
@@ -35,7 +37,11 @@ impl Default for RustfaceConfig {
 pub struct RustfaceDetector {
     inner: Box<dyn rustface::Detector>,
     gray: Vec<u8>,
+    min_face_size: u32,
 }
+
+/// The cascade's window at the first pyramid level (rustface's `K_WND_SIZE`).
+const WINDOW: f32 = 40.0;
 
 // SAFETY: `rustface::create_detector_with_model` returns a `FuStDetector`, which owns only
 // plain vectors and numbers (no Rc, cells or shared pointers); the boxed trait object lacks
@@ -57,6 +63,7 @@ impl RustfaceDetector {
         Ok(RustfaceDetector {
             inner,
             gray: Vec::new(),
+            min_face_size: cfg.min_face_size,
         })
     }
 }
@@ -79,15 +86,32 @@ impl FaceDetector for RustfaceDetector {
             return Ok(Vec::new());
         }
         luma(frame, &mut self.gray);
-        let img = rustface::ImageData::new(&self.gray, frame.width, frame.height);
-        let faces = self.inner.detect(&img);
+        let shrink = (WINDOW / self.min_face_size as f32).min(1.0);
+        let (w, h) = (
+            ((frame.width as f32 * shrink).round() as u32).max(1),
+            ((frame.height as f32 * shrink).round() as u32).max(1),
+        );
+        if w < 20 || h < 20 {
+            return Ok(Vec::new());
+        }
+        let faces = if shrink < 1.0 {
+            let full = image::GrayImage::from_raw(frame.width, frame.height, std::mem::take(&mut self.gray))
+                .expect("one luma byte per pixel");
+            let small = image::imageops::resize(&full, w, h, image::imageops::FilterType::Triangle);
+            self.gray = full.into_raw();
+            self.inner.detect(&rustface::ImageData::new(small.as_raw(), w, h))
+        } else {
+            self.inner.detect(&rustface::ImageData::new(&self.gray, w, h))
+        };
+        let up = 1.0 / shrink;
         Ok(faces
             .iter()
             .map(|f| {
                 let b = f.bbox();
-                let (x, y) = (b.x() as f32, b.y() as f32);
+                let (x, y) = (b.x() as f32 * up, b.y() as f32 * up);
+                let (bw, bh) = (b.width() as f32 * up, b.height() as f32 * up);
                 Detection {
-                    bbox: BBox::new(x, y, x + b.width() as f32, y + b.height() as f32).clamp(frame.width, frame.height),
+                    bbox: BBox::new(x, y, x + bw, y + bh).clamp(frame.width, frame.height),
                     score: f.score() as f32,
                     landmarks: None,
                 }

@@ -223,3 +223,20 @@ fn roll_is_the_angle_of_the_eye_line() {
     d.landmarks = Some([[2.0, 3.0]; 5]);
     assert_eq!(d.roll(), None, "coincident eyes give no angle");
 }
+
+#[test]
+fn a_larger_minimum_face_skips_smaller_faces() {
+    // The demo face is about 90 px wide.
+    let photo = demo_photo();
+    for spec in [DetectorSpec::Mtcnn, DetectorSpec::Rustface] {
+        let found = |min: u32| {
+            spec.build_with_min_face(Some(min))
+                .unwrap()
+                .detect(&photo)
+                .unwrap()
+                .len()
+        };
+        assert_eq!(found(48), 1, "{spec:?}");
+        assert_eq!(found(400), 0, "{spec:?}");
+    }
+}
