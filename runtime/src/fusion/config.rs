@@ -15,17 +15,6 @@ pub enum FuseMode {
     RawScores,
 }
 
-impl std::str::FromStr for FuseMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "probabilities" => Ok(FuseMode::Probabilities),
-            "raw-scores" => Ok(FuseMode::RawScores),
-            _ => Err(format!("`{s}`: expected `probabilities` or `raw-scores`")),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Aggregate {
