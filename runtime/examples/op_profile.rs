@@ -1,6 +1,7 @@
 //! Where tract spends the time of a bundle's model: every node of the optimised plan timed over
-//! repeated runs at batch 1, summed per operator kind, slowest first.
-//!   cargo run --release -p sitfer-runtime --example op_profile -- models/default/model-int8.onnx
+//! repeated runs at batch 1, summed per operator kind, slowest first. Any single-input float
+//! model: the input is `[1, 3, H, W]` (default 48x48, a bundle's student).
+//!   cargo run --release -p sitfer-runtime --example op_profile -- MODEL.onnx [RUNS [H W]]
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tract_onnx::prelude::*;
@@ -9,13 +10,14 @@ fn main() -> TractResult<()> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "models/default/model-int8.onnx".into());
-    let runs: u32 = std::env::args().nth(2).map_or(Ok(200), |r| r.parse())?;
+    let arg = |i: usize, default: usize| std::env::args().nth(i).map_or(Ok(default), |a| a.parse());
+    let (runs, h, w) = (arg(2, 200)?, arg(3, 48)?, arg(4, 48)?);
     let plan = tract_onnx::onnx()
         .model_for_path(&path)?
-        .with_input_fact(0, f32::fact([1, 3, 48, 48]).into())?
+        .with_input_fact(0, f32::fact([1, 3, h, w]).into())?
         .into_optimized()?
         .into_runnable()?;
-    let x = Tensor::zero::<f32>(&[1, 3, 48, 48])?;
+    let x = Tensor::zero::<f32>(&[1, 3, h, w])?;
     let mut per_node: HashMap<usize, (String, Duration)> = HashMap::new();
     let mut state = TypedSimpleState::new(&plan)?;
     let total = Instant::now();
