@@ -45,7 +45,8 @@ pub struct CameraProfile {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceProfile {
-    /// Threads for the model (tract) and the detector.
+    /// Threads of the detector's pool (rustface runs on rayon; tract runs the model on one
+    /// thread, which measured fastest on x86).
     pub threads: u32,
     /// Run the detector every N frames and track between.
     pub detection_interval: u32,

@@ -39,9 +39,9 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value = "detect")]
     pub faces: Faces,
     /// rustface, mtcnn or blazeface / blazeface-full (shipped), onnx:PATH (UltraFace output format) or
-    /// whole-frame.
-    #[arg(long, default_value = "rustface")]
-    pub detector: DetectorSpec,
+    /// whole-frame [default: the --board profile's, else rustface].
+    #[arg(long)]
+    pub detector: Option<DetectorSpec>,
     /// Crop margin per side, as a fraction of the face box's longer side [default: the
     /// detector's, chosen on FER2013 validation frames: 0.1 for rustface, -0.1 for mtcnn, whose
     /// boxes take in more of the head; 0.1 for the others].
@@ -70,7 +70,7 @@ impl ModelArgs {
     /// The recognizer's settings for `bundle` with these options (crop, colour, fusion).
     pub fn recognizer_config(&self, bundle: &Bundle) -> RecognizerConfig {
         let mut cfg = RecognizerConfig::for_bundle(bundle);
-        cfg.margin = self.margin.unwrap_or(self.detector.default_margin());
+        cfg.margin = self.margin.unwrap_or(self.detector_spec().default_margin());
         cfg.align = !self.no_align;
         cfg.color = self.color;
         cfg.fusion.mode = self.fuse_mode;
@@ -84,10 +84,15 @@ impl ModelArgs {
         self.faces == Faces::WholeFrame && path.is_dir()
     }
 
+    /// The detector asked for, rustface when none was.
+    pub fn detector_spec(&self) -> DetectorSpec {
+        self.detector.clone().unwrap_or(DetectorSpec::Rustface)
+    }
+
     pub fn detector(&self) -> Result<Box<dyn FaceDetector>> {
         Ok(match self.faces {
             Faces::WholeFrame => Box::new(WholeFrame),
-            Faces::Detect => self.detector.build_with_min_face(self.min_face)?,
+            Faces::Detect => self.detector_spec().build_with_min_face(self.min_face)?,
         })
     }
 }
@@ -111,9 +116,10 @@ pub struct RunArgs {
     pub json: String,
     #[arg(long)]
     pub max_frames: Option<u64>,
-    /// Run the detector every N frames; tracks are carried between.
-    #[arg(long, default_value_t = 1)]
-    pub detect_every: u32,
+    /// Run the detector every N frames; tracks are carried between [default: the --board
+    /// profile's detection interval, else 1].
+    #[arg(long)]
+    pub detect_every: Option<u32>,
     /// EMA weight of the newest probabilities in a track (1: no smoothing).
     #[arg(long, default_value_t = 0.4)]
     pub smoothing: f32,
@@ -147,13 +153,31 @@ pub struct RunArgs {
     pub board: Option<String>,
 }
 
-pub fn run(a: RunArgs) -> Result<()> {
+pub fn run(mut a: RunArgs) -> Result<()> {
     let board = a
         .board
         .as_deref()
         .map(sitfer_runtime::board::load)
         .transpose()
         .context("--board")?;
+    if let Some(b) = &board {
+        apply_board_inference(&mut a, b);
+        // rustface's pyramid runs on rayon's global pool; the profile leaves cores to the
+        // capture and sink threads (tract itself runs on one thread).
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(b.inference.threads as usize)
+            .build_global()
+        {
+            log::warn!("inference.threads: {e}");
+        }
+        log::info!(
+            "board {}: detector {:?}, detection every {} frames, {} detector threads",
+            b.name,
+            a.model.detector_spec(),
+            a.detect_every.unwrap_or(1),
+            b.inference.threads
+        );
+    }
     let camera = match (&a.source, &board) {
         (Some(src), _) if src.starts_with("/dev") => {
             // A V4L2 device: the board's format/size/fps when given, else the device's defaults.
@@ -201,6 +225,12 @@ pub fn run(a: RunArgs) -> Result<()> {
 }
 
 const DEFAULT_CAMERA: &str = "/dev/video0";
+
+/// The profile's detector and detection interval, where the command line does not say otherwise.
+fn apply_board_inference(a: &mut RunArgs, b: &sitfer_runtime::board::BoardProfile) {
+    a.model.detector.get_or_insert_with(|| b.detector_spec());
+    a.detect_every.get_or_insert(b.inference.detection_interval);
+}
 
 /// Where annotated frames go: the flags first, else the board profile's display, else nowhere
 /// (JSON lines only).
@@ -275,7 +305,7 @@ fn run_with(
         );
     }
     let mut cfg = a.model.recognizer_config(&bundle);
-    cfg.detect_every = a.detect_every.max(1);
+    cfg.detect_every = a.detect_every.unwrap_or(1).max(1);
     cfg.tracker.smoothing = a.smoothing.clamp(0.01, 1.0);
     cfg.continual = !a.no_continual;
     if a.source.as_deref().is_some_and(|s| a.model.is_crop_folder(s)) {
@@ -330,4 +360,48 @@ fn run_with(
         })
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(cli: &[&str]) -> RunArgs {
+        Cli::parse_from(std::iter::once("sitfer").chain(cli.iter().copied())).run
+    }
+
+    #[test]
+    fn a_board_sets_detector_and_interval_unless_the_flags_do() {
+        let mut b = sitfer_runtime::board::load("x86_64-dev").unwrap();
+        b.inference.detector = "mtcnn".into();
+        b.inference.detection_interval = 7;
+        let mut a = args(&["--board", "x86_64-dev"]);
+        apply_board_inference(&mut a, &b);
+        assert_eq!(a.model.detector_spec(), DetectorSpec::Mtcnn);
+        assert_eq!(a.detect_every, Some(7));
+        let mut a = args(&[
+            "--board",
+            "x86_64-dev",
+            "--detector",
+            "blazeface",
+            "--detect-every",
+            "2",
+        ]);
+        apply_board_inference(&mut a, &b);
+        assert_eq!(a.model.detector_spec(), DetectorSpec::BlazeFaceShort);
+        assert_eq!(a.detect_every, Some(2));
+        // No board: rustface, every frame.
+        let a = args(&[]);
+        assert_eq!(
+            (a.model.detector_spec(), a.detect_every),
+            (DetectorSpec::Rustface, None)
+        );
+    }
 }
