@@ -194,9 +194,16 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 Faces::WholeFrame => Some((BBox::new(0.0, 0.0, frame.width as f32, frame.height as f32), 0.0)),
                 Faces::Detect => {
                     let dets = rec.detect(&frame)?;
-                    dets.into_iter()
-                        .max_by(|x, y| x.score.total_cmp(&y.score))
-                        .map(|d| (d.bbox, if a.model.no_align { 0.0 } else { d.roll().unwrap_or(0.0) }))
+                    dets.into_iter().max_by(|x, y| x.score.total_cmp(&y.score)).map(|d| {
+                        (
+                            d.bbox,
+                            if rec.config().align {
+                                d.roll().unwrap_or(0.0)
+                            } else {
+                                0.0
+                            },
+                        )
+                    })
                 }
             };
             match face {

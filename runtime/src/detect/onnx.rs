@@ -188,38 +188,26 @@ impl OnnxDetector {
 
 /// Bilinear resampling of the frame into `[3, h, w]` with `(x - mean) / std`, placed as `at`
 /// says; input pixels outside the frame are black.
-#[allow(clippy::too_many_arguments)]
 fn frame_to_chw(frame: &Frame, w: usize, h: usize, at: Placement, mean: [f32; 3], std: [f32; 3], out: &mut [f32]) {
-    let (fw, fh) = (frame.width as usize, frame.height as usize);
+    let (fw, fh) = (frame.width as f32, frame.height as f32);
     let plane = w * h;
     let inv: [f32; 3] = std.map(|s| 1.0 / s);
     let black: [f32; 3] = std::array::from_fn(|c| -mean[c] * inv[c]);
-    let (x_end, y_end) = (at.off_x + fw as f32 * at.scale_x, at.off_y + fh as f32 * at.scale_y);
+    let (x_end, y_end) = (at.off_x + fw * at.scale_x, at.off_y + fh * at.scale_y);
     for y in 0..h {
         let cy = y as f32 + 0.5;
         let inside_y = cy >= at.off_y && cy <= y_end;
-        let fy = ((cy - at.off_y) / at.scale_y - 0.5).clamp(0.0, (fh - 1) as f32);
-        let y0 = fy as usize;
-        let y1 = (y0 + 1).min(fh - 1);
-        let ty = fy - y0 as f32;
+        let fy = (cy - at.off_y) / at.scale_y - 0.5;
         for x in 0..w {
             let cx = x as f32 + 0.5;
-            if !(inside_y && cx >= at.off_x && cx <= x_end) {
-                for c in 0..3 {
-                    out[c * plane + y * w + x] = black[c];
-                }
-                continue;
-            }
-            let fx = ((cx - at.off_x) / at.scale_x - 0.5).clamp(0.0, (fw - 1) as f32);
-            let x0 = fx as usize;
-            let x1 = (x0 + 1).min(fw - 1);
-            let tx = fx - x0 as f32;
+            let v = if inside_y && cx >= at.off_x && cx <= x_end {
+                let v = frame.bilinear((cx - at.off_x) / at.scale_x - 0.5, fy);
+                std::array::from_fn(|c| (v[c] - mean[c]) * inv[c])
+            } else {
+                black
+            };
             for c in 0..3 {
-                let p = |xx: usize, yy: usize| frame.rgb[(yy * fw + xx) * 3 + c] as f32;
-                let top = p(x0, y0) + (p(x1, y0) - p(x0, y0)) * tx;
-                let bot = p(x0, y1) + (p(x1, y1) - p(x0, y1)) * tx;
-                let v = top + (bot - top) * ty;
-                out[c * plane + y * w + x] = (v - mean[c]) * inv[c];
+                out[c * plane + y * w + x] = v[c];
             }
         }
     }

@@ -98,25 +98,14 @@ impl FacePrep {
         let step = side / n as f32;
         let (cx, cy) = ((sq.x1 + sq.x2) / 2.0, (sq.y1 + sq.y2) / 2.0);
         let (sin, cos) = roll.sin_cos();
-        let (fw, fh) = (frame.width as usize, frame.height as usize);
         let mut img = RgbImage::new(n, n);
         for v in 0..n {
             let dy = (v as f32 + 0.5) * step - side / 2.0;
             for u in 0..n {
                 let dx = (u as f32 + 0.5) * step - side / 2.0;
                 // Continuous frame coordinates (pixel centres at i + 0.5) to pixel indices.
-                let fx = (cx + cos * dx - sin * dy - 0.5).clamp(0.0, (fw - 1) as f32);
-                let fy = (cy + sin * dx + cos * dy - 0.5).clamp(0.0, (fh - 1) as f32);
-                let (x0, y0) = (fx as usize, fy as usize);
-                let (x1, y1) = ((x0 + 1).min(fw - 1), (y0 + 1).min(fh - 1));
-                let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
-                let px = img.get_pixel_mut(u, v);
-                for c in 0..3 {
-                    let p = |xx: usize, yy: usize| frame.rgb[(yy * fw + xx) * 3 + c] as f32;
-                    let top = p(x0, y0) + (p(x1, y0) - p(x0, y0)) * tx;
-                    let bot = p(x0, y1) + (p(x1, y1) - p(x0, y1)) * tx;
-                    px[c] = (top + (bot - top) * ty).round().clamp(0.0, 255.0) as u8;
-                }
+                let rgb = frame.bilinear(cx + cos * dx - sin * dy - 0.5, cy + sin * dx + cos * dy - 0.5);
+                img.put_pixel(u, v, image::Rgb(rgb.map(|x| x.round().clamp(0.0, 255.0) as u8)));
             }
         }
         self.finish(img)

@@ -31,6 +31,24 @@ impl Frame {
         let i = (y as usize * self.width as usize + x as usize) * 3;
         [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
     }
+
+    /// The colour at pixel-index coordinates `(fx, fy)` (pixel centres at whole numbers), read
+    /// bilinearly from the four neighbours; coordinates outside the frame take the edge's
+    /// colour. The frame must not be empty.
+    pub fn bilinear(&self, fx: f32, fy: f32) -> [f32; 3] {
+        let (fw, fh) = (self.width as usize, self.height as usize);
+        let fx = fx.clamp(0.0, (fw - 1) as f32);
+        let fy = fy.clamp(0.0, (fh - 1) as f32);
+        let (x0, y0) = (fx as usize, fy as usize);
+        let (x1, y1) = ((x0 + 1).min(fw - 1), (y0 + 1).min(fh - 1));
+        let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
+        std::array::from_fn(|c| {
+            let p = |xx: usize, yy: usize| self.rgb[(yy * fw + xx) * 3 + c] as f32;
+            let top = p(x0, y0) + (p(x1, y0) - p(x0, y0)) * tx;
+            let bot = p(x0, y1) + (p(x1, y1) - p(x0, y1)) * tx;
+            top + (bot - top) * ty
+        })
+    }
 }
 
 /// A stream of frames. `Ok(None)` is the end of the stream.
