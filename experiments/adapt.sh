@@ -3,8 +3,8 @@
 # half: `sitfer adapt` sees the unlabeled frames of half A (every face the camera would see,
 # contempt included), and `sitfer eval` scores half B (other people; labels used only here,
 # contempt dropped as outside the 7 classes). Compared: the source bundle, the bundle with the
-# adapted buffer, and the adapted buffer plus the classifier head refitted on pseudo-labels or
-# by information maximisation.
+# adapted buffer, and the adapted buffer plus the classifier head refitted on pseudo-labels, by
+# information maximisation, or by SHOT's full objective (information maximisation plus nearest-centroid pseudo-labels).
 #
 #   SPLITS="0 1 2 3 4" BUNDLE=models/default experiments/adapt.sh
 #   (SITFER_DATA, default ../shared/data; OUT, default runs/adapt; SITFER, default target/release/sitfer)
@@ -52,13 +52,17 @@ for seed in $SPLITS; do
   "$BIN" adapt --bundle "$BUNDLE" --footage "$d/footage" --faces whole-frame --out "$d/bundle-buffer" $EXTRA \
     > "$d/adapt-buffer.json" 2> "$d/adapt-buffer.log"
   "$BIN" eval --bundle "$d/bundle-buffer" --data "$d/score" --faces whole-frame > "$d/eval-buffer.md" 2> "$d/eval-buffer.log"
-  "$BIN" adapt --bundle "$BUNDLE" --footage "$d/footage" --faces whole-frame --out "$d/bundle-refit" --refit $EXTRA \
+  "$BIN" adapt --bundle "$BUNDLE" --footage "$d/footage" --faces whole-frame --out "$d/bundle-refit" --refit \
+    --refit-objective pseudo-labels $EXTRA \
     > "$d/adapt-refit.json" 2> "$d/adapt-refit.log"
   "$BIN" eval --bundle "$d/bundle-refit" --data "$d/score" --faces whole-frame > "$d/eval-refit.md" 2> "$d/eval-refit.log"
   "$BIN" adapt --bundle "$BUNDLE" --footage "$d/footage" --faces whole-frame --out "$d/bundle-infomax" --refit \
     --refit-objective info-max $EXTRA > "$d/adapt-infomax.json" 2> "$d/adapt-infomax.log"
   "$BIN" eval --bundle "$d/bundle-infomax" --data "$d/score" --faces whole-frame > "$d/eval-infomax.md" 2> "$d/eval-infomax.log"
-  for v in source buffer refit infomax; do
+  "$BIN" adapt --bundle "$BUNDLE" --footage "$d/footage" --faces whole-frame --out "$d/bundle-shot" --refit \
+    --refit-objective shot $EXTRA > "$d/adapt-shot.json" 2> "$d/adapt-shot.log"
+  "$BIN" eval --bundle "$d/bundle-shot" --data "$d/score" --faces whole-frame > "$d/eval-shot.md" 2> "$d/eval-shot.log"
+  for v in source buffer refit infomax shot; do
     m=$d/eval-$v.md
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$seed" "$nf" "$ns" "$v" \
       "$(acc "$m" 'p_sem (classifier)')" "$(acc "$m" 'p_ins (seed buffer)')" "$(acc "$m" 'p̂ (fused)')" >> "$summary"

@@ -17,6 +17,17 @@ fn main() -> TractResult<()> {
         .with_input_fact(0, f32::fact([1, 3, h, w]).into())?
         .into_optimized()?
         .into_runnable()?;
+    // OP_PROFILE_PLAN=1: print the optimised plan (what fused into what) before timing it.
+    if std::env::var_os("OP_PROFILE_PLAN").is_some() {
+        for &id in plan.order_without_consts() {
+            let node = plan.model().node(id);
+            let inputs: Vec<String> = node.inputs.iter().map(|i| i.node.to_string()).collect();
+            println!("#{id} {} <- [{}] {}", node.name, inputs.join(","), node.op().name());
+            for line in node.op().info()? {
+                println!("      {line}");
+            }
+        }
+    }
     let x = Tensor::zero::<f32>(&[1, 3, h, w])?;
     let mut per_node: HashMap<usize, (String, Duration)> = HashMap::new();
     let mut state = TypedSimpleState::new(&plan)?;

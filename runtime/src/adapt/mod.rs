@@ -221,10 +221,17 @@ pub fn plan(original: &Original, observed: &Observed, cfg: &AdaptConfig) -> Resu
                     refit::refit(h0, &feats, &labels, &rc)
                 })
             }
-            Objective::InfoMax { diversity } => {
+            Objective::InfoMax { .. } | Objective::Shot { .. } => {
                 let feats: Vec<&[f32]> = observed.sample.iter().filter_map(|o| o.feature.as_deref()).collect();
-                (!feats.is_empty() && feats.len() == observed.sample.len())
-                    .then(|| refit::refit_info_max(h0, &feats, diversity, &rc))
+                (!feats.is_empty() && feats.len() == observed.sample.len()).then(|| match rc.objective {
+                    Objective::Shot {
+                        diversity,
+                        beta,
+                        relabels,
+                    } => refit::refit_shot(h0, &feats, diversity, beta, relabels, &rc),
+                    Objective::InfoMax { diversity } => refit::refit_info_max(h0, &feats, diversity, &rc),
+                    Objective::PseudoLabels => unreachable!("matched above"),
+                })
             }
         },
         _ => None,

@@ -5,7 +5,10 @@
 //!   (self-training);
 //! - information maximisation (SHOT, Liang et al. 2020, on the head only): each face's
 //!   prediction confident (low conditional entropy) while the predictions over the footage stay
-//!   diverse (high marginal entropy); it uses every face and no labels at all.
+//!   diverse (high marginal entropy); it uses every face and no labels at all;
+//! - SHOT's full objective: information maximisation plus β × cross-entropy toward
+//!   self-supervised pseudo-labels from nearest class centroids of the features, relabelled as
+//!   the head moves.
 //!
 //! Written by hand because the runtime has no training framework (tract only runs models) and
 //! a 7 × F head on a few thousand rows needs none: a full-batch Adam step is two small loops.
@@ -36,6 +39,14 @@ pub enum Objective {
     /// Weight of the marginal-entropy (diversity) term; SHOT uses 1.
     InfoMax {
         diversity: f32,
+    },
+    /// Information maximisation plus `beta` × cross-entropy toward the nearest-centroid labels
+    /// ([`cluster_labels`]), recomputed `relabels` times over the refit (SHOT: β 0.3, labels
+    /// recomputed 15 times over training).
+    Shot {
+        diversity: f32,
+        beta: f32,
+        relabels: usize,
     },
 }
 
@@ -71,8 +82,8 @@ pub struct Refit {
     pub relative_change: f32,
 }
 
-/// The data term: loss and its gradient with respect to each row's logits.
-type DataTerm<'a> = dyn Fn(&[Probs]) -> (f32, Vec<Probs>) + 'a;
+/// The data term at an optimiser step: loss and its gradient with respect to each row's logits.
+type DataTerm<'a> = dyn FnMut(usize, &[Probs]) -> (f32, Vec<Probs>) + 'a;
 
 /// Class-balanced cross-entropy toward `labels`: each class weighs the same whatever its count,
 /// so the refit does not learn the footage's class frequencies as a prior.
@@ -122,9 +133,104 @@ fn info_max_term(diversity: f32) -> impl Fn(&[Probs]) -> (f32, Vec<Probs>) {
     }
 }
 
-fn anchored(head: &Head, h0: &Head, feats: &[&[f32]], term: &DataTerm, anchor: f32) -> (f32, Vec<Probs>) {
+/// SHOT's self-supervised pseudo-labels (Liang et al. 2020, eq. 4–6, as in their code): the
+/// features get a constant 1 appended and are L2-normalised; class centroids are the features
+/// averaged with the predicted probabilities as weights; each face takes its nearest centroid
+/// (cosine); then centroids of those hard labels (classes with no face left out) and a second
+/// nearest-centroid pass. Unlike the predictions themselves, the labels follow the footage's
+/// own cluster structure, which corrects part of a shifted head's systematic confusions.
+pub fn cluster_labels(feats: &[&[f32]], probs: &[Probs]) -> Vec<usize> {
+    let normed: Vec<Vec<f32>> = feats
+        .iter()
+        .map(|f| {
+            let mut v: Vec<f32> = f.iter().copied().chain(std::iter::once(1.0)).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|x| *x /= n);
+            v
+        })
+        .collect();
+    let dim = normed.first().map_or(0, Vec::len);
+    let nearest = |centroids: &[Option<Vec<f32>>]| -> Vec<usize> {
+        normed
+            .iter()
+            .map(|f| {
+                let mut best = (0, f32::NEG_INFINITY);
+                for (c, centroid) in centroids.iter().enumerate() {
+                    if let Some(m) = centroid {
+                        let norm = m.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                        let cos = f.iter().zip(m).map(|(a, b)| a * b).sum::<f32>() / norm;
+                        if cos > best.1 {
+                            best = (c, cos);
+                        }
+                    }
+                }
+                best.0
+            })
+            .collect()
+    };
+    let centroids = |weight: &dyn Fn(usize, usize) -> f32| -> Vec<Option<Vec<f32>>> {
+        (0..NUM_CLASSES)
+            .map(|c| {
+                let mut sum = vec![0.0f32; dim];
+                let mut total = 0.0f32;
+                for (i, f) in normed.iter().enumerate() {
+                    let w = weight(i, c);
+                    if w > 0.0 {
+                        total += w;
+                        sum.iter_mut().zip(f).for_each(|(s, x)| *s += w * x);
+                    }
+                }
+                (total > 0.0).then(|| sum.into_iter().map(|s| s / total).collect())
+            })
+            .collect()
+    };
+    let first = nearest(&centroids(&|i, c| probs[i][c]));
+    nearest(&centroids(&|i, c| (first[i] == c) as u8 as f32))
+}
+
+/// Information maximisation plus `beta` × mean cross-entropy toward [`cluster_labels`] of the
+/// current predictions, relabelled every `interval` steps.
+fn shot_term<'a>(
+    feats: &'a [&'a [f32]],
+    diversity: f32,
+    beta: f32,
+    interval: usize,
+) -> impl FnMut(usize, &[Probs]) -> (f32, Vec<Probs>) + 'a {
+    let im = info_max_term(diversity);
+    let mut labels: Option<(usize, Vec<usize>)> = None;
+    move |step: usize, logits: &[Probs]| {
+        let stale = match &labels {
+            None => true,
+            Some((at, _)) => step != *at && step.is_multiple_of(interval.max(1)),
+        };
+        if stale {
+            let probs: Vec<Probs> = logits.iter().map(softmax).collect();
+            labels = Some((step, cluster_labels(feats, &probs)));
+        }
+        let y = &labels.as_ref().expect("labelled above").1;
+        let (mut loss, mut grads) = im(logits);
+        let n = logits.len().max(1) as f32;
+        for ((z, &y), g) in logits.iter().zip(y).zip(grads.iter_mut()) {
+            let p = softmax(z);
+            loss -= beta * p[y].max(1e-12).ln() / n;
+            for c in 0..NUM_CLASSES {
+                g[c] += beta * (p[c] - (c == y) as u8 as f32) / n;
+            }
+        }
+        (loss, grads)
+    }
+}
+
+fn anchored(
+    head: &Head,
+    h0: &Head,
+    feats: &[&[f32]],
+    step: usize,
+    term: &mut DataTerm,
+    anchor: f32,
+) -> (f32, Vec<Probs>) {
     let logits: Vec<Probs> = feats.iter().map(|f| head.logits(f)).collect();
-    let (loss, grads) = term(&logits);
+    let (loss, grads) = term(step, &logits);
     let reg: f32 = head
         .weight
         .iter()
@@ -140,16 +246,16 @@ fn anchored(head: &Head, h0: &Head, feats: &[&[f32]], term: &DataTerm, anchor: f
     (loss + 0.5 * anchor * reg, grads)
 }
 
-fn optimize(h0: &Head, feats: &[&[f32]], term: &DataTerm, cfg: &RefitConfig) -> Refit {
+fn optimize(h0: &Head, feats: &[&[f32]], term: &mut DataTerm, cfg: &RefitConfig) -> Refit {
     let mut head = h0.clone();
     let (d, n) = (head.dim, head.weight.len());
     let mut g = vec![0.0f32; n + NUM_CLASSES];
     // Adam moments, weights then biases.
     let (mut m, mut v) = (vec![0.0f32; n + NUM_CLASSES], vec![0.0f32; n + NUM_CLASSES]);
     let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
-    let loss_before = anchored(&head, h0, feats, term, cfg.anchor).0;
+    let loss_before = anchored(&head, h0, feats, 0, term, cfg.anchor).0;
     for t in 1..=cfg.steps {
-        let (_, grads) = anchored(&head, h0, feats, term, cfg.anchor);
+        let (_, grads) = anchored(&head, h0, feats, t - 1, term, cfg.anchor);
         g.fill(0.0);
         for (f, gz) in feats.iter().zip(&grads) {
             for c in 0..NUM_CLASSES {
@@ -177,7 +283,7 @@ fn optimize(h0: &Head, feats: &[&[f32]], term: &DataTerm, cfg: &RefitConfig) -> 
             }
         }
     }
-    let loss_after = anchored(&head, h0, feats, term, cfg.anchor).0;
+    let loss_after = anchored(&head, h0, feats, cfg.steps, term, cfg.anchor).0;
     let norm0: f32 = h0.weight.iter().map(|w| w * w).sum::<f32>().sqrt();
     let diff: f32 = head
         .weight
@@ -196,12 +302,21 @@ fn optimize(h0: &Head, feats: &[&[f32]], term: &DataTerm, cfg: &RefitConfig) -> 
 
 /// Self-training: fits the head to the pseudo-labels of `feats`.
 pub fn refit(h0: &Head, feats: &[&[f32]], labels: &[usize], cfg: &RefitConfig) -> Refit {
-    optimize(h0, feats, &pseudo_label_term(labels), cfg)
+    let term = pseudo_label_term(labels);
+    optimize(h0, feats, &mut |_, z: &[Probs]| term(z), cfg)
 }
 
 /// Information maximisation over every face's feature; no labels.
 pub fn refit_info_max(h0: &Head, feats: &[&[f32]], diversity: f32, cfg: &RefitConfig) -> Refit {
-    optimize(h0, feats, &info_max_term(diversity), cfg)
+    let term = info_max_term(diversity);
+    optimize(h0, feats, &mut |_, z: &[Probs]| term(z), cfg)
+}
+
+/// SHOT's objective over every face's feature: information maximisation and nearest-centroid
+/// pseudo-labels, recomputed `relabels` times over the steps; no labels.
+pub fn refit_shot(h0: &Head, feats: &[&[f32]], diversity: f32, beta: f32, relabels: usize, cfg: &RefitConfig) -> Refit {
+    let interval = cfg.steps.div_ceil(relabels.max(1)).max(1);
+    optimize(h0, feats, &mut shot_term(feats, diversity, beta, interval), cfg)
 }
 
 #[cfg(test)]
@@ -215,18 +330,62 @@ mod tests {
             .map(|i| std::array::from_fn(|c| ((i * 7 + c * 3) as f32 * 0.37).sin() * 2.0))
             .collect();
         let labels = [0usize, 3, 3, 6, 1];
-        let terms: Vec<Box<DataTerm>> = vec![Box::new(pseudo_label_term(&labels)), Box::new(info_max_term(0.8))];
-        for term in &terms {
-            let (_, g) = term(&logits);
+        let feats: Vec<Vec<f32>> = (0..5)
+            .map(|i| vec![(i as f32).cos(), (i as f32 * 0.5).sin(), 1.0])
+            .collect();
+        let feat_refs: Vec<&[f32]> = feats.iter().map(Vec::as_slice).collect();
+        let (pl, im) = (pseudo_label_term(&labels), info_max_term(0.8));
+        let mut terms: Vec<Box<DataTerm>> = vec![
+            Box::new(move |_, z: &[Probs]| pl(z)),
+            Box::new(move |_, z: &[Probs]| im(z)),
+            // Relabels only at step 0: the labels stay fixed while differences are taken.
+            Box::new(shot_term(&feat_refs, 0.8, 0.3, usize::MAX)),
+        ];
+        for term in &mut terms {
+            let (_, g) = term(0, &logits);
             for i in 0..logits.len() {
                 for c in 0..NUM_CLASSES {
                     let (mut up, mut down) = (logits.clone(), logits.clone());
                     up[i][c] += 1e-2;
                     down[i][c] -= 1e-2;
-                    let num = (term(&up).0 - term(&down).0) / 2e-2;
+                    let num = (term(0, &up).0 - term(0, &down).0) / 2e-2;
                     assert!((num - g[i][c]).abs() < 2e-3, "row {i} class {c}: {num} vs {}", g[i][c]);
                 }
             }
         }
+    }
+
+    /// A head that is biased toward one class: it gives most of the second cluster to class 0,
+    /// but the centroids follow the features, so the nearest-centroid labels split the clusters.
+    #[test]
+    fn cluster_labels_follow_the_features_not_the_head() {
+        let feats: Vec<Vec<f32>> = (0..20)
+            .map(|i| {
+                let j = (i % 10) as f32 * 0.01;
+                if i < 10 { vec![1.0, j, 0.0] } else { vec![0.0, j, 1.0] }
+            })
+            .collect();
+        let refs: Vec<&[f32]> = feats.iter().map(Vec::as_slice).collect();
+        let probs: Vec<Probs> = (0..20)
+            .map(|i| {
+                let mut p = [0.0; NUM_CLASSES];
+                // Cluster A: class 0 sure; cluster B: class 0 preferred on 7 of 10 faces.
+                let (p0, p3) = if i < 10 {
+                    (0.9, 0.1)
+                } else if i < 17 {
+                    (0.55, 0.45)
+                } else {
+                    (0.3, 0.7)
+                };
+                p[0] = p0;
+                p[3] = p3;
+                p
+            })
+            .collect();
+        let predicted: Vec<usize> = probs.iter().map(|p| crate::fusion::argmax(p).0).collect();
+        assert_eq!(predicted.iter().filter(|&&c| c == 0).count(), 17);
+        let labels = cluster_labels(&refs, &probs);
+        assert!(labels[..10].iter().all(|&c| c == 0), "{labels:?}");
+        assert!(labels[10..].iter().all(|&c| c == 3), "{labels:?}");
     }
 }

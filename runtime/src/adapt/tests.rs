@@ -188,6 +188,19 @@ fn adaptation_improves_accuracy_on_the_unseen_half_of_a_shifted_domain() {
     };
     let im = plan(&original, &observed, &info_max).expect("not degenerate");
     let after_im = accuracy(&im.refit.as_ref().expect("refitted").head, &cfg, &im.buffer, &test);
+    let shot = AdaptConfig {
+        refit: Some(RefitConfig {
+            objective: Objective::Shot {
+                diversity: 1.0,
+                beta: 0.3,
+                relabels: 15,
+            },
+            ..RefitConfig::default()
+        }),
+        ..AdaptConfig::default()
+    };
+    let sh = plan(&original, &observed, &shot).expect("not degenerate");
+    let after_shot = accuracy(&sh.refit.as_ref().expect("refitted").head, &cfg, &sh.buffer, &test);
     let ins_only = FusionConfig {
         weights: FusionWeights {
             sem: 0.0,
@@ -201,7 +214,7 @@ fn adaptation_improves_accuracy_on_the_unseen_half_of_a_shifted_domain() {
         accuracy(&head, &ins_only, &buffer_only.buffer, &test),
     );
     eprintln!(
-        "target accuracy: before {before:.3}, buffer {after_buffer:.3}, buffer + refit {after_refit:.3}, buffer + info-max {after_im:.3}; p_ins {ins_before:.3} → {ins_after:.3}"
+        "target accuracy: before {before:.3}, buffer {after_buffer:.3}, buffer + refit {after_refit:.3}, buffer + info-max {after_im:.3}, buffer + shot {after_shot:.3}; p_ins {ins_before:.3} → {ins_after:.3}"
     );
     assert!(before < 0.85, "the toy must leave room to adapt: {before}");
     // The domain's entries make the buffer's own prediction better on unseen target faces; the
@@ -210,6 +223,7 @@ fn adaptation_improves_accuracy_on_the_unseen_half_of_a_shifted_domain() {
     assert!(after_buffer > before - 0.02, "buffer: {before} → {after_buffer}");
     assert!(after_refit > before + 0.03, "refit: {before} → {after_refit}");
     assert!(after_im > before + 0.1, "info-max: {before} → {after_im}");
+    assert!(after_shot > before + 0.1, "shot: {before} → {after_shot}");
     // The source entries stay; the domain's entries are added, class-balanced by the cap.
     assert_eq!(&refitted.buffer.labels[..seed.len()], &seed.labels[..]);
     assert!(

@@ -20,6 +20,8 @@ use std::path::PathBuf;
 pub enum RefitObjective {
     PseudoLabels,
     InfoMax,
+    /// Information maximisation plus nearest-centroid pseudo-labels (SHOT's full objective).
+    Shot,
 }
 
 pub const REPORT_FILE: &str = "adaptation.json";
@@ -66,9 +68,15 @@ pub struct AdaptArgs {
     /// subjects and pseudo-labels lost 1.7 (docs/results/adapt.md).
     #[arg(long, value_enum, default_value = "info-max")]
     pub refit_objective: RefitObjective,
-    /// With info-max: weight of the diversity (marginal entropy) term.
+    /// With info-max and shot: weight of the diversity (marginal entropy) term.
     #[arg(long, default_value_t = 1.0)]
     pub diversity: f32,
+    /// With shot: weight of the nearest-centroid pseudo-label cross-entropy (SHOT's 0.3).
+    #[arg(long, default_value_t = 0.3)]
+    pub shot_beta: f32,
+    /// With shot: how often the centroid labels are recomputed over the refit (SHOT: 15).
+    #[arg(long, default_value_t = 15)]
+    pub shot_relabels: usize,
     #[arg(long, default_value_t = RefitConfig::default().steps)]
     pub refit_steps: usize,
     #[arg(long, default_value_t = RefitConfig::default().lr)]
@@ -175,6 +183,11 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
             objective: match a.refit_objective {
                 RefitObjective::PseudoLabels => Objective::PseudoLabels,
                 RefitObjective::InfoMax => Objective::InfoMax { diversity: a.diversity },
+                RefitObjective::Shot => Objective::Shot {
+                    diversity: a.diversity,
+                    beta: a.shot_beta,
+                    relabels: a.shot_relabels,
+                },
             },
             steps: a.refit_steps,
             lr: a.refit_lr,

@@ -182,7 +182,10 @@ pub fn int8_onnx(net: &FoldedNet, calib: &[Vec<f32>], method: CalibMethod) -> Re
                     &wq,
                 );
                 let ws = g.f32(&format!("{n}.weight.scale"), &[conv.out_c], &w_scales);
-                let wzp = g.i8(&format!("{n}.weight.zero_point"), &[conv.out_c], &vec![0; conv.out_c]);
+                // One scalar zero point, not one per channel: symmetric weights have zp 0
+                // everywhere, and tract 0.23 broadcasts a per-channel zero point into full-size
+                // zero-point corrections that it cannot fuse into the int8 matrix product.
+                let wzp = g.i8(&format!("{n}.weight.zero_point"), &[], &[0]);
                 let bias: Vec<i32> = conv
                     .bias
                     .iter()
