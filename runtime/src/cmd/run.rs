@@ -57,7 +57,7 @@ pub struct ModelArgs {
     #[arg(long, default_value = "max")]
     pub aggregate: Aggregate,
     /// Crop faces as boxed, without levelling the eyes when the detector gives landmarks
-    /// (mtcnn).
+    /// (mtcnn, blazeface, blazeface-full).
     #[arg(long)]
     pub no_align: bool,
     /// Smallest face side searched, in pixels, by rustface and mtcnn [default: 20]: larger is

@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// One face: its box in frame pixels, the detector's score (its own scale), and five landmarks
-/// (eyes, nose, mouth corners) when the detector gives them.
+/// when the detector gives them: the eye on the image's left, the other eye, the nose tip, the
+/// mouth's left and right corners (MTCNN; BlazeFace gives the mouth's centre for both).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
     pub bbox: BBox,

@@ -33,10 +33,22 @@ pub fn weighted_nms(mut dets: Vec<Detection>, iou_threshold: f32, max: usize) ->
         dets = rest;
         let total: f32 = cluster.iter().map(|d| d.score).sum();
         let mean = |f: fn(&BBox) -> f32| cluster.iter().map(|d| f(&d.bbox) * d.score).sum::<f32>() / total;
+        // Landmarks are blended like the box (MediaPipe blends its keypoints the same way).
+        let landmarks = cluster
+            .iter()
+            .map(|d| d.landmarks)
+            .collect::<Option<Vec<_>>>()
+            .map(|all| {
+                std::array::from_fn(|k| {
+                    std::array::from_fn(|c| {
+                        all.iter().zip(&cluster).map(|(l, d)| l[k][c] * d.score).sum::<f32>() / total
+                    })
+                })
+            });
         kept.push(Detection {
             bbox: BBox::new(mean(|b| b.x1), mean(|b| b.y1), mean(|b| b.x2), mean(|b| b.y2)),
             score: cluster[0].score,
-            landmarks: cluster[0].landmarks,
+            landmarks,
         });
     }
     kept

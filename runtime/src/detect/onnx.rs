@@ -123,6 +123,8 @@ pub struct OnnxDetector {
     /// Which output is `scores` and which `boxes`.
     scores_out: usize,
     boxes_out: usize,
+    /// BlazeFace's `keypoints [1, N, 12]`, when the model has them.
+    keypoints_out: Option<usize>,
 }
 
 impl OnnxDetector {
@@ -154,11 +156,12 @@ impl OnnxDetector {
                 .ok()
                 .and_then(|f| f.shape.iter().last().and_then(|d| d.as_i64()))
         };
-        let (mut scores_out, mut boxes_out) = (None, None);
+        let (mut scores_out, mut boxes_out, mut keypoints_out) = (None, None, None);
         for i in 0..outs {
             match last(i) {
                 Some(2) => scores_out = scores_out.or(Some(i)),
                 Some(4) => boxes_out = boxes_out.or(Some(i)),
+                Some(12) => keypoints_out = keypoints_out.or(Some(i)),
                 _ => {}
             }
         }
@@ -175,6 +178,7 @@ impl OnnxDetector {
             input: vec![0.0; 3 * w * h],
             scores_out,
             boxes_out,
+            keypoints_out,
         })
     }
 
@@ -232,20 +236,35 @@ impl FaceDetector for OnnxDetector {
                 .collect())
         };
         let (scores, boxes) = (flat(self.scores_out)?, flat(self.boxes_out)?);
-        if scores.len() / 2 != boxes.len() / 4 {
-            return Err(self.run_err(format!("{} scores for {} boxes", scores.len() / 2, boxes.len() / 4)));
+        let n = scores.len() / 2;
+        if n != boxes.len() / 4 {
+            return Err(self.run_err(format!("{n} scores for {} boxes", boxes.len() / 4)));
         }
-        let dets: Vec<Detection> = scores
-            .chunks_exact(2)
-            .zip(boxes.chunks_exact(4))
-            .filter(|(s, _)| s[1] > self.cfg.score_threshold)
-            .map(|(s, b)| {
+        let keypoints = self.keypoints_out.map(flat).transpose()?;
+        if let Some(k) = &keypoints
+            && k.len() / 12 != n
+        {
+            return Err(self.run_err(format!("{n} scores for {} keypoint sets", k.len() / 12)));
+        }
+        let dets: Vec<Detection> = (0..n)
+            .filter(|&i| scores[2 * i + 1] > self.cfg.score_threshold)
+            .map(|i| {
+                let b = &boxes[4 * i..4 * i + 4];
                 let (x1, y1) = at.to_frame(b[0], b[1], w, h);
                 let (x2, y2) = at.to_frame(b[2], b[3], w, h);
                 Detection {
                     bbox: BBox::new(x1, y1, x2, y2).clamp(frame.width, frame.height),
-                    score: s[1],
-                    landmarks: None,
+                    score: scores[2 * i + 1],
+                    landmarks: keypoints.as_ref().map(|k| {
+                        let point = |j: usize| {
+                            let (x, y) = at.to_frame(k[12 * i + 2 * j], k[12 * i + 2 * j + 1], w, h);
+                            [x, y]
+                        };
+                        // MediaPipe's order: the subject's right eye (the image's left), left
+                        // eye, nose tip, mouth centre, ear tragions. BlazeFace has no mouth
+                        // corners: the mouth centre stands for both.
+                        [point(0), point(1), point(2), point(3), point(3)]
+                    }),
                 }
             })
             .filter(|d| d.bbox.area() > 0.0)

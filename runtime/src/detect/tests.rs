@@ -98,6 +98,26 @@ fn weighted_nms_averages_a_cluster_by_score() {
     assert_eq!(kept[0].score, 0.75);
     assert!(kept[1].bbox.iou(&BBox::new(50.0, 50.0, 60.0, 60.0)) > 0.999);
     assert_eq!(weighted_nms(kept, 0.3, 1).len(), 1);
+    // Landmarks are blended with the same weights, when every member of the cluster has them.
+    let with = |d: Detection, at: f32| Detection {
+        landmarks: Some([[at, at + 1.0]; 5]),
+        ..d
+    };
+    let kept = weighted_nms(
+        vec![
+            with(det(0.0, 0.0, 10.0, 0.75), 4.0),
+            with(det(2.0, 2.0, 10.0, 0.25), 8.0),
+        ],
+        0.3,
+        10,
+    );
+    assert_eq!(kept[0].landmarks, Some([[5.0, 6.0]; 5]));
+    let mixed = weighted_nms(
+        vec![with(det(0.0, 0.0, 10.0, 0.75), 4.0), det(2.0, 2.0, 10.0, 0.25)],
+        0.3,
+        10,
+    );
+    assert_eq!(mixed[0].landmarks, None);
 }
 
 fn demo_photo() -> Frame {
@@ -141,6 +161,35 @@ fn blazeface_finds_the_demo_face_and_maps_boxes_through_the_letterbox() {
         assert!(
             (190.0..260.0).contains(&cx) && (90.0..160.0).contains(&cy),
             "{spec:?}: {face:?}"
+        );
+        // Keypoints in the landmark convention: image-left eye first, eyes above the nose
+        // above the mouth, the eyes within a few pixels of MTCNN's (facenet-pytorch: left eye
+        // (205.01, 101.73)), so that alignment works with BlazeFace too.
+        let [le, re, nose, ml, mr] = found[0].landmarks.expect("BlazeFace's keypoints");
+        assert!(
+            le[0] < re[0] && le[1].max(re[1]) < nose[1] && nose[1] < ml[1],
+            "{spec:?}: {:?}",
+            found[0].landmarks
+        );
+        assert_eq!(ml, mr, "the mouth centre stands for both corners");
+        assert!(
+            (le[0] - 205.01).abs() < 8.0 && (le[1] - 101.73).abs() < 8.0,
+            "{spec:?}: {le:?}"
+        );
+        // The roll against MTCNN's (2.7°; the pupils measure 2.4°) where the face fills the
+        // frame as BlazeFace expects (a 160x160 window: short-range 3.1°, full-range 1.0°). In
+        // the whole 512x512 photo the face is below the short-range model's range and its eye
+        // keypoints are coarse (10.2°; full-range 4.4°).
+        let mtcnn_roll = DetectorSpec::Mtcnn.build().unwrap().detect(&photo).unwrap()[0]
+            .roll()
+            .unwrap();
+        let close = d.detect(&window(&photo, 150, 40, 160, 160)).unwrap();
+        let roll = close[0].roll().expect("a roll from the eyes");
+        assert!(
+            (roll - mtcnn_roll).abs() < 3f32.to_radians(),
+            "{spec:?}: {} vs MTCNN {}",
+            roll.to_degrees(),
+            mtcnn_roll.to_degrees()
         );
         // A 4:3 window (letterboxed top and bottom) and a 3:4 one (left and right): the box
         // follows the face, in the window's pixels.
