@@ -13,7 +13,7 @@ use sitfer_runtime::buffer::InstanceBuffer;
 use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::infer::Model;
 use sitfer_runtime::pipeline::Recognizer;
-use sitfer_runtime::source::{self, ImageFolder};
+use sitfer_runtime::source;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -155,12 +155,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
 
     let mut src =
         source::open_path(&a.footage, a.fps).with_context(|| format!("opening footage {}", a.footage.display()))?;
-    let total = if a.footage.is_dir() {
-        ImageFolder::open(&a.footage, None).map(|f| f.len() as u64).ok()
-    } else {
-        None
-    };
-    let total = match (total, a.max_frames) {
+    let total = match (src.frames_left(), a.max_frames) {
         (Some(t), Some(m)) => Some(t.min(m)),
         (t, m) => t.or(m),
     };

@@ -98,6 +98,9 @@ impl FrameSource for ImageFolder {
     fn describe(&self) -> String {
         format!("image folder {} ({} images)", self.dir.display(), self.files.len())
     }
+    fn frames_left(&self) -> Option<u64> {
+        Some((self.files.len() - self.next) as u64)
+    }
 }
 
 /// One image: a stream of one frame.
@@ -135,5 +138,8 @@ impl FrameSource for SingleImage {
     }
     fn describe(&self) -> String {
         format!("image {}", self.path.display())
+    }
+    fn frames_left(&self) -> Option<u64> {
+        Some(self.frame.is_some() as u64)
     }
 }

@@ -58,6 +58,10 @@ pub trait FrameSource: Send {
     fn nominal_fps(&self) -> Option<f64>;
     /// What this source reads, for logs and errors.
     fn describe(&self) -> String;
+    /// Frames still to come, when the source knows (files do; a camera or a stream does not).
+    fn frames_left(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
@@ -69,6 +73,9 @@ impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn frames_left(&self) -> Option<u64> {
+        (**self).frames_left()
     }
 }
 

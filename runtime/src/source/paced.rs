@@ -50,4 +50,7 @@ impl<S: FrameSource> FrameSource for Paced<S> {
     fn describe(&self) -> String {
         format!("{} paced at {:.2} fps", self.inner.describe(), self.fps)
     }
+    fn frames_left(&self) -> Option<u64> {
+        self.inner.frames_left()
+    }
 }

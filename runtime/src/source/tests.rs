@@ -121,11 +121,15 @@ fn image_folder_is_sorted_skips_non_images_and_reports_bad_files() {
     std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
     let mut s = open_path(dir.path(), Some(10.0)).unwrap();
     let mut seen = Vec::new();
+    assert_eq!(s.frames_left(), Some(3));
     while let Some(f) = s.next_frame().unwrap() {
         assert_eq!(f.rgb.len(), (f.width * f.height * 3) as usize);
-        seen.push((f.index, f.rgb[0], f.timestamp.as_millis()));
+        seen.push((f.index, f.rgb[0], f.timestamp.as_millis(), s.frames_left()));
     }
-    assert_eq!(seen, vec![(0, 10, 0), (1, 20, 100), (2, 30, 200)]);
+    assert_eq!(
+        seen,
+        vec![(0, 10, 0, Some(2)), (1, 20, 100, Some(1)), (2, 30, 200, Some(0))]
+    );
     std::fs::write(dir.path().join("d.png"), "not a png").unwrap();
     let mut s = ImageFolder::open(dir.path(), None).unwrap();
     for _ in 0..3 {
