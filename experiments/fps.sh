@@ -5,6 +5,7 @@
 # 5 or 15 frames (tracks carried between), then paced at 30 fps with drop-oldest (the drop rate).
 #   experiments/fps.sh            (SITFER_DATA, default ../shared/data; OUT, default runs/fps)
 #   SIZE=200 DETECTOR=blazeface experiments/fps.sh     (a face at webcam distance, BlazeFace)
+#   EXTRA="--no-align" ...                               (more `sitfer run` options)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${SITFER:-target/release/sitfer}
@@ -12,6 +13,7 @@ DATA=${SITFER_DATA:-../shared/data}
 OUT=${OUT:-runs/fps}
 SIZE=${SIZE:-96}
 DETECTOR=${DETECTOR:-rustface}
+EXTRA=${EXTRA:-}
 [ -x "$B" ] || cargo build --release -p sitfer-runtime --bin sitfer
 rm -rf "$OUT" && mkdir -p "$OUT/one" "$OUT/four"
 "$B" bench-detect --data "$DATA/ckplus48" --sizes "$SIZE" --frames 600 --max-faces 4 --save-frames "$OUT/all" >/dev/null 2>&1
@@ -27,11 +29,11 @@ for set in one four; do
   for p in int8 fp32; do
     for de in 1 5 15; do
       echo "$set faces, $p, detect every $de: $("$B" run --source "$OUT/$set" --detector "$DETECTOR" --detect-every $de --precision $p \
-        --no-continual --json /dev/null 2>&1 | summary)"
+        --no-continual $EXTRA --json /dev/null 2>&1 | summary)"
     done
   done
 done
 for de in 1 5 15; do
   echo "one face, paced 30 fps, int8, detect every $de: $("$B" run --source "$OUT/one" --fps 30 --realtime \
-    --detector "$DETECTOR" --detect-every $de --no-continual --json /dev/null 2>&1 | summary)"
+    --detector "$DETECTOR" --detect-every $de --no-continual $EXTRA --json /dev/null 2>&1 | summary)"
 done
