@@ -185,6 +185,13 @@ fn counts_of(labels: impl Iterator<Item = usize>) -> [usize; NUM_CLASSES] {
     c
 }
 
+/// The pooled features of every sampled face, for the objectives that need no labels; `None`
+/// when the model exposes none.
+fn unlabeled(observed: &Observed) -> Option<Vec<&[f32]>> {
+    let feats: Vec<&[f32]> = observed.sample.iter().filter_map(|o| o.feature.as_deref()).collect();
+    (!feats.is_empty() && feats.len() == observed.sample.len()).then_some(feats)
+}
+
 /// Selection, refit and guard on what [`observe`] gathered. `Err` carries the report with the
 /// guard's findings: nothing may be written then.
 pub fn plan(original: &Original, observed: &Observed, cfg: &AdaptConfig) -> Result<Plan, Box<AdaptReport>> {
@@ -221,18 +228,14 @@ pub fn plan(original: &Original, observed: &Observed, cfg: &AdaptConfig) -> Resu
                     refit::refit(h0, &feats, &labels, &rc)
                 })
             }
-            Objective::InfoMax { .. } | Objective::Shot { .. } => {
-                let feats: Vec<&[f32]> = observed.sample.iter().filter_map(|o| o.feature.as_deref()).collect();
-                (!feats.is_empty() && feats.len() == observed.sample.len()).then(|| match rc.objective {
-                    Objective::Shot {
-                        diversity,
-                        beta,
-                        relabels,
-                    } => refit::refit_shot(h0, &feats, diversity, beta, relabels, &rc),
-                    Objective::InfoMax { diversity } => refit::refit_info_max(h0, &feats, diversity, &rc),
-                    Objective::PseudoLabels => unreachable!("matched above"),
-                })
+            Objective::InfoMax { diversity } => {
+                unlabeled(observed).map(|feats| refit::refit_info_max(h0, &feats, diversity, &rc))
             }
+            Objective::Shot {
+                diversity,
+                beta,
+                relabels,
+            } => unlabeled(observed).map(|feats| refit::refit_shot(h0, &feats, diversity, beta, relabels, &rc)),
         },
         _ => None,
     };

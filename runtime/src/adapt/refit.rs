@@ -150,6 +150,7 @@ pub fn cluster_labels(feats: &[&[f32]], probs: &[Probs]) -> Vec<usize> {
         })
         .collect();
     let dim = normed.first().map_or(0, Vec::len);
+    // Centroids come unit-length, so the cosine is a dot product.
     let nearest = |centroids: &[Option<Vec<f32>>]| -> Vec<usize> {
         normed
             .iter()
@@ -157,8 +158,7 @@ pub fn cluster_labels(feats: &[&[f32]], probs: &[Probs]) -> Vec<usize> {
                 let mut best = (0, f32::NEG_INFINITY);
                 for (c, centroid) in centroids.iter().enumerate() {
                     if let Some(m) = centroid {
-                        let norm = m.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                        let cos = f.iter().zip(m).map(|(a, b)| a * b).sum::<f32>() / norm;
+                        let cos = f.iter().zip(m).map(|(a, b)| a * b).sum::<f32>();
                         if cos > best.1 {
                             best = (c, cos);
                         }
@@ -168,6 +168,7 @@ pub fn cluster_labels(feats: &[&[f32]], probs: &[Probs]) -> Vec<usize> {
             })
             .collect()
     };
+    // The weighted mean of the features, scaled to unit length (only its direction counts).
     let centroids = |weight: &dyn Fn(usize, usize) -> f32| -> Vec<Option<Vec<f32>>> {
         (0..NUM_CLASSES)
             .map(|c| {
@@ -180,7 +181,8 @@ pub fn cluster_labels(feats: &[&[f32]], probs: &[Probs]) -> Vec<usize> {
                         sum.iter_mut().zip(f).for_each(|(s, x)| *s += w * x);
                     }
                 }
-                (total > 0.0).then(|| sum.into_iter().map(|s| s / total).collect())
+                let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+                (total > 0.0 && norm > 0.0).then(|| sum.into_iter().map(|s| s / norm).collect())
             })
             .collect()
     };
