@@ -195,6 +195,67 @@ fn fixmatch_runs_without_text_and_reports_pseudo_labels() {
     assert!(!state_tensors(run.path()).contains_key("proj.weight"));
 }
 
+#[test]
+fn sitfer_with_every_face_labeled_trains_the_text_head_and_fixmatch_refuses() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 6, 777);
+    write_prototypes(&data.path().join("prototypes.json"));
+    let all = |method, ssl| {
+        let c = config(data.path(), method, Some(ssl), 3);
+        TrainConfig {
+            data: DataConfig {
+                budget: LabelBudget::All,
+                ..c.data
+            },
+            ..c
+        }
+    };
+    let run = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        run_dir: run.path().to_path_buf(),
+        resume: false,
+        stop_after: None,
+    };
+    let s = train(&all(Method::Sitfer, sitfer_config()), &opts).unwrap();
+    assert_eq!(s.step, 3);
+    let last = s.history.last().unwrap();
+    assert!(last.ssl.is_none(), "no unlabeled batch, so no pseudo-label statistics");
+    assert!(last.val_fused_accuracy.is_some(), "p̂ (with p_text) is evaluated");
+    let saved = state_tensors(run.path());
+    assert_eq!(saved["proj.weight"].len(), DIM * 256, "L_t trained a projection head");
+    // The same run without L_t: the head then gets no gradient, so any difference is L_t's.
+    let without = tempfile::tempdir().unwrap();
+    let no_text = SslConfig {
+        lambda_t: 0.0,
+        ..sitfer_config()
+    };
+    train(
+        &all(Method::Sitfer, no_text),
+        &RunOptions {
+            run_dir: without.path().to_path_buf(),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    let idle = &state_tensors(without.path())["proj.weight"];
+    let moved = idle
+        .iter()
+        .zip(&saved["proj.weight"])
+        .any(|(a, b)| (a - b).abs() > 1e-6);
+    assert!(moved, "L_t did not reach the projection head");
+
+    let err = train(
+        &all(Method::Fixmatch, SslConfig::fixmatch()),
+        &RunOptions {
+            run_dir: tempfile::tempdir().unwrap().path().to_path_buf(),
+            ..opts
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("needs unlabeled images"), "{err}");
+}
+
 /// A tiny model, projection head and prototypes for driving the step directly.
 fn parts(cfg: SslConfig) -> (VarMap, Box<dyn sitfer_trainer::model::FerModel>, SslState) {
     let dev = Device::Cpu;

@@ -2,7 +2,7 @@
 //! evaluation on the validation split, checkpoints, metrics and plots.
 
 use super::checkpoint::{self, CheckpointError, EpochRecord, SslRecord, TrainState, Which};
-use super::config::TrainConfig;
+use super::config::{Method, TrainConfig};
 use super::optimizer::{Optimizer, Param};
 use super::schedule::Schedule;
 use crate::data::augment::ViewKind;
@@ -152,19 +152,27 @@ pub fn prepare_data(cfg: &TrainConfig, run_dir: &Path) -> Result<PreparedData, T
         }
         skipped.extend(decoded.failed);
         if decoded.images.is_empty() {
-            return Err(TrainError::Config(format!(
-                "method {} needs unlabeled images, and the split has none (labels per class: {:?})",
-                cfg.method.name(),
-                cfg.data.budget
-            )));
+            // SIT-FER with every face labeled is still more than supervised training: L_t keeps
+            // the projection head aligned to the text prototypes (what the runtime's p_text and
+            // p_ins read). FixMatch would be plain supervised training, so it stays an error.
+            if cfg.method != Method::Sitfer {
+                return Err(TrainError::Config(format!(
+                    "method {} needs unlabeled images, and the split has none (labels per class: {:?})",
+                    cfg.method.name(),
+                    cfg.data.budget
+                )));
+            }
+            log::info!("no unlabeled images: L_u is idle, training L_s + λ1·L_t on the labeled split");
+            None
+        } else {
+            Some((
+                ImageStore {
+                    images: Arc::new(decoded.images),
+                    targets: None,
+                },
+                decoded.kept,
+            ))
         }
-        Some((
-            ImageStore {
-                images: Arc::new(decoded.images),
-                targets: None,
-            },
-            decoded.kept,
-        ))
     } else {
         None
     };
@@ -373,9 +381,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         "{} for {total_steps} steps of batch {}{} ({steps_per_epoch} per labeled epoch), evaluation every {eval_every}",
         cfg.method.name(),
         cfg.batch_size,
-        match &cfg.ssl {
-            Some(c) => format!(" + {} unlabeled", c.unlabeled_ratio * cfg.batch_size),
-            None => String::new(),
+        match (&cfg.ssl, &data.unlabeled) {
+            (Some(c), Some(_)) => format!(" + {} unlabeled", c.unlabeled_ratio * cfg.batch_size),
+            _ => String::new(),
         }
     );
     let mut optimizer = Optimizer::new(cfg.optimizer, trainable(&varmap));
