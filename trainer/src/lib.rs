@@ -2,12 +2,13 @@
 //!
 //! Pipeline order: [`data`] (readers, split, augmentation, loading) → [`model`] →
 //! [`text`] (descriptions, encoder, prototypes) → [`semi`] (pseudo-labels: fusion, instance
-//! memory, thresholds) → [`train`] (loop, optimisers, checkpoints) → [`evaluate`] /
+//! memory, thresholds) → [`train`] (loop, optimisers, checkpoints; [`distill`]: a student from a teacher's p̂) → [`evaluate`] /
 //! [`metrics`] / [`plot`].
 
 pub mod alloc;
 pub mod bench;
 pub mod data;
+pub mod distill;
 pub mod evaluate;
 pub mod export;
 pub mod metrics;

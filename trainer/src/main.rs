@@ -14,7 +14,7 @@ use sitfer_trainer::train::checkpoint::{self, Which};
 use sitfer_trainer::train::config::{DataConfig, Method, TextConfig, TrainConfig};
 use sitfer_trainer::train::optimizer::OptimizerConfig;
 use sitfer_trainer::train::run::{RunOptions, labeled_store, parse_device, set_vars, train};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,6 +44,23 @@ enum Command {
     Bench(BenchArgs),
     /// Export a checkpoint as a model bundle (fp32 ONNX, optionally int8) and verify it.
     Export(ExportArgs),
+    /// Train a student on a teacher's fused pseudo-labels p̂ (KL to p̂ plus CE on labels, and
+    /// L_t when the student has a projection head).
+    Distill(Box<DistillArgs>),
+}
+
+#[derive(Args)]
+struct DistillArgs {
+    /// The teacher: a run directory (its best checkpoint) or a checkpoint directory.
+    #[arg(long)]
+    teacher: PathBuf,
+    /// w: a labeled face's target is (label + w·p̂) / (1 + w); unlabeled faces learn p̂ alone.
+    #[arg(long, default_value_t = 1.0)]
+    kd_weight: f64,
+    /// The student's training options (`--split` defaults to the teacher's split, so both see
+    /// the same labeled faces).
+    #[command(flatten)]
+    train: TrainArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -159,8 +176,9 @@ enum OptimizerKind {
 
 #[derive(Args)]
 struct TrainArgs {
-    #[arg(long, value_enum, default_value = "supervised")]
-    method: Method,
+    /// Training method [default: supervised; `distill`: sitfer when the teacher has text prototypes]
+    #[arg(long, value_enum)]
+    method: Option<Method>,
     #[command(flatten)]
     data: DataArgs,
     /// Labels kept per class: a count, `all`, or a fraction (`0.1`, `10%`); the rest is unlabeled.
@@ -402,6 +420,7 @@ fn main() -> Result<()> {
         Command::Split(a) => run_split(a),
         Command::Bench(a) => run_bench(a),
         Command::Export(a) => run_export(a),
+        Command::Distill(a) => run_distill(*a),
     }
 }
 
@@ -449,10 +468,11 @@ fn run_prototypes(a: PrototypesArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_train(a: TrainArgs) -> Result<()> {
+/// The run configuration the options describe, `method` being the one to train.
+fn train_config(a: &TrainArgs, method: Method) -> Result<TrainConfig> {
     let reference = a.ssl.preset == Some(Preset::Reference);
-    let method = if reference { Method::Sitfer } else { a.method };
-    if reference && a.method == Method::Fixmatch {
+    let method = if reference { Method::Sitfer } else { method };
+    if reference && a.method == Some(Method::Fixmatch) {
         bail!("--preset reference is a sitfer preset: drop --method fixmatch");
     }
     let weight_decay = a.weight_decay.unwrap_or(if reference { 0.0 } else { 5e-4 });
@@ -512,9 +532,51 @@ fn run_train(a: TrainArgs) -> Result<()> {
         device: a.device.clone(),
         ssl,
         text,
+        distill: None,
     };
+    Ok(cfg)
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    let cfg = train_config(&a, a.method.unwrap_or(Method::Supervised))?;
+    run_config(&cfg, &a)
+}
+
+/// `sitfer-train distill`: the student's run with the teacher's p̂ as targets.
+fn run_distill(a: DistillArgs) -> Result<()> {
+    if !(a.kd_weight >= 0.0 && a.kd_weight.is_finite()) {
+        bail!("--kd-weight must be a finite number ≥ 0");
+    }
+    let teacher = checkpoint::resolve(&a.teacher, Which::Best)?;
+    let run_dir = teacher.parent().and_then(Path::parent).unwrap_or(&teacher);
+    let mut t = a.train;
+    if t.split.is_none() {
+        let split = run_dir.join("split.json");
+        if !split.is_file() {
+            bail!("{}: the teacher's split is missing; pass --split", split.display());
+        }
+        t.split = Some(split);
+    }
+    let teacher_has_text = run_dir.join("prototypes.json").is_file();
+    let method = t.method.unwrap_or(if teacher_has_text {
+        Method::Sitfer
+    } else {
+        Method::Supervised
+    });
+    if method == Method::Fixmatch {
+        bail!("--method fixmatch: a distilled student learns p̂, not its own pseudo-labels (use supervised or sitfer)");
+    }
+    let mut cfg = train_config(&t, method)?;
+    cfg.distill = Some(sitfer_trainer::distill::DistillConfig {
+        teacher,
+        kd_weight: a.kd_weight,
+    });
+    run_config(&cfg, &t)
+}
+
+fn run_config(cfg: &TrainConfig, a: &TrainArgs) -> Result<()> {
     let summary = train(
-        &cfg,
+        cfg,
         &RunOptions {
             run_dir: a.out.clone(),
             resume: a.resume,

@@ -5,71 +5,18 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use common::write_dataset;
-use sitfer_runtime::labels::ALL;
+use common::{semi_config as config, write_dataset, write_prototypes};
 use sitfer_trainer::data::split::LabelBudget;
 use sitfer_trainer::model::projection::ProjectionHead;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem, build, init::seeded_var_builder};
 use sitfer_trainer::semi::step::{LabeledInput, SslState, UnlabeledInput};
 use sitfer_trainer::semi::{InstanceMemory, SslConfig, ThresholdMode};
-use sitfer_trainer::text::encoder::{EncoderId, EncoderKind};
-use sitfer_trainer::text::prototypes::{PROTOTYPES_VERSION, PrototypeSet, texts_hash};
 use sitfer_trainer::train::checkpoint::{self, Which};
-use sitfer_trainer::train::config::{DataConfig, Method, TextConfig, TrainConfig};
+use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
 use sitfer_trainer::train::run::{RunOptions, train};
 use std::path::Path;
 
 const DIM: usize = 8;
-
-/// A prototype cache for the default descriptions, as if made by an encoder of dimension `DIM`:
-/// class c's prototype leans on axis c.
-fn write_prototypes(path: &Path) {
-    let texts = sitfer_trainer::text::descriptions::default_descriptions();
-    let prototypes: Vec<Vec<f32>> = (0..7)
-        .map(|c| {
-            let mut v = [0.2f32; DIM];
-            v[c] = 1.0;
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            v.iter().map(|x| x / n).collect()
-        })
-        .collect();
-    PrototypeSet {
-        version: PROTOTYPES_VERSION,
-        encoder: EncoderId {
-            name: "fixture".into(),
-            kind: EncoderKind::Minilm,
-            sha256: "0".repeat(64),
-        },
-        classes: ALL.iter().map(|e| e.name().to_string()).collect(),
-        texts_hash: texts_hash(&texts),
-        texts,
-        dim: DIM,
-        prototypes,
-    }
-    .save(path)
-    .unwrap();
-}
-
-/// The shared supervised fixture config, turned into `method` on 3 labels per class.
-fn config(root: &Path, method: Method, ssl: Option<SslConfig>, steps: u64) -> TrainConfig {
-    let base = common::config(root, steps);
-    TrainConfig {
-        method,
-        data: DataConfig {
-            budget: LabelBudget::PerClass(3),
-            ..base.data
-        },
-        batch_size: 7,
-        seed: 5,
-        text: ssl.as_ref().filter(|c| c.text).map(|_| TextConfig {
-            prototypes: root.join("prototypes.json"),
-            encoder_dir: root.join("no-encoder-here"),
-            encoder_kind: EncoderKind::Minilm,
-        }),
-        ssl,
-        ..base
-    }
-}
 
 fn sitfer_config() -> SslConfig {
     SslConfig {
@@ -108,7 +55,7 @@ fn state_tensors(run: &Path) -> std::collections::HashMap<String, Vec<f32>> {
 fn sitfer_trains_logs_pseudo_labels_and_resumes_exactly() {
     let data = tempfile::tempdir().unwrap();
     write_dataset(data.path(), 10, 777);
-    write_prototypes(&data.path().join("prototypes.json"));
+    write_prototypes(&data.path().join("prototypes.json"), DIM);
     let cfg = config(data.path(), Method::Sitfer, Some(sitfer_config()), 8);
 
     let straight = tempfile::tempdir().unwrap();
@@ -199,7 +146,7 @@ fn fixmatch_runs_without_text_and_reports_pseudo_labels() {
 fn sitfer_with_every_face_labeled_trains_the_text_head_and_fixmatch_refuses() {
     let data = tempfile::tempdir().unwrap();
     write_dataset(data.path(), 6, 777);
-    write_prototypes(&data.path().join("prototypes.json"));
+    write_prototypes(&data.path().join("prototypes.json"), DIM);
     let all = |method, ssl| {
         let c = config(data.path(), method, Some(ssl), 3);
         TrainConfig {

@@ -363,6 +363,10 @@ pub fn export_checkpoint(opts: &ExportOptions) -> Result<BundleSummary, ExportEr
     provenance.insert("step".into(), ck.state.step.to_string());
     provenance.insert("arch".into(), cfg.model.arch.name().into());
     provenance.insert("method".into(), format!("{:?}", cfg.method).to_lowercase());
+    if let Some(d) = &cfg.distill {
+        provenance.insert("teacher".into(), d.teacher.display().to_string());
+        provenance.insert("kd_weight".into(), d.kd_weight.to_string());
+    }
     provenance.insert("data".into(), root.display().to_string());
     provenance.insert("best_val_accuracy".into(), format!("{:.4}", ck.state.best_val_accuracy));
     provenance.insert(

@@ -82,4 +82,8 @@ pub struct TrainConfig {
     /// Text prototypes (methods that use text).
     #[serde(default)]
     pub text: Option<TextConfig>,
+    /// Distillation from a teacher's fused p̂ (`sitfer-train distill`); absent in other runs'
+    /// configs so that their checkpoints compare equal on resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<crate::distill::DistillConfig>,
 }

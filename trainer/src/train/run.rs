@@ -351,7 +351,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     let run_dir = &opts.run_dir;
     std::fs::create_dir_all(run_dir).map_err(io_err(run_dir))?;
     let device = parse_device(&cfg.device)?;
-    let data = prepare_data(cfg, run_dir)?;
+    let mut data = prepare_data(cfg, run_dir)?;
+    if let Some(d) = &cfg.distill {
+        let teacher = crate::distill::Teacher::load(&d.teacher, &device)?;
+        data = crate::distill::relabel(data, d, &teacher, cfg.model.input_size)?;
+    }
     let prototypes = run_prototypes(cfg, run_dir)?;
     let ModelVars { varmap, model, proj } = build_model(cfg, &device, prototypes.as_ref().map(|p| p.dim))?;
     let labeled_labels = hard_labels(data.labeled.targets.as_ref().expect("labeled store has targets"));

@@ -7,7 +7,10 @@ use sitfer_trainer::data::augment::{AugmentConfig, Normalization};
 use sitfer_trainer::data::split::LabelBudget;
 use sitfer_trainer::data::{Format, OutsidePolicy};
 use sitfer_trainer::model::{Arch, ModelSpec, Stem};
-use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
+use sitfer_trainer::semi::SslConfig;
+use sitfer_trainer::text::encoder::{EncoderId, EncoderKind};
+use sitfer_trainer::text::prototypes::{PROTOTYPES_VERSION, PrototypeSet, texts_hash};
+use sitfer_trainer::train::config::{DataConfig, Method, TextConfig, TrainConfig};
 use sitfer_trainer::train::optimizer::OptimizerConfig;
 use std::path::Path;
 
@@ -75,5 +78,58 @@ pub fn config(root: &Path, steps: u64) -> TrainConfig {
         device: "cpu".into(),
         ssl: None,
         text: None,
+        distill: None,
+    }
+}
+
+/// A prototype cache for the default descriptions, as if made by an encoder of dimension `dim`:
+/// class c's prototype leans on axis c.
+#[allow(dead_code)] // not every test binary that includes `common` trains with text
+pub fn write_prototypes(path: &Path, dim: usize) {
+    let texts = sitfer_trainer::text::descriptions::default_descriptions();
+    let prototypes: Vec<Vec<f32>> = (0..7)
+        .map(|c| {
+            let mut v = vec![0.2f32; dim];
+            v[c] = 1.0;
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter().map(|x| x / n).collect()
+        })
+        .collect();
+    PrototypeSet {
+        version: PROTOTYPES_VERSION,
+        encoder: EncoderId {
+            name: "fixture".into(),
+            kind: EncoderKind::Minilm,
+            sha256: "0".repeat(64),
+        },
+        classes: ALL.iter().map(|e| e.name().to_string()).collect(),
+        texts_hash: texts_hash(&texts),
+        texts,
+        dim,
+        prototypes,
+    }
+    .save(path)
+    .unwrap();
+}
+
+/// The shared supervised fixture config, turned into `method` on 3 labels per class.
+#[allow(dead_code)]
+pub fn semi_config(root: &Path, method: Method, ssl: Option<SslConfig>, steps: u64) -> TrainConfig {
+    let base = config(root, steps);
+    TrainConfig {
+        method,
+        data: DataConfig {
+            budget: LabelBudget::PerClass(3),
+            ..base.data
+        },
+        batch_size: 7,
+        seed: 5,
+        text: ssl.as_ref().filter(|c| c.text).map(|_| TextConfig {
+            prototypes: root.join("prototypes.json"),
+            encoder_dir: root.join("no-encoder-here"),
+            encoder_kind: EncoderKind::Minilm,
+        }),
+        ssl,
+        ..base
     }
 }

@@ -1,0 +1,164 @@
+//! The student's training set: every face with the teacher's p̂ folded into its target.
+
+use super::{DistillConfig, Teacher};
+use crate::data::decode::decode_all;
+use crate::data::loader::ImageStore;
+use crate::train::run::{PreparedData, TrainError};
+use sitfer_runtime::labels::NUM_CLASSES;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A labeled face's target: (y + w·p̂) / (1 + w). Cross-entropy to it is CE(y) + w·KL(p̂ ‖ ·)
+/// over 1 + w, plus a constant.
+pub fn mix_labeled(y: &[f32; NUM_CLASSES], p_hat: &[f32; NUM_CLASSES], w: f64) -> [f32; NUM_CLASSES] {
+    let w = w as f32;
+    std::array::from_fn(|c| (y[c] + w * p_hat[c]) / (1.0 + w))
+}
+
+/// Decodes `items` at `size`; every face must decode (the same faces decoded at the student's
+/// size, so a failure here would misalign teacher and student).
+fn decode_exact<'a>(
+    items: impl IntoIterator<Item = (&'a str, &'a crate::data::ImageRef)>,
+    size: u32,
+    expected: usize,
+    what: &str,
+) -> Result<ImageStore, TrainError> {
+    let decoded = decode_all(items, size);
+    if decoded.images.len() != expected {
+        return Err(TrainError::Config(format!(
+            "distill: {what}: {} faces decoded at the teacher's {size} px, {expected} at the student's",
+            decoded.images.len()
+        )));
+    }
+    Ok(ImageStore {
+        images: Arc::new(decoded.images),
+        targets: None,
+    })
+}
+
+/// Replaces `data`'s training faces by the distillation set: the labeled faces with mixed
+/// targets, then the unlabeled faces with p̂ as their target (all of them in `data.labeled`;
+/// `data.unlabeled` is then empty). `student_size` is the side the stores were decoded at.
+pub fn relabel(
+    mut data: PreparedData,
+    cfg: &DistillConfig,
+    teacher: &Teacher,
+    student_size: u32,
+) -> Result<PreparedData, TrainError> {
+    let t0 = Instant::now();
+    // The student's unlabeled faces (decoded only when its own method needs them).
+    let (unlabeled, kept) = match data.unlabeled.take() {
+        Some(u) => u,
+        None => {
+            let d = decode_all(
+                data.split.unlabeled.iter().map(|s| (s.id.as_str(), &s.image)),
+                student_size,
+            );
+            (
+                ImageStore {
+                    images: Arc::new(d.images),
+                    targets: None,
+                },
+                d.kept,
+            )
+        }
+    };
+    let labeled_targets = data.labeled.targets.clone().expect("labeled store has targets");
+    let (t_labeled, t_unlabeled) = if teacher.input_size() == student_size {
+        (data.labeled.clone(), unlabeled.clone())
+    } else {
+        // Re-decoded from the source at the teacher's size (not upsampled from the student's).
+        // The labeled store left out the faces that did not decode; so must the teacher's.
+        let skipped: std::collections::HashSet<&str> = data.skipped.iter().map(|(id, _)| id.as_str()).collect();
+        let labeled_ok: Vec<_> = data
+            .split
+            .labeled
+            .iter()
+            .filter(|s| !skipped.contains(s.id.as_str()))
+            .map(|s| (s.id.as_str(), &s.image))
+            .collect();
+        let mut l = decode_exact(labeled_ok, teacher.input_size(), data.labeled.len(), "labeled")?;
+        l.targets = Some(labeled_targets.clone());
+        let u = decode_exact(
+            kept.iter().map(|&i| {
+                let s = &data.split.unlabeled[i];
+                (s.id.as_str(), &s.image)
+            }),
+            teacher.input_size(),
+            unlabeled.len(),
+            "unlabeled",
+        )?;
+        (l, u)
+    };
+    let (p_labeled, p_unlabeled) = teacher.soft_labels(&t_labeled, Some(&t_unlabeled))?;
+
+    let agree = p_labeled
+        .iter()
+        .zip(labeled_targets.iter())
+        .filter(|(p, y)| crate::evaluate::argmax(*p) == crate::evaluate::argmax(*y))
+        .count();
+    let hidden: Vec<(usize, usize)> = p_unlabeled
+        .iter()
+        .zip(&kept)
+        .filter_map(|(p, &i)| {
+            data.split
+                .analysis
+                .get(i)
+                .map(|h| (crate::evaluate::argmax(p), h.index()))
+        })
+        .collect();
+    log::info!(
+        "teacher {} (step {}): p̂ for {} labeled faces (top-1 = label on {:.1} %) and {} unlabeled{} in {:.0} s",
+        teacher.dir.display(),
+        teacher.step,
+        p_labeled.len(),
+        100.0 * agree as f64 / p_labeled.len().max(1) as f64,
+        p_unlabeled.len(),
+        if hidden.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (right on {:.1} % by their hidden labels, analysis only)",
+                100.0 * hidden.iter().filter(|(p, h)| p == h).count() as f64 / hidden.len() as f64
+            )
+        },
+        t0.elapsed().as_secs_f64()
+    );
+
+    let mut images: Vec<_> = data.labeled.images.iter().cloned().collect();
+    images.extend(unlabeled.images.iter().cloned());
+    let mut targets: Vec<[f32; NUM_CLASSES]> = labeled_targets
+        .iter()
+        .zip(&p_labeled)
+        .map(|(y, p)| mix_labeled(y, p, cfg.kd_weight))
+        .collect();
+    targets.extend(p_unlabeled);
+    data.labeled = ImageStore {
+        images: Arc::new(images),
+        targets: Some(Arc::new(targets)),
+    };
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mix_labeled;
+
+    #[test]
+    fn mixed_targets_are_distributions_between_label_and_teacher() {
+        let y = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+        let p = [0.1, 0.2, 0.05, 0.4, 0.05, 0.1, 0.1];
+        assert_eq!(mix_labeled(&y, &p, 0.0), y, "w = 0 is the label alone");
+        for w in [0.5, 1.0, 4.0] {
+            let m = mix_labeled(&y, &p, w);
+            assert!((m.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{m:?}");
+            for c in 0..7 {
+                let expected = (y[c] + w as f32 * p[c]) / (1.0 + w as f32);
+                assert!((m[c] - expected).abs() < 1e-6);
+            }
+        }
+        // A large w leans on the teacher: its top class wins over the label.
+        let m = mix_labeled(&y, &p, 20.0);
+        assert!(m[3] > m[2], "{m:?}");
+    }
+}

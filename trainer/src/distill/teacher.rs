@@ -1,0 +1,186 @@
+//! The teacher: a trained checkpoint rebuilt with everything its fused p̂ needs.
+
+use crate::data::augment::Normalization;
+use crate::data::loader::ImageStore;
+use crate::evaluate::{forward_store, prob_rows};
+use crate::model::projection::ProjectionHead;
+use crate::model::{FerModel, build};
+use crate::semi::SslConfig;
+use crate::semi::fusion::{SourceScores, fuse, text_scores};
+use crate::semi::memory::{Bank, ins_scores};
+use crate::text::PrototypeSet;
+use crate::train::checkpoint::{self, Which};
+use crate::train::config::TrainConfig;
+use crate::train::run::{TrainError, set_vars};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use sitfer_runtime::labels::NUM_CLASSES;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+type Probs = [f32; NUM_CLASSES];
+
+/// Faces per forward pass.
+const BATCH: usize = 256;
+/// Labeled faces scored together; each chunk's p_ins leaves the chunk out of the buffer (smaller
+/// keeps more of the buffer, larger rebuilds it less often).
+const LABELED_CHUNK: usize = 32;
+
+pub struct Teacher {
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    pub step: u64,
+    pub config: TrainConfig,
+    model: Box<dyn FerModel>,
+    /// Projection head and unit prototypes `[classes, d_text]` (teachers trained with text).
+    text: Option<(ProjectionHead, Tensor)>,
+    device: Device,
+}
+
+impl Teacher {
+    /// Loads `path` (a run directory: its best checkpoint; or a checkpoint directory).
+    pub fn load(path: &Path, device: &Device) -> Result<Self, TrainError> {
+        let dir = checkpoint::resolve(path, Which::Best)?;
+        let ck = checkpoint::load(&dir, device)?;
+        let config = ck.state.config.clone();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let model = build(&config.model, vb.clone())?;
+        let text = if ck.weights.contains_key("proj.weight") {
+            // Checkpoints live in `run/checkpoints/step-N`; the run's prototypes beside them.
+            let run_dir = dir.parent().and_then(Path::parent).unwrap_or(&dir);
+            let protos = PrototypeSet::load(&run_dir.join("prototypes.json"))?;
+            let head = ProjectionHead::new(model.embedding_dim(), protos.dim, vb)?;
+            Some((head, protos.tensor(device)?))
+        } else {
+            None
+        };
+        set_vars(&varmap, &ck.weights, &dir)?;
+        Ok(Teacher {
+            dir,
+            step: ck.state.step,
+            config,
+            model,
+            text,
+            device: device.clone(),
+        })
+    }
+
+    pub fn input_size(&self) -> u32 {
+        self.config.model.input_size
+    }
+
+    pub fn norm(&self) -> Normalization {
+        self.config.norm
+    }
+
+    /// The fusion the teacher was trained with (p_sem alone for supervised and FixMatch runs
+    /// whose text and instance weights are 0).
+    fn fusion(&self) -> SslConfig {
+        self.config.ssl.clone().unwrap_or_else(SslConfig::fixmatch)
+    }
+
+    /// p̂ for the `labeled` faces (classes from their targets) and the `unlabeled` ones, both at
+    /// the teacher's input size. The instance buffer holds the teacher's embeddings of the
+    /// labeled faces; a labeled face is scored against the buffer without its own batch, so that
+    /// p_ins does not just find the face itself.
+    pub fn soft_labels(
+        &self,
+        labeled: &ImageStore,
+        unlabeled: Option<&ImageStore>,
+    ) -> Result<(Vec<Probs>, Vec<Probs>), TrainError> {
+        let cfg = self.fusion();
+        let (l_logits, l_z) = self.outputs(labeled)?;
+        let classes: Vec<usize> = labeled
+            .targets
+            .as_ref()
+            .expect("labeled store has targets")
+            .iter()
+            .map(|t| crate::evaluate::argmax(t))
+            .collect();
+        let bank_rows = match &l_z {
+            Some(z) if cfg.uses_memory() => Some(z.to_vec2::<f32>()?),
+            _ => None,
+        };
+        let score = |logits: &Tensor, z: Option<&Tensor>, skip: Range<usize>| -> Result<Tensor, TrainError> {
+            let text = match (z, &self.text) {
+                (Some(z), Some((_, protos))) if cfg.weights.text > 0.0 => Some(text_scores(z, protos, cfg.tau_t)?),
+                _ => None,
+            };
+            let ins = match (z, &bank_rows) {
+                (Some(z), Some(rows)) => {
+                    let bank = bank_without(rows, &classes, skip, &self.device)?;
+                    // A buffer left empty by the chunk (a tiny labeled set) has nothing to say.
+                    if bank.entries.dim(0)? > 0 {
+                        Some(ins_scores(z, &bank, cfg.aggregate, cfg.tau_i)?)
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            Ok(fuse(
+                &SourceScores {
+                    sem: Some(logits),
+                    text: text.as_ref(),
+                    ins: ins.as_ref(),
+                },
+                &cfg.weights,
+                cfg.fuse,
+            )?)
+        };
+        let mut out_l = Vec::with_capacity(labeled.len());
+        for start in (0..labeled.len()).step_by(LABELED_CHUNK) {
+            let n = LABELED_CHUNK.min(labeled.len() - start);
+            let z = l_z.as_ref().map(|z| z.narrow(0, start, n)).transpose()?;
+            let p = score(&l_logits.narrow(0, start, n)?, z.as_ref(), start..start + n)?;
+            out_l.extend(prob_rows(&p)?);
+        }
+        let mut out_u = Vec::new();
+        if let Some(u) = unlabeled.filter(|u| !u.is_empty()) {
+            let (u_logits, u_z) = self.outputs(u)?;
+            for start in (0..u.len()).step_by(BATCH) {
+                let n = BATCH.min(u.len() - start);
+                let z = u_z.as_ref().map(|z| z.narrow(0, start, n)).transpose()?;
+                out_u.extend(prob_rows(&score(&u_logits.narrow(0, start, n)?, z.as_ref(), 0..0)?)?);
+            }
+        }
+        Ok((out_l, out_u))
+    }
+
+    /// Logits and (with a projection head) unit text-space embeddings of every face.
+    fn outputs(&self, store: &ImageStore) -> Result<(Tensor, Option<Tensor>), TrainError> {
+        let (logits, embedding) = forward_store(self.model.as_ref(), store, self.norm(), BATCH, &self.device)?;
+        let z = match &self.text {
+            Some((head, _)) => Some(head.forward(&embedding)?),
+            None => None,
+        };
+        Ok((logits, z))
+    }
+}
+
+/// The buffer of `rows` (one per labeled face, `classes[i]` its class) without rows `skip`.
+fn bank_without(
+    rows: &[Vec<f32>],
+    classes: &[usize],
+    skip: Range<usize>,
+    device: &Device,
+) -> candle_core::Result<Bank> {
+    let d = rows.first().map(Vec::len).unwrap_or(0);
+    let mut flat = Vec::with_capacity(rows.len() * d);
+    let mut ranges = [(0, 0); NUM_CLASSES];
+    for (c, range) in ranges.iter_mut().enumerate() {
+        let start = flat.len() / d.max(1);
+        for (i, row) in rows.iter().enumerate() {
+            if classes[i] == c && !skip.contains(&i) {
+                flat.extend_from_slice(row);
+            }
+        }
+        *range = (start, flat.len() / d.max(1) - start);
+    }
+    let m = flat.len() / d.max(1);
+    Ok(Bank {
+        entries: Tensor::from_vec(flat, (m, d), device)?,
+        ranges,
+    })
+}

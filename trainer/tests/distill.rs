@@ -1,0 +1,164 @@
+//! Distillation end to end on a generated dataset: the teacher's fused p̂, the student's targets
+//! built from it (aligned face by face with what the teacher itself sees), and a distilled run
+//! that trains on every face and resumes.
+
+mod common;
+
+use candle_core::{D, DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use common::{config, semi_config, write_dataset, write_prototypes};
+use sitfer_trainer::distill::{DistillConfig, Teacher, relabel};
+use sitfer_trainer::evaluate::{forward_store, prob_rows};
+use sitfer_trainer::model::build;
+use sitfer_trainer::semi::SslConfig;
+use sitfer_trainer::train::checkpoint::{self, Which};
+use sitfer_trainer::train::config::{Method, TrainConfig};
+use sitfer_trainer::train::run::{RunOptions, prepare_data, set_vars, train};
+use std::path::Path;
+
+const DIM: usize = 8;
+
+fn opts(dir: &Path, stop_after: Option<u64>) -> RunOptions {
+    RunOptions {
+        run_dir: dir.to_path_buf(),
+        resume: true,
+        stop_after,
+    }
+}
+
+/// A SIT-FER teacher on 3 labels per class (p_text and p_ins on from the first step).
+fn teacher_config(root: &Path) -> TrainConfig {
+    let ssl = SslConfig {
+        ins_warmup_steps: 0,
+        ..SslConfig::sitfer()
+    };
+    semi_config(root, Method::Sitfer, Some(ssl), 6)
+}
+
+/// p_sem of a checkpoint over the store, computed without the distill module.
+fn softmax_of(run: &Path, store: &sitfer_trainer::data::loader::ImageStore, cfg: &TrainConfig) -> Vec<[f32; 7]> {
+    let dir = checkpoint::resolve(run, Which::Best).unwrap();
+    let ck = checkpoint::load(&dir, &Device::Cpu).unwrap();
+    let varmap = VarMap::new();
+    let model = build(&cfg.model, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+    let mut weights = ck.weights.clone();
+    weights.retain(|k, _| !k.starts_with("proj."));
+    set_vars(&varmap, &weights, &dir).unwrap();
+    let (logits, _) = forward_store(model.as_ref(), store, cfg.norm, 64, &Device::Cpu).unwrap();
+    prob_rows(&candle_nn::ops::softmax(&logits, D::Minus1).unwrap()).unwrap()
+}
+
+#[test]
+fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 10, 321);
+    write_prototypes(&data.path().join("prototypes.json"), DIM);
+    let t_cfg = teacher_config(data.path());
+    let t_run = tempfile::tempdir().unwrap();
+    train(&t_cfg, &opts(t_run.path(), None)).unwrap();
+    let teacher = Teacher::load(t_run.path(), &Device::Cpu).unwrap();
+
+    // The teacher's own view of its split: p̂ is a distribution and, with p_text and p_ins in
+    // the fusion, not just the classifier's softmax.
+    let t_data = prepare_data(&t_cfg, t_run.path()).unwrap();
+    let (t_unlabeled, _) = t_data.unlabeled.as_ref().unwrap();
+    let (p_l, p_u) = teacher.soft_labels(&t_data.labeled, Some(t_unlabeled)).unwrap();
+    assert_eq!((p_l.len(), p_u.len()), (21, 49));
+    for p in p_l.iter().chain(&p_u) {
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{p:?}");
+    }
+    let sem = softmax_of(t_run.path(), t_unlabeled, &t_cfg);
+    let gap = sem
+        .iter()
+        .zip(&p_u)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+        .fold(0f32, f32::max);
+    assert!(
+        gap > 1e-3,
+        "p̂ equals p_sem: text and instance sources did not take part"
+    );
+
+    // The student (at another input size, so the teacher's faces are decoded separately) gets
+    // every face: labeled ones with (y + p̂)/2, unlabeled ones with p̂, in the teacher's order.
+    let s_data_dir = tempfile::tempdir().unwrap();
+    let s_cfg = TrainConfig {
+        model: sitfer_trainer::model::ModelSpec {
+            input_size: 20,
+            ..t_cfg.model
+        },
+        data: sitfer_trainer::train::config::DataConfig {
+            split_manifest: Some(t_run.path().join("split.json")),
+            ..t_cfg.data.clone()
+        },
+        distill: Some(DistillConfig {
+            teacher: checkpoint::resolve(t_run.path(), Which::Best).unwrap(),
+            kd_weight: 1.0,
+        }),
+        steps: 4,
+        ..t_cfg.clone()
+    };
+    let s_data = prepare_data(&s_cfg, s_data_dir.path()).unwrap();
+    let s_data = relabel(s_data, s_cfg.distill.as_ref().unwrap(), &teacher, 20).unwrap();
+    assert!(s_data.unlabeled.is_none());
+    assert_eq!(s_data.labeled.len(), 70);
+    assert_eq!(s_data.labeled.side(), 20);
+    let targets = s_data.labeled.targets.as_ref().unwrap();
+    let labels = t_data.labeled.targets.as_ref().unwrap();
+    for (i, (t, y)) in targets.iter().zip(labels.iter()).enumerate() {
+        for c in 0..7 {
+            let want = (y[c] + p_l[i][c]) / 2.0;
+            assert!((t[c] - want).abs() < 1e-5, "labeled face {i}: {t:?} vs {want}");
+        }
+    }
+    for (t, p) in targets[21..].iter().zip(&p_u) {
+        for c in 0..7 {
+            assert!((t[c] - p[c]).abs() < 1e-5, "{t:?} vs {p:?}");
+        }
+    }
+
+    // The distilled run itself: trains L_s and L_t on the 70 faces, saves the teacher in its
+    // config, and resumes under the same settings.
+    let s_run = tempfile::tempdir().unwrap();
+    assert_eq!(train(&s_cfg, &opts(s_run.path(), Some(2))).unwrap().step, 2);
+    let s = train(&s_cfg, &opts(s_run.path(), None)).unwrap();
+    assert_eq!(s.step, 4);
+    let ck = checkpoint::load(&checkpoint::resolve(s_run.path(), Which::Latest).unwrap(), &Device::Cpu).unwrap();
+    assert_eq!(ck.state.config.distill, s_cfg.distill);
+    assert_eq!(ck.weights["proj.weight"].dims(), &[DIM, 256]);
+
+    // Another teacher weight is another run: resume refuses it.
+    let other = TrainConfig {
+        distill: Some(DistillConfig {
+            kd_weight: 0.5,
+            ..s_cfg.distill.clone().unwrap()
+        }),
+        ..s_cfg.clone()
+    };
+    let err = train(&other, &opts(s_run.path(), None)).unwrap_err().to_string();
+    assert!(err.contains("distill"), "{err}");
+}
+
+#[test]
+fn a_supervised_teacher_teaches_its_softmax_and_a_missing_one_is_named() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 6, 99);
+    let cfg = config(data.path(), 3);
+    let run = tempfile::tempdir().unwrap();
+    train(&cfg, &opts(run.path(), None)).unwrap();
+    let teacher = Teacher::load(run.path(), &Device::Cpu).unwrap();
+    let prepared = prepare_data(&cfg, run.path()).unwrap();
+    let (p, _) = teacher.soft_labels(&prepared.labeled, None).unwrap();
+    let sem = softmax_of(run.path(), &prepared.labeled, &cfg);
+    for (a, b) in p.iter().zip(&sem) {
+        for c in 0..7 {
+            assert!((a[c] - b[c]).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    let missing = data.path().join("no-such-run");
+    let err = match Teacher::load(&missing, &Device::Cpu) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a missing teacher loaded"),
+    };
+    assert!(err.contains("no-such-run"), "{err}");
+}
