@@ -27,8 +27,23 @@ enum Command {
     Labels,
     /// Print a bundle's manifest summary after verifying every hash and loading its models.
     Info {
-        /// Bundle directory.
+        /// Bundle directory or packed bundle file.
         bundle: PathBuf,
+    },
+    /// Pack a bundle directory into one file (a tar, verified first) that every `--bundle`
+    /// accepts like the directory.
+    Pack {
+        bundle: PathBuf,
+        /// The packed file to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Unpack a packed bundle into a new directory.
+    Unpack {
+        file: PathBuf,
+        /// The directory to create.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Latency of the bundle's models in tract at the given batch sizes, and model sizes.
     Bench {
@@ -129,6 +144,20 @@ fn main() -> Result<()> {
             }
         }
         Command::Info { bundle } => info(bundle)?,
+        Command::Pack { bundle, out } => {
+            let s = sitfer_runtime::bundle::pack(&bundle, &out)
+                .with_context(|| format!("packing {} into {}", bundle.display(), out.display()))?;
+            for (name, bytes) in &s.files {
+                println!("{bytes:>10}  {name}");
+            }
+            println!("{} ({} bytes, {} files)", out.display(), s.bytes, s.files.len());
+        }
+        Command::Unpack { file, out } => {
+            sitfer_runtime::bundle::unpack(&file, &out)
+                .with_context(|| format!("unpacking {} into {}", file.display(), out.display()))?;
+            Bundle::open(&out).with_context(|| format!("verifying {}", out.display()))?;
+            println!("{} (verified)", out.display());
+        }
         Command::Bench { bundle, batches, runs } => bench(bundle, &batches, runs.max(1))?,
         Command::Run(a) => cmd::run::run(a)?,
         Command::Eval(a) => cmd::eval::eval(a)?,

@@ -68,6 +68,22 @@ pub enum BundleError {
 }
 
 impl BundleError {
+    /// The file the error names.
+    pub(crate) fn file_mut(&mut self) -> &mut PathBuf {
+        match self {
+            BundleError::Io { file, .. }
+            | BundleError::Json { file, .. }
+            | BundleError::UnsupportedVersion { file, .. }
+            | BundleError::Invalid { file, .. }
+            | BundleError::PathEscapes { file, .. }
+            | BundleError::TooLarge { file, .. }
+            | BundleError::SizeMismatch { file, .. }
+            | BundleError::HashMismatch { file, .. }
+            | BundleError::Tensor { file, .. }
+            | BundleError::Model { file, .. } => file,
+        }
+    }
+
     pub(crate) fn io(file: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BundleError {
         let file = file.into();
         move |source| BundleError::Io { file, source }

@@ -2,11 +2,13 @@
 //!
 //! A bundle is a directory holding `manifest.json` (format version, classes, input spec, fusion
 //! settings, and the size and SHA-256 of every other file), the ONNX model(s), the text
-//! prototypes and the seed instance buffer.
+//! prototypes and the seed instance buffer; `pack` puts those files into one tar file that
+//! opens like the directory.
 
 pub mod buffer;
 pub mod error;
 pub mod manifest;
+pub mod pack;
 pub mod prototypes;
 pub mod reader;
 mod tensors;
@@ -15,6 +17,7 @@ pub mod writer;
 pub use buffer::SeedBuffer;
 pub use error::BundleError;
 pub use manifest::{FileEntry, Fusion, FusionWeights, InputSpec, Manifest, Models, Precision};
+pub use pack::{pack, unpack};
 pub use prototypes::TextPrototypes;
 pub use reader::{Bundle, sha256_hex};
 pub use writer::{BundleContents, BundleSettings, write_bundle, write_bundle_with_extras};

@@ -21,10 +21,13 @@ const TENSOR_HEADER_BYTES: u64 = 64 << 10;
 /// An opened, verified bundle (the models are loaded separately, see `crate::infer`).
 #[derive(Debug, Clone)]
 pub struct Bundle {
+    /// Where the files are read from (for a packed bundle: the private directory it was
+    /// unpacked into, which lives as long as the bundle).
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub prototypes: Option<TextPrototypes>,
     pub buffer: SeedBuffer,
+    pub(crate) unpacked: Option<std::sync::Arc<super::pack::UnpackedDir>>,
 }
 
 /// Lowercase hex SHA-256.
@@ -33,10 +36,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Bundle {
-    /// Opens the bundle at `dir`. When `dir` is missing because a writer was killed between
+    /// Opens the bundle at `path`: a bundle directory, or a bundle packed into one file
+    /// (`sitfer pack`).
+    pub fn open(path: &Path) -> Result<Bundle, BundleError> {
+        if path.is_file() {
+            super::pack::open_packed(path)
+        } else {
+            Bundle::open_dir(path)
+        }
+    }
+
+    /// Opens the bundle directory `dir`. When `dir` is missing because a writer was killed between
     /// moving the previous bundle aside and renaming the new one into place, the previous
     /// bundle is opened where the writer left it (see [`interrupted_replacement`]).
-    pub fn open(dir: &Path) -> Result<Bundle, BundleError> {
+    pub fn open_dir(dir: &Path) -> Result<Bundle, BundleError> {
         match Bundle::open_exact(dir) {
             Err(e) if !dir.exists() => match interrupted_replacement(dir) {
                 Some(old) => {
@@ -74,6 +87,7 @@ impl Bundle {
             manifest,
             prototypes,
             buffer,
+            unpacked: None,
         })
     }
 

@@ -319,3 +319,116 @@ fn a_replacement_killed_between_renames_still_opens_the_previous_bundle() {
     let e = open_err(&tmp.path().join("never-written"));
     assert!(e.contains("never-written") && e.contains(MANIFEST_FILE), "{e}");
 }
+
+/// The packed file of a fresh bundle, and the temporary directory holding both.
+fn packed() -> (tempfile::TempDir, std::path::PathBuf, Manifest) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let m = write(&dir);
+    let file = tmp.path().join("b.sitfer");
+    let s = pack(&dir, &file).unwrap();
+    assert_eq!(s.files[0].0, MANIFEST_FILE, "the manifest comes first");
+    assert_eq!(s.files.len(), 4);
+    (tmp, file, m)
+}
+
+#[test]
+fn a_packed_bundle_opens_like_its_directory_and_unpacks_atomically() {
+    let (tmp, file, m) = packed();
+    let b = Bundle::open(&file).unwrap();
+    assert_eq!(b.manifest, m);
+    let from_dir = Bundle::open(&tmp.path().join("b")).unwrap();
+    assert_eq!(b.buffer.embeddings, from_dir.buffer.embeddings);
+    let (_, bytes) = b.model_bytes(Precision::Fp32).unwrap();
+    assert_eq!(bytes, b"not really onnx");
+    // The private copy lives as long as the bundle (and its clones) do.
+    let private = b.dir.clone();
+    let clone = b.clone();
+    drop(b);
+    assert!(private.is_dir());
+    drop(clone);
+    assert!(!private.exists(), "{} left behind", private.display());
+
+    let out = tmp.path().join("unpacked");
+    unpack(&file, &out).unwrap();
+    assert_eq!(Bundle::open(&out).unwrap().manifest, m);
+    let err = unpack(&file, &out).unwrap_err().to_string();
+    assert!(err.contains("already exists"), "{err}");
+    // Packing is deterministic: the same directory gives the same bytes.
+    let again = tmp.path().join("again.sitfer");
+    pack(&out, &again).unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), std::fs::read(&again).unwrap());
+}
+
+#[test]
+fn a_corrupted_packed_bundle_names_the_file_and_the_entry() {
+    let (tmp, file, _) = packed();
+    let bytes = std::fs::read(&file).unwrap();
+    let at = bytes.windows(15).position(|w| w == b"not really onnx").unwrap();
+
+    // A flipped byte inside the model: the reader's hash check, naming file!entry and field.
+    let mut flipped = bytes.clone();
+    flipped[at] ^= 1;
+    let f = tmp.path().join("flipped.sitfer");
+    std::fs::write(&f, &flipped).unwrap();
+    let err = open_err(&f);
+    assert!(
+        err.contains("flipped.sitfer!model-fp32.onnx") && err.contains("models.fp32.sha256"),
+        "{err}"
+    );
+
+    // Cut inside the model's data.
+    let f = tmp.path().join("cut.sitfer");
+    std::fs::write(&f, &bytes[..at + 4]).unwrap();
+    let err = open_err(&f);
+    assert!(err.contains("cut.sitfer") && err.contains("model-fp32.onnx"), "{err}");
+
+    // Not a tar at all.
+    let f = tmp.path().join("noise.sitfer");
+    std::fs::write(&f, vec![0x5a; 1536]).unwrap();
+    assert!(open_err(&f).contains("noise.sitfer"));
+
+    // Unpacking a broken file leaves no directory behind.
+    let out = tmp.path().join("never");
+    assert!(unpack(&tmp.path().join("cut.sitfer"), &out).is_err());
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter(|e| { e.as_ref().unwrap().file_name().to_string_lossy().contains(".unpack-") })
+            .count(),
+        0
+    );
+}
+
+/// A tar whose single entry has a raw `name` and `kind` (the tar crate refuses to write `..`
+/// through its own API, as it should).
+fn raw_tar(name: &str, kind: tar::EntryType, data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_entry_type(kind);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
+    out
+}
+
+#[test]
+fn packed_entries_must_be_plain_files_inside_the_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, kind, what) in [
+        ("../evil", tar::EntryType::Regular, "plain relative"),
+        ("/etc/evil", tar::EntryType::Regular, "plain relative"),
+        ("link", tar::EntryType::Symlink, "regular file"),
+        ("model-fp32.onnx", tar::EntryType::Regular, "no `manifest.json`"),
+    ] {
+        let f = tmp.path().join("x.sitfer");
+        std::fs::write(&f, raw_tar(name, kind, b"x")).unwrap();
+        let err = open_err(&f);
+        assert!(err.contains("x.sitfer") && err.contains(what), "{name}: {err}");
+        assert!(!tmp.path().join("evil").exists());
+    }
+}

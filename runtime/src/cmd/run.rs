@@ -29,7 +29,8 @@ pub enum Faces {
 /// Options shared by `run` and `eval`: the model and how faces reach it.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Bundle directory (default: the bundle embedded at build time from models/default/).
+    /// Bundle directory or packed bundle file (default: the bundle embedded at build time from
+    /// models/default/).
     #[arg(long)]
     pub bundle: Option<PathBuf>,
     /// fp32 or int8 (default: fp32 on x86_64, where it measured faster in tract; int8 elsewhere
