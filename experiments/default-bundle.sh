@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Rebuilds the default bundle (models/default/, embedded in `sitfer`) from a training run, with
+# the numbers of docs/results/bundle.md: export (fp32 + int8, 300 labeled training images for
+# calibration), the admission threshold calibrated to 90 % precision of p̂ on FER2013 val,
+# candle vs tract parity, accuracy of p_sem / p_text / p_ins / p̂, latency and sizes.
+#
+#   RUN=runs/long/sitfer-all-8ep experiments/default-bundle.sh
+#   (SITFER_DATA, default ../shared/data; OUT, default models/default; WORK, default runs/default-bundle)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${SITFER_DATA:-../shared/data}
+RUN=${RUN:?set RUN to the training run directory}
+OUT=${OUT:-models/default}
+WORK=${WORK:-runs/default-bundle}
+
+cargo build --release -p sitfer-trainer --bin sitfer-train --example bundle_check
+cargo build --release -p sitfer-runtime --bin sitfer
+rm -rf "$WORK" && mkdir -p "$WORK"
+target/release/sitfer-train export --checkpoint "$RUN" --int8 --out "$WORK/exported" | tee "$WORK/export.txt"
+target/release/sitfer eval --bundle "$WORK/exported" --data "$DATA/fer2013" --faces whole-frame \
+  --calibrate-out "$WORK/bundle" --target-precision 0.9 | tee "$WORK/eval-fp32.md"
+target/release/sitfer eval --bundle "$WORK/bundle" --precision int8 --data "$DATA/fer2013" --faces whole-frame \
+  | tee "$WORK/eval-int8.md"
+target/release/examples/bundle_check "$RUN" "$WORK/bundle" | tee "$WORK/parity.md"
+target/release/sitfer bench "$WORK/bundle" | tee "$WORK/bench.md"
+rm -rf "$OUT.new" && cp -r "$WORK/bundle" "$OUT.new"
+rm -rf "$OUT" && mv "$OUT.new" "$OUT"
+# The binary embeds models/default at build time.
+cargo build --release -p sitfer-runtime --bin sitfer
+echo "wrote $OUT; results in $WORK"
