@@ -22,9 +22,15 @@ type Probs = [f32; NUM_CLASSES];
 
 /// Faces per forward pass.
 const BATCH: usize = 256;
-/// Labeled faces scored together; each chunk's p_ins leaves the chunk out of the buffer (smaller
-/// keeps more of the buffer, larger rebuilds it less often).
-const LABELED_CHUNK: usize = 32;
+/// Faces per progress step.
+const PROGRESS_STEP: usize = 2048;
+
+/// Labeled faces scored together; each chunk's p_ins leaves the chunk out of the buffer. At most
+/// 1/32 of the buffer is left out, and the buffer is rebuilt at most ~N/256 times (it is the
+/// whole labeled set: rebuilding it for every 32 faces of FER2013 took minutes).
+fn labeled_chunk(n: usize) -> usize {
+    (n / 32).clamp(1, 256)
+}
 
 pub struct Teacher {
     /// The checkpoint directory.
@@ -82,15 +88,22 @@ impl Teacher {
 
     /// p̂ for the `labeled` faces (classes from their targets) and the `unlabeled` ones, both at
     /// the teacher's input size. The instance buffer holds the teacher's embeddings of the
-    /// labeled faces; a labeled face is scored against the buffer without its own batch, so that
-    /// p_ins does not just find the face itself.
+    /// labeled faces; a labeled face is scored against the buffer without its own chunk (at most
+    /// 1/32 of it), so that p_ins does not just find the face itself.
     pub fn soft_labels(
         &self,
         labeled: &ImageStore,
         unlabeled: Option<&ImageStore>,
     ) -> Result<(Vec<Probs>, Vec<Probs>), TrainError> {
         let cfg = self.fusion();
-        let (l_logits, l_z) = self.outputs(labeled)?;
+        let total = labeled.len() + unlabeled.map_or(0, ImageStore::len);
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("teacher p̂ {elapsed_precise} [{wide_bar}] {pos}/{len} faces")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        let (l_logits, l_z) = self.outputs(labeled, &bar)?;
         let classes: Vec<usize> = labeled
             .targets
             .as_ref()
@@ -130,27 +143,46 @@ impl Teacher {
             )?)
         };
         let mut out_l = Vec::with_capacity(labeled.len());
-        for start in (0..labeled.len()).step_by(LABELED_CHUNK) {
-            let n = LABELED_CHUNK.min(labeled.len() - start);
+        let chunk = labeled_chunk(labeled.len());
+        for start in (0..labeled.len()).step_by(chunk) {
+            let n = chunk.min(labeled.len() - start);
             let z = l_z.as_ref().map(|z| z.narrow(0, start, n)).transpose()?;
             let p = score(&l_logits.narrow(0, start, n)?, z.as_ref(), start..start + n)?;
             out_l.extend(prob_rows(&p)?);
         }
         let mut out_u = Vec::new();
         if let Some(u) = unlabeled.filter(|u| !u.is_empty()) {
-            let (u_logits, u_z) = self.outputs(u)?;
+            let (u_logits, u_z) = self.outputs(u, &bar)?;
             for start in (0..u.len()).step_by(BATCH) {
                 let n = BATCH.min(u.len() - start);
                 let z = u_z.as_ref().map(|z| z.narrow(0, start, n)).transpose()?;
                 out_u.extend(prob_rows(&score(&u_logits.narrow(0, start, n)?, z.as_ref(), 0..0)?)?);
             }
         }
+        bar.finish_and_clear();
         Ok((out_l, out_u))
     }
 
     /// Logits and (with a projection head) unit text-space embeddings of every face.
-    fn outputs(&self, store: &ImageStore) -> Result<(Tensor, Option<Tensor>), TrainError> {
-        let (logits, embedding) = forward_store(self.model.as_ref(), store, self.norm(), BATCH, &self.device)?;
+    fn outputs(
+        &self,
+        store: &ImageStore,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<(Tensor, Option<Tensor>), TrainError> {
+        let (mut logits, mut embeddings) = (Vec::new(), Vec::new());
+        for start in (0..store.len()).step_by(PROGRESS_STEP) {
+            let end = (start + PROGRESS_STEP).min(store.len());
+            let part = ImageStore {
+                images: std::sync::Arc::new(store.images[start..end].to_vec()),
+                targets: None,
+            };
+            let (l, e) = forward_store(self.model.as_ref(), &part, self.norm(), BATCH, &self.device)?;
+            logits.push(l);
+            embeddings.push(e);
+            bar.inc((end - start) as u64);
+        }
+        let logits = Tensor::cat(&logits, 0)?;
+        let embedding = Tensor::cat(&embeddings, 0)?;
         let z = match &self.text {
             Some((head, _)) => Some(head.forward(&embedding)?),
             None => None,
