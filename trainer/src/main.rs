@@ -542,6 +542,26 @@ fn run_train(a: TrainArgs) -> Result<()> {
     run_config(&cfg, &a)
 }
 
+/// Writes the command line into a new run directory (kept on resume): export copies it into the
+/// bundle's provenance.
+fn record_command(run_dir: &Path) -> Result<()> {
+    let file = run_dir.join(sitfer_trainer::export::bundle::COMMAND_FILE);
+    if file.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(run_dir).with_context(|| run_dir.display().to_string())?;
+    let quote = |s: String| {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,%".contains(&b)) {
+            s
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    let line: Vec<String> = std::env::args().map(quote).collect();
+    sitfer_runtime::atomic::atomic_write_bytes(&file, format!("{}\n", line.join(" ")).as_bytes())
+        .with_context(|| file.display().to_string())
+}
+
 /// `sitfer-train distill`: the student's run with the teacher's p̂ as targets.
 fn run_distill(a: DistillArgs) -> Result<()> {
     if !(a.kd_weight >= 0.0 && a.kd_weight.is_finite()) {
@@ -575,6 +595,7 @@ fn run_distill(a: DistillArgs) -> Result<()> {
 }
 
 fn run_config(cfg: &TrainConfig, a: &TrainArgs) -> Result<()> {
+    record_command(&a.out)?;
     let summary = train(
         cfg,
         &RunOptions {

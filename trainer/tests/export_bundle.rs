@@ -2,6 +2,8 @@
 //! by the trainer opens with the runtime's reader, the int8 graph is really quantized and agrees
 //! with fp32, and a model that disagrees with its manifest is refused with a clear error.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
@@ -300,4 +302,59 @@ fn efficientnet_export_is_refused_clearly() {
     };
     let e = fold(&spec, &HashMap::new()).unwrap_err().to_string();
     assert!(e.contains("not supported for export"), "{e}");
+}
+
+/// A SIT-FER run on every label, exported as a user would: the bundle carries the run's text
+/// prototypes with text in the fusion, a text-space embedding, and the recorded command.
+#[test]
+fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
+    use sitfer_trainer::export::bundle::{COMMAND_FILE, ExportOptions, export_checkpoint};
+    use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
+    use sitfer_trainer::train::run::{RunOptions, train};
+    let data = tempfile::tempdir().unwrap();
+    common::write_dataset(data.path(), 6, 5);
+    common::write_prototypes(&data.path().join("prototypes.json"), TEXT_DIM);
+    let cfg = common::semi_config(
+        data.path(),
+        Method::Sitfer,
+        Some(sitfer_trainer::semi::SslConfig::sitfer()),
+        2,
+    );
+    let cfg = TrainConfig {
+        data: DataConfig {
+            budget: sitfer_trainer::data::split::LabelBudget::All,
+            ..cfg.data
+        },
+        ..cfg
+    };
+    let run = tempfile::tempdir().unwrap();
+    std::fs::write(run.path().join(COMMAND_FILE), "sitfer-train train --method sitfer\n").unwrap();
+    train(
+        &cfg,
+        &RunOptions {
+            run_dir: run.path().to_path_buf(),
+            resume: false,
+            stop_after: None,
+        },
+    )
+    .unwrap();
+    let out = run.path().join("bundle");
+    export_checkpoint(&ExportOptions {
+        checkpoint: run.path().to_path_buf(),
+        out: out.clone(),
+        calib: None,
+        int8: false,
+        calib_images: 10,
+        calib_method: CalibMethod::MinMax,
+        per_class: 2,
+        data: None,
+    })
+    .unwrap();
+    let b = Bundle::open(&out).unwrap();
+    assert_eq!(b.manifest.embedding_dim, TEXT_DIM);
+    assert_eq!(b.prototypes.as_ref().unwrap().dim, TEXT_DIM);
+    assert!(b.manifest.fusion.weights.text > 0.0);
+    assert_eq!(b.manifest.provenance["method"], "sitfer");
+    assert_eq!(b.manifest.provenance["command"], "sitfer-train train --method sitfer");
+    assert_eq!(b.buffer.labels.len(), 14, "2 seed embeddings per class");
 }

@@ -224,6 +224,9 @@ pub fn read_prototypes(run_dir: &Path) -> Result<Option<TextPrototypes>, ExportE
     Ok(Some(t))
 }
 
+/// The file in a run directory holding the command line that started the run.
+pub const COMMAND_FILE: &str = "command.txt";
+
 /// Options of `sitfer-train export`.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
@@ -368,6 +371,19 @@ pub fn export_checkpoint(opts: &ExportOptions) -> Result<BundleSummary, ExportEr
         provenance.insert("kd_weight".into(), d.kd_weight.to_string());
     }
     provenance.insert("data".into(), root.display().to_string());
+    // The command that started the run, as `sitfer-train` recorded it.
+    match std::fs::read_to_string(run_dir.join(COMMAND_FILE)) {
+        Ok(c) => {
+            provenance.insert("command".into(), c.trim().to_string());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ExportError::File {
+                path: run_dir.join(COMMAND_FILE),
+                message: e.to_string(),
+            });
+        }
+    }
     provenance.insert("best_val_accuracy".into(), format!("{:.4}", ck.state.best_val_accuracy));
     provenance.insert(
         "calibration".into(),
