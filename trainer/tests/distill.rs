@@ -7,7 +7,7 @@ mod common;
 use candle_core::{D, DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use common::{config, semi_config, write_dataset, write_prototypes};
-use sitfer_trainer::distill::{DistillConfig, Teacher, relabel};
+use sitfer_trainer::distill::{DistillConfig, TEACHER_CACHE, Teacher, relabel};
 use sitfer_trainer::evaluate::{forward_store, prob_rows};
 use sitfer_trainer::model::build;
 use sitfer_trainer::semi::SslConfig;
@@ -98,7 +98,7 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
         ..t_cfg.clone()
     };
     let s_data = prepare_data(&s_cfg, s_data_dir.path()).unwrap();
-    let s_data = relabel(s_data, s_cfg.distill.as_ref().unwrap(), &teacher, 20).unwrap();
+    let s_data = relabel(s_data, s_cfg.distill.as_ref().unwrap(), &teacher, 20, None).unwrap();
     assert!(s_data.unlabeled.is_none());
     assert_eq!(s_data.labeled.len(), 70);
     assert_eq!(s_data.labeled.side(), 20);
@@ -124,6 +124,24 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
     assert_eq!(s.step, 4);
     let ck = checkpoint::load(&checkpoint::resolve(s_run.path(), Which::Latest).unwrap(), &Device::Cpu).unwrap();
     assert_eq!(ck.state.config.distill, s_cfg.distill);
+    // The run kept the teacher's p̂ and reads it back instead of scoring again (a marked row
+    // comes back), unless the cache is another teacher step's (then the faces are scored anew).
+    let cache = s_run.path().join(TEACHER_CACHE);
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let marked = [1.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    c["unlabeled"][0] = serde_json::json!(marked);
+    std::fs::write(&cache, serde_json::to_vec(&c).unwrap()).unwrap();
+    let redo = |cfg: &TrainConfig| {
+        let fresh = prepare_data(cfg, s_run.path()).unwrap();
+        let d = relabel(fresh, cfg.distill.as_ref().unwrap(), &teacher, 20, Some(&cache)).unwrap();
+        d.labeled.targets.as_ref().unwrap().to_vec()
+    };
+    let cached = redo(&s_cfg);
+    assert_eq!(cached[21], marked, "the cache was not read");
+    assert_eq!(cached[..21], targets[..21]);
+    c["step"] = 999.into();
+    std::fs::write(&cache, serde_json::to_vec(&c).unwrap()).unwrap();
+    assert_eq!(redo(&s_cfg)[..], targets[..], "a stale cache was used");
     assert_eq!(ck.weights["proj.weight"].dims(), &[DIM, 256]);
 
     // Another teacher weight is another run: resume refuses it.

@@ -11,7 +11,7 @@
 mod targets;
 mod teacher;
 
-pub use targets::{mix_labeled, relabel};
+pub use targets::{TEACHER_CACHE, mix_labeled, relabel};
 pub use teacher::Teacher;
 
 use serde::{Deserialize, Serialize};

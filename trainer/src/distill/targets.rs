@@ -4,9 +4,40 @@ use super::{DistillConfig, Teacher};
 use crate::data::decode::decode_all;
 use crate::data::loader::ImageStore;
 use crate::train::run::{PreparedData, TrainError};
+use serde::{Deserialize, Serialize};
 use sitfer_runtime::labels::NUM_CLASSES;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The teacher's p̂ kept in the student's run directory, so `--resume` does not score every face
+/// again (minutes on FER2013).
+pub const TEACHER_CACHE: &str = "teacher-targets.json";
+
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    teacher: String,
+    step: u64,
+    labeled: Vec<[f32; NUM_CLASSES]>,
+    unlabeled: Vec<[f32; NUM_CLASSES]>,
+}
+
+/// Class probabilities, one row per face.
+type Rows = Vec<[f32; NUM_CLASSES]>;
+
+/// The cached p̂ if it was made by this teacher for these many faces.
+fn load_cache(path: &Path, teacher: &Teacher, n_labeled: usize, n_unlabeled: usize) -> Option<(Rows, Rows)> {
+    let c: Cached = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let same = c.teacher == teacher.dir.display().to_string()
+        && c.step == teacher.step
+        && c.labeled.len() == n_labeled
+        && c.unlabeled.len() == n_unlabeled;
+    if !same {
+        log::info!("{}: made by another teacher or split, scoring again", path.display());
+        return None;
+    }
+    Some((c.labeled, c.unlabeled))
+}
 
 /// A labeled face's target: (y + w·p̂) / (1 + w). Cross-entropy to it is CE(y) + w·KL(p̂ ‖ ·)
 /// over 1 + w, plus a constant.
@@ -36,34 +67,16 @@ fn decode_exact<'a>(
     })
 }
 
-/// Replaces `data`'s training faces by the distillation set: the labeled faces with mixed
-/// targets, then the unlabeled faces with p̂ as their target (all of them in `data.labeled`;
-/// `data.unlabeled` is then empty). `student_size` is the side the stores were decoded at.
-pub fn relabel(
-    mut data: PreparedData,
-    cfg: &DistillConfig,
+/// The teacher's p̂ for the labeled faces, then the unlabeled ones (`kept`: their indices in the
+/// split), decoded again at the teacher's input size when it differs from the student's.
+fn score(
+    data: &PreparedData,
+    unlabeled: &ImageStore,
+    kept: &[usize],
+    labeled_targets: &Arc<Vec<[f32; NUM_CLASSES]>>,
     teacher: &Teacher,
     student_size: u32,
-) -> Result<PreparedData, TrainError> {
-    let t0 = Instant::now();
-    // The student's unlabeled faces (decoded only when its own method needs them).
-    let (unlabeled, kept) = match data.unlabeled.take() {
-        Some(u) => u,
-        None => {
-            let d = decode_all(
-                data.split.unlabeled.iter().map(|s| (s.id.as_str(), &s.image)),
-                student_size,
-            );
-            (
-                ImageStore {
-                    images: Arc::new(d.images),
-                    targets: None,
-                },
-                d.kept,
-            )
-        }
-    };
-    let labeled_targets = data.labeled.targets.clone().expect("labeled store has targets");
+) -> Result<(Rows, Rows), TrainError> {
     let (t_labeled, t_unlabeled) = if teacher.input_size() == student_size {
         (data.labeled.clone(), unlabeled.clone())
     } else {
@@ -90,7 +103,61 @@ pub fn relabel(
         )?;
         (l, u)
     };
-    let (p_labeled, p_unlabeled) = teacher.soft_labels(&t_labeled, Some(&t_unlabeled))?;
+    teacher.soft_labels(&t_labeled, Some(&t_unlabeled))
+}
+
+/// Replaces `data`'s training faces by the distillation set: the labeled faces with mixed
+/// targets, then the unlabeled faces with p̂ as their target (all of them in `data.labeled`;
+/// `data.unlabeled` is then empty). `student_size` is the side the stores were decoded at.
+/// `cache`: where the teacher's p̂ is kept between runs (`None`: always scored).
+pub fn relabel(
+    mut data: PreparedData,
+    cfg: &DistillConfig,
+    teacher: &Teacher,
+    student_size: u32,
+    cache: Option<&Path>,
+) -> Result<PreparedData, TrainError> {
+    let t0 = Instant::now();
+    // The student's unlabeled faces (decoded only when its own method needs them).
+    let (unlabeled, kept) = match data.unlabeled.take() {
+        Some(u) => u,
+        None => {
+            let d = decode_all(
+                data.split.unlabeled.iter().map(|s| (s.id.as_str(), &s.image)),
+                student_size,
+            );
+            (
+                ImageStore {
+                    images: Arc::new(d.images),
+                    targets: None,
+                },
+                d.kept,
+            )
+        }
+    };
+    let labeled_targets = data.labeled.targets.clone().expect("labeled store has targets");
+    let cached = cache.and_then(|p| load_cache(p, teacher, data.labeled.len(), unlabeled.len()));
+    let from_cache = cached.is_some();
+    let (p_labeled, p_unlabeled) = match cached {
+        Some(c) => c,
+        None => {
+            let p = score(&data, &unlabeled, &kept, &labeled_targets, teacher, student_size)?;
+            if let Some(path) = cache {
+                let c = Cached {
+                    teacher: teacher.dir.display().to_string(),
+                    step: teacher.step,
+                    labeled: p.0.clone(),
+                    unlabeled: p.1.clone(),
+                };
+                let bytes = serde_json::to_vec(&c).expect("p̂ serialises");
+                sitfer_runtime::atomic::atomic_write_bytes(path, &bytes).map_err(|source| TrainError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            }
+            p
+        }
+    };
 
     let agree = p_labeled
         .iter()
@@ -108,7 +175,7 @@ pub fn relabel(
         })
         .collect();
     log::info!(
-        "teacher {} (step {}): p̂ for {} labeled faces (top-1 = label on {:.1} %) and {} unlabeled{} in {:.0} s",
+        "teacher {} (step {}): p̂ for {} labeled faces (top-1 = label on {:.1} %) and {} unlabeled{} {} {:.0} s",
         teacher.dir.display(),
         teacher.step,
         p_labeled.len(),
@@ -121,6 +188,11 @@ pub fn relabel(
                 " (right on {:.1} % by their hidden labels, analysis only)",
                 100.0 * hidden.iter().filter(|(p, h)| p == h).count() as f64 / hidden.len() as f64
             )
+        },
+        if from_cache {
+            "read from the run's cache in"
+        } else {
+            "scored in"
         },
         t0.elapsed().as_secs_f64()
     );

@@ -354,7 +354,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     let mut data = prepare_data(cfg, run_dir)?;
     if let Some(d) = &cfg.distill {
         let teacher = crate::distill::Teacher::load(&d.teacher, &device)?;
-        data = crate::distill::relabel(data, d, &teacher, cfg.model.input_size)?;
+        let cache = run_dir.join(crate::distill::TEACHER_CACHE);
+        data = crate::distill::relabel(data, d, &teacher, cfg.model.input_size, Some(&cache))?;
     }
     let prototypes = run_prototypes(cfg, run_dir)?;
     let ModelVars { varmap, model, proj } = build_model(cfg, &device, prototypes.as_ref().map(|p| p.dim))?;
