@@ -568,7 +568,7 @@ fn run_distill(a: DistillArgs) -> Result<()> {
         bail!("--kd-weight must be a finite number ≥ 0");
     }
     let teacher = checkpoint::resolve(&a.teacher, Which::Best)?;
-    let run_dir = teacher.parent().and_then(Path::parent).unwrap_or(&teacher);
+    let run_dir = checkpoint::run_dir_of(&teacher);
     let mut t = a.train;
     if t.split.is_none() {
         let split = run_dir.join("split.json");

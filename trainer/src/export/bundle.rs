@@ -243,16 +243,6 @@ pub struct ExportOptions {
     pub data: Option<PathBuf>,
 }
 
-/// The run directory of a checkpoint directory (`run/checkpoints/step-N`).
-fn run_dir_of(ckpt_dir: &Path) -> PathBuf {
-    match ckpt_dir.parent() {
-        Some(p) if p.file_name().is_some_and(|n| n == "checkpoints") => {
-            p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
-        }
-        _ => ckpt_dir.to_path_buf(),
-    }
-}
-
 fn chw(img: &image::RgbImage, norm: &Normalization) -> Vec<f32> {
     let mut v = vec![0f32; 3 * (img.width() * img.height()) as usize];
     to_chw(img, norm, &mut v);
@@ -310,7 +300,7 @@ pub fn export_checkpoint(opts: &ExportOptions) -> Result<BundleSummary, ExportEr
     let ck = checkpoint::load(&dir, &Device::Cpu)?;
     let cfg = &ck.state.config;
     let net = fold(&cfg.model, &ck.weights)?;
-    let run_dir = run_dir_of(&dir);
+    let run_dir = checkpoint::run_dir_of(&dir);
     let prototypes = read_prototypes(&run_dir)?;
 
     let root = opts.data.clone().unwrap_or_else(|| cfg.data.root.clone());

@@ -218,6 +218,16 @@ pub enum Which {
     Best,
 }
 
+/// The run directory of a checkpoint directory (`run/checkpoints/step-N`).
+pub fn run_dir_of(ckpt_dir: &Path) -> PathBuf {
+    match ckpt_dir.parent() {
+        Some(p) if p.file_name().is_some_and(|n| n == "checkpoints") => {
+            p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+        }
+        _ => ckpt_dir.to_path_buf(),
+    }
+}
+
 /// Resolves a path to a checkpoint directory: a step directory itself, or a run directory
 /// (then `best.json` / `latest.json` choose).
 pub fn resolve(path: &Path, which: Which) -> Result<PathBuf, CheckpointError> {
