@@ -7,7 +7,8 @@ use crate::model::projection::ProjectionHead;
 use crate::model::{FerModel, build};
 use crate::semi::SslConfig;
 use crate::semi::fusion::{SourceScores, fuse, text_scores};
-use crate::semi::memory::{Bank, ins_scores};
+use crate::semi::memory::{Bank, InstanceMemory, ins_scores};
+use crate::semi::step::hard_labels;
 use crate::text::PrototypeSet;
 use crate::train::checkpoint::{self, Which};
 use crate::train::config::TrainConfig;
@@ -15,7 +16,6 @@ use crate::train::run::{TrainError, set_vars};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use sitfer_runtime::labels::NUM_CLASSES;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 type Probs = [f32; NUM_CLASSES];
@@ -53,9 +53,7 @@ impl Teacher {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = build(&config.model, vb.clone())?;
         let text = if ck.weights.contains_key("proj.weight") {
-            // Checkpoints live in `run/checkpoints/step-N`; the run's prototypes beside them.
-            let run_dir = dir.parent().and_then(Path::parent).unwrap_or(&dir);
-            let protos = PrototypeSet::load(&run_dir.join("prototypes.json"))?;
+            let protos = PrototypeSet::load(&checkpoint::run_dir_of(&dir).join("prototypes.json"))?;
             let head = ProjectionHead::new(model.embedding_dim(), protos.dim, vb)?;
             Some((head, protos.tensor(device)?))
         } else {
@@ -104,31 +102,28 @@ impl Teacher {
                 .progress_chars("=> "),
         );
         let (l_logits, l_z) = self.outputs(labeled, &bar)?;
-        let classes: Vec<usize> = labeled
-            .targets
-            .as_ref()
-            .expect("labeled store has targets")
-            .iter()
-            .map(|t| crate::evaluate::argmax(t))
-            .collect();
-        let bank_rows = match &l_z {
-            Some(z) if cfg.uses_memory() => Some(z.to_vec2::<f32>()?),
+        // The buffer: the teacher's own embeddings of the labeled faces, one slot each.
+        let memory = match &l_z {
+            Some(z) if cfg.uses_memory() => {
+                let classes = hard_labels(labeled.targets.as_ref().expect("labeled store has targets"));
+                let mut m = InstanceMemory::new(z.dim(1)?, classes, 0);
+                m.update_labeled(
+                    &(0..labeled.len()).collect::<Vec<_>>(),
+                    &z.flatten_all()?.to_vec1::<f32>()?,
+                );
+                Some(m)
+            }
             _ => None,
         };
-        let score = |logits: &Tensor, z: Option<&Tensor>, skip: Range<usize>| -> Result<Tensor, TrainError> {
+        let score = |logits: &Tensor, z: Option<&Tensor>, bank: Option<&Bank>| -> Result<Tensor, TrainError> {
             let text = match (z, &self.text) {
                 (Some(z), Some((_, protos))) if cfg.weights.text > 0.0 => Some(text_scores(z, protos, cfg.tau_t)?),
                 _ => None,
             };
-            let ins = match (z, &bank_rows) {
-                (Some(z), Some(rows)) => {
-                    let bank = bank_without(rows, &classes, skip, &self.device)?;
-                    // A buffer left empty by the chunk (a tiny labeled set) has nothing to say.
-                    if bank.entries.dim(0)? > 0 {
-                        Some(ins_scores(z, &bank, cfg.aggregate, cfg.tau_i)?)
-                    } else {
-                        None
-                    }
+            let ins = match (z, bank) {
+                // A buffer left empty by the chunk (a tiny labeled set) has nothing to say.
+                (Some(z), Some(bank)) if bank.entries.dim(0)? > 0 => {
+                    Some(ins_scores(z, bank, cfg.aggregate, cfg.tau_i)?)
                 }
                 _ => None,
             };
@@ -147,16 +142,25 @@ impl Teacher {
         for start in (0..labeled.len()).step_by(chunk) {
             let n = chunk.min(labeled.len() - start);
             let z = l_z.as_ref().map(|z| z.narrow(0, start, n)).transpose()?;
-            let p = score(&l_logits.narrow(0, start, n)?, z.as_ref(), start..start + n)?;
+            let bank = memory
+                .as_ref()
+                .map(|m| m.labeled_bank_without(&self.device, start..start + n))
+                .transpose()?;
+            let p = score(&l_logits.narrow(0, start, n)?, z.as_ref(), bank.as_ref())?;
             out_l.extend(prob_rows(&p)?);
         }
         let mut out_u = Vec::new();
         if let Some(u) = unlabeled.filter(|u| !u.is_empty()) {
             let (u_logits, u_z) = self.outputs(u, &bar)?;
+            let bank = memory.as_ref().map(|m| m.bank(&self.device, true)).transpose()?;
             for start in (0..u.len()).step_by(BATCH) {
                 let n = BATCH.min(u.len() - start);
                 let z = u_z.as_ref().map(|z| z.narrow(0, start, n)).transpose()?;
-                out_u.extend(prob_rows(&score(&u_logits.narrow(0, start, n)?, z.as_ref(), 0..0)?)?);
+                out_u.extend(prob_rows(&score(
+                    &u_logits.narrow(0, start, n)?,
+                    z.as_ref(),
+                    bank.as_ref(),
+                )?)?);
             }
         }
         bar.finish_and_clear();
@@ -189,30 +193,4 @@ impl Teacher {
         };
         Ok((logits, z))
     }
-}
-
-/// The buffer of `rows` (one per labeled face, `classes[i]` its class) without rows `skip`.
-fn bank_without(
-    rows: &[Vec<f32>],
-    classes: &[usize],
-    skip: Range<usize>,
-    device: &Device,
-) -> candle_core::Result<Bank> {
-    let d = rows.first().map(Vec::len).unwrap_or(0);
-    let mut flat = Vec::with_capacity(rows.len() * d);
-    let mut ranges = [(0, 0); NUM_CLASSES];
-    for (c, range) in ranges.iter_mut().enumerate() {
-        let start = flat.len() / d.max(1);
-        for (i, row) in rows.iter().enumerate() {
-            if classes[i] == c && !skip.contains(&i) {
-                flat.extend_from_slice(row);
-            }
-        }
-        *range = (start, flat.len() / d.max(1) - start);
-    }
-    let m = flat.len() / d.max(1);
-    Ok(Bank {
-        entries: Tensor::from_vec(flat, (m, d), device)?,
-        ranges,
-    })
 }

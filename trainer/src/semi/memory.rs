@@ -10,6 +10,7 @@ use super::config::Aggregate;
 use candle_core::{D, Device, Result, Tensor};
 use sitfer_runtime::labels::NUM_CLASSES;
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// Score of a class that has no entry yet: far below any cosine / τ, so it gets ~0 probability.
 const EMPTY_CLASS_SCORE: f64 = -1e4;
@@ -132,17 +133,27 @@ impl InstanceMemory {
 
     /// The bank on `device`; `labeled_only` leaves the queues out.
     pub fn bank(&self, device: &Device, labeled_only: bool) -> Result<Bank> {
+        self.gather(device, !labeled_only, 0..0)
+    }
+
+    /// The labeled entries without slots `skip` (no queues): a buffer in which the faces of
+    /// `skip` do not find themselves (a teacher scoring its own labeled faces).
+    pub fn labeled_bank_without(&self, device: &Device, skip: Range<usize>) -> Result<Bank> {
+        self.gather(device, false, skip)
+    }
+
+    fn gather(&self, device: &Device, queues: bool, skip: Range<usize>) -> Result<Bank> {
         let d = self.dim;
         let mut rows: Vec<f32> = Vec::with_capacity(self.len() * d);
         let mut ranges = [(0, 0); NUM_CLASSES];
         for (c, range) in ranges.iter_mut().enumerate() {
             let start = rows.len() / d;
             for (i, &cls) in self.labeled_class.iter().enumerate() {
-                if cls == c && self.labeled_filled[i] {
+                if cls == c && self.labeled_filled[i] && !skip.contains(&i) {
                     rows.extend_from_slice(&self.labeled[i * d..(i + 1) * d]);
                 }
             }
-            if !labeled_only {
+            if queues {
                 for v in self.queues[c].iter(d) {
                     rows.extend_from_slice(v);
                 }
