@@ -6,25 +6,17 @@ mod common;
 
 use candle_core::{D, DType, Device};
 use candle_nn::{VarBuilder, VarMap};
-use common::{config, semi_config, write_dataset, write_prototypes};
+use common::{config, run_opts, semi_config, write_dataset, write_prototypes};
 use sitfer_trainer::distill::{DistillConfig, TEACHER_CACHE, Teacher, relabel};
 use sitfer_trainer::evaluate::{forward_store, prob_rows};
 use sitfer_trainer::model::build;
 use sitfer_trainer::semi::SslConfig;
 use sitfer_trainer::train::checkpoint::{self, Which};
 use sitfer_trainer::train::config::{Method, TrainConfig};
-use sitfer_trainer::train::run::{RunOptions, prepare_data, set_vars, train};
+use sitfer_trainer::train::run::{prepare_data, set_vars, train};
 use std::path::Path;
 
 const DIM: usize = 8;
-
-fn opts(dir: &Path, stop_after: Option<u64>) -> RunOptions {
-    RunOptions {
-        run_dir: dir.to_path_buf(),
-        resume: true,
-        stop_after,
-    }
-}
 
 /// A SIT-FER teacher on 3 labels per class (p_text and p_ins on from the first step).
 fn teacher_config(root: &Path) -> TrainConfig {
@@ -55,7 +47,7 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
     write_prototypes(&data.path().join("prototypes.json"), DIM);
     let t_cfg = teacher_config(data.path());
     let t_run = tempfile::tempdir().unwrap();
-    train(&t_cfg, &opts(t_run.path(), None)).unwrap();
+    train(&t_cfg, &run_opts(t_run.path(), true, None)).unwrap();
     let teacher = Teacher::load(t_run.path(), &Device::Cpu).unwrap();
 
     // The teacher's own view of its split: p̂ is a distribution and, with p_text and p_ins in
@@ -119,8 +111,8 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
     // The distilled run itself: trains L_s and L_t on the 70 faces, saves the teacher in its
     // config, and resumes under the same settings.
     let s_run = tempfile::tempdir().unwrap();
-    assert_eq!(train(&s_cfg, &opts(s_run.path(), Some(2))).unwrap().step, 2);
-    let s = train(&s_cfg, &opts(s_run.path(), None)).unwrap();
+    assert_eq!(train(&s_cfg, &run_opts(s_run.path(), true, Some(2))).unwrap().step, 2);
+    let s = train(&s_cfg, &run_opts(s_run.path(), true, None)).unwrap();
     assert_eq!(s.step, 4);
     let ck = checkpoint::load(&checkpoint::resolve(s_run.path(), Which::Latest).unwrap(), &Device::Cpu).unwrap();
     assert_eq!(ck.state.config.distill, s_cfg.distill);
@@ -152,7 +144,9 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
         }),
         ..s_cfg.clone()
     };
-    let err = train(&other, &opts(s_run.path(), None)).unwrap_err().to_string();
+    let err = train(&other, &run_opts(s_run.path(), true, None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("distill"), "{err}");
 }
 
@@ -162,7 +156,7 @@ fn a_supervised_teacher_teaches_its_softmax_and_a_missing_one_is_named() {
     write_dataset(data.path(), 6, 99);
     let cfg = config(data.path(), 3);
     let run = tempfile::tempdir().unwrap();
-    train(&cfg, &opts(run.path(), None)).unwrap();
+    train(&cfg, &run_opts(run.path(), true, None)).unwrap();
     let teacher = Teacher::load(run.path(), &Device::Cpu).unwrap();
     let prepared = prepare_data(&cfg, run.path()).unwrap();
     let (p, _) = teacher.soft_labels(&prepared.labeled, None).unwrap();

@@ -310,7 +310,7 @@ fn efficientnet_export_is_refused_clearly() {
 fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
     use sitfer_trainer::export::bundle::{COMMAND_FILE, ExportOptions, export_checkpoint};
     use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
-    use sitfer_trainer::train::run::{RunOptions, train};
+    use sitfer_trainer::train::run::train;
     let data = tempfile::tempdir().unwrap();
     common::write_dataset(data.path(), 6, 5);
     common::write_prototypes(&data.path().join("prototypes.json"), TEXT_DIM);
@@ -329,15 +329,7 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
     };
     let run = tempfile::tempdir().unwrap();
     std::fs::write(run.path().join(COMMAND_FILE), "sitfer-train train --method sitfer\n").unwrap();
-    train(
-        &cfg,
-        &RunOptions {
-            run_dir: run.path().to_path_buf(),
-            resume: false,
-            stop_after: None,
-        },
-    )
-    .unwrap();
+    train(&cfg, &common::run_opts(run.path(), false, None)).unwrap();
     let out = run.path().join("bundle");
     export_checkpoint(&ExportOptions {
         checkpoint: run.path().to_path_buf(),

@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use common::{semi_config as config, write_dataset, write_prototypes};
+use common::{run_opts, semi_config as config, write_dataset, write_prototypes};
 use sitfer_trainer::data::split::LabelBudget;
 use sitfer_trainer::model::projection::ProjectionHead;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem, build, init::seeded_var_builder};
@@ -59,15 +59,7 @@ fn sitfer_trains_logs_pseudo_labels_and_resumes_exactly() {
     let cfg = config(data.path(), Method::Sitfer, Some(sitfer_config()), 8);
 
     let straight = tempfile::tempdir().unwrap();
-    let s = train(
-        &cfg,
-        &RunOptions {
-            run_dir: straight.path().to_path_buf(),
-            resume: false,
-            stop_after: None,
-        },
-    )
-    .unwrap();
+    let s = train(&cfg, &run_opts(straight.path(), false, None)).unwrap();
     assert_eq!(s.step, 8);
     for r in &s.history {
         let ssl = r.ssl.as_ref().expect("semi-supervised statistics are logged");
@@ -93,11 +85,7 @@ fn sitfer_trains_logs_pseudo_labels_and_resumes_exactly() {
 
     // 4 steps, stop, resume for 4 more: the same weights, optimizer, memory and thresholds.
     let resumed = tempfile::tempdir().unwrap();
-    let opts = |stop| RunOptions {
-        run_dir: resumed.path().to_path_buf(),
-        resume: true,
-        stop_after: stop,
-    };
+    let opts = |stop| run_opts(resumed.path(), true, stop);
     assert_eq!(train(&cfg, &opts(Some(4))).unwrap().step, 4);
     assert_eq!(train(&cfg, &opts(None)).unwrap().step, 8);
     let again = state_tensors(resumed.path());
@@ -124,15 +112,7 @@ fn fixmatch_runs_without_text_and_reports_pseudo_labels() {
         4,
     );
     let run = tempfile::tempdir().unwrap();
-    let s = train(
-        &cfg,
-        &RunOptions {
-            run_dir: run.path().to_path_buf(),
-            resume: false,
-            stop_after: None,
-        },
-    )
-    .unwrap();
+    let s = train(&cfg, &run_opts(run.path(), false, None)).unwrap();
     let r = s.history.last().unwrap().ssl.as_ref().unwrap();
     assert!(
         r.loss_t.is_none() && r.text_accuracy.is_none() && r.ins_accuracy.is_none(),
@@ -158,11 +138,7 @@ fn sitfer_with_every_face_labeled_trains_the_text_head_and_fixmatch_refuses() {
         }
     };
     let run = tempfile::tempdir().unwrap();
-    let opts = RunOptions {
-        run_dir: run.path().to_path_buf(),
-        resume: false,
-        stop_after: None,
-    };
+    let opts = run_opts(run.path(), false, None);
     let s = train(&all(Method::Sitfer, sitfer_config()), &opts).unwrap();
     assert_eq!(s.step, 3);
     let last = s.history.last().unwrap();

@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{config, write_dataset};
+use common::{config, run_opts, write_dataset};
 use sitfer_trainer::train::checkpoint::{self, Which};
-use sitfer_trainer::train::run::{RunOptions, train};
+use sitfer_trainer::train::run::train;
 use std::path::Path;
 
 fn weights(run: &Path, which: Which) -> std::collections::HashMap<String, Vec<f32>> {
@@ -25,28 +25,12 @@ fn resume_reaches_the_same_step_with_the_same_state() {
     let cfg = config(data.path(), 8);
 
     let straight = runs.path().join("straight");
-    let s = train(
-        &cfg,
-        &RunOptions {
-            run_dir: straight.clone(),
-            resume: false,
-            stop_after: None,
-        },
-    )
-    .unwrap();
+    let s = train(&cfg, &run_opts(&straight, false, None)).unwrap();
     assert_eq!(s.step, 8);
     assert_eq!(s.history.len(), 2);
 
     let resumed = runs.path().join("resumed");
-    let first = train(
-        &cfg,
-        &RunOptions {
-            run_dir: resumed.clone(),
-            resume: false,
-            stop_after: Some(4),
-        },
-    )
-    .unwrap();
+    let first = train(&cfg, &run_opts(&resumed, false, Some(4))).unwrap();
     assert_eq!(first.step, 4);
     let ck = checkpoint::load(
         &checkpoint::resolve(&resumed, Which::Latest).unwrap(),
@@ -59,15 +43,7 @@ fn resume_reaches_the_same_step_with_the_same_state() {
         ck.optimizer.keys().any(|k| k.starts_with("m.")) && ck.optimizer.keys().any(|k| k.starts_with("v.")),
         "Adam moments are saved"
     );
-    let second = train(
-        &cfg,
-        &RunOptions {
-            run_dir: resumed.clone(),
-            resume: true,
-            stop_after: None,
-        },
-    )
-    .unwrap();
+    let second = train(&cfg, &run_opts(&resumed, true, None)).unwrap();
     assert_eq!(second.step, 8);
     assert_eq!(second.history.len(), 2, "history continues, not restarts");
 
@@ -100,27 +76,12 @@ fn resume_refuses_a_different_configuration() {
     write_dataset(data.path(), 4, 12345);
     let run = tempfile::tempdir().unwrap();
     let cfg = config(data.path(), 4);
-    train(
-        &cfg,
-        &RunOptions {
-            run_dir: run.path().to_path_buf(),
-            resume: false,
-            stop_after: Some(4),
-        },
-    )
-    .unwrap();
+    train(&cfg, &run_opts(run.path(), false, Some(4))).unwrap();
     let mut other = cfg.clone();
     other.lr = 1.0;
-    let err = train(
-        &other,
-        &RunOptions {
-            run_dir: run.path().to_path_buf(),
-            resume: true,
-            stop_after: None,
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = train(&other, &run_opts(run.path(), true, None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--resume") && err.contains("lr"), "{err}");
 }
 
@@ -130,31 +91,16 @@ fn a_diverging_run_stops_with_a_diagnosis_and_keeps_its_checkpoint() {
     write_dataset(data.path(), 4, 12345);
     let run = tempfile::tempdir().unwrap();
     let mut cfg = config(data.path(), 4);
-    train(
-        &cfg,
-        &RunOptions {
-            run_dir: run.path().to_path_buf(),
-            resume: false,
-            stop_after: None,
-        },
-    )
-    .unwrap();
+    train(&cfg, &run_opts(run.path(), false, None)).unwrap();
     let before = weights(run.path(), Which::Latest);
     // An absurd learning rate makes the loss overflow; resume from the good checkpoint.
     cfg.lr = 1e30;
     cfg.steps = 40;
     cfg.warmup_steps = 0;
     let run2 = tempfile::tempdir().unwrap();
-    let err = train(
-        &cfg,
-        &RunOptions {
-            run_dir: run2.path().to_path_buf(),
-            resume: false,
-            stop_after: None,
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = train(&cfg, &run_opts(run2.path(), false, None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("loss became") && err.contains("learning rate"), "{err}");
     assert_eq!(before, weights(run.path(), Which::Latest));
 }
@@ -226,15 +172,7 @@ fn a_save_interrupted_midway_leaves_the_previous_checkpoint_loadable() {
     write_dataset(data.path(), 4, 12345);
     let run = tempfile::tempdir().unwrap();
     let cfg = config(data.path(), 4);
-    train(
-        &cfg,
-        &RunOptions {
-            run_dir: run.path().to_path_buf(),
-            resume: false,
-            stop_after: None,
-        },
-    )
-    .unwrap();
+    train(&cfg, &run_opts(run.path(), false, None)).unwrap();
     let good = weights(run.path(), Which::Latest);
     // What a kill during the next save leaves behind: a half-written step directory under its
     // temporary name, and a temporary pointer file that was never renamed.
@@ -250,25 +188,10 @@ fn a_save_interrupted_midway_leaves_the_previous_checkpoint_loadable() {
     // Resuming continues from it and the leftovers do not get in the way.
     let mut longer = cfg.clone();
     longer.steps = 8;
-    let err = train(
-        &longer,
-        &RunOptions {
-            run_dir: run.path().to_path_buf(),
-            resume: true,
-            stop_after: None,
-        },
-    );
+    let err = train(&longer, &run_opts(run.path(), true, None));
     // `steps` is part of the configuration, so this resume is refused with a clear message…
     assert!(err.unwrap_err().to_string().contains("steps"));
     // …while the same configuration resumes (and finishes at once: it already reached its end).
-    let s = train(
-        &cfg,
-        &RunOptions {
-            run_dir: run.path().to_path_buf(),
-            resume: true,
-            stop_after: None,
-        },
-    )
-    .unwrap();
+    let s = train(&cfg, &run_opts(run.path(), true, None)).unwrap();
     assert_eq!(s.step, 4);
 }

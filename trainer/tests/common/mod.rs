@@ -12,6 +12,7 @@ use sitfer_trainer::text::encoder::{EncoderId, EncoderKind};
 use sitfer_trainer::text::prototypes::{PROTOTYPES_VERSION, PrototypeSet, texts_hash};
 use sitfer_trainer::train::config::{DataConfig, Method, TextConfig, TrainConfig};
 use sitfer_trainer::train::optimizer::OptimizerConfig;
+use sitfer_trainer::train::run::RunOptions;
 use std::path::Path;
 
 /// Class `c` is a bright square in one of 7 positions on a noisy background.
@@ -131,5 +132,15 @@ pub fn semi_config(root: &Path, method: Method, ssl: Option<SslConfig>, steps: u
         }),
         ssl,
         ..base
+    }
+}
+
+/// Options of a run in `dir`.
+#[allow(dead_code)]
+pub fn run_opts(dir: &Path, resume: bool, stop_after: Option<u64>) -> RunOptions {
+    RunOptions {
+        run_dir: dir.to_path_buf(),
+        resume,
+        stop_after,
     }
 }
