@@ -148,6 +148,19 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("distill"), "{err}");
+    // The settings are compared before the teacher is loaded and scores every face: a resume
+    // naming a teacher that is not there is refused for its settings, not for the teacher.
+    let gone = TrainConfig {
+        distill: Some(DistillConfig {
+            teacher: data.path().join("no-such-teacher"),
+            ..s_cfg.distill.clone().unwrap()
+        }),
+        ..s_cfg.clone()
+    };
+    let err = train(&gone, &run_opts(s_run.path(), true, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--resume") && err.contains("distill"), "{err}");
 }
 
 #[test]

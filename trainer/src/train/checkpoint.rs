@@ -249,8 +249,9 @@ pub fn resolve(path: &Path, which: Which) -> Result<PathBuf, CheckpointError> {
     Ok(path.join("checkpoints").join(pointer.dir))
 }
 
-/// Loads a checkpoint directory.
-pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint, CheckpointError> {
+/// Reads only a checkpoint's `state.json` (step, settings): enough to refuse a resume before
+/// any costly work.
+pub fn load_state(dir: &Path) -> Result<TrainState, CheckpointError> {
     let s = dir.join("state.json");
     let bytes = std::fs::read(&s).map_err(io(&s))?;
     let state: TrainState = serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Invalid {
@@ -266,6 +267,12 @@ pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint, CheckpointError> 
             ),
         });
     }
+    Ok(state)
+}
+
+/// Loads a checkpoint directory.
+pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint, CheckpointError> {
+    let state = load_state(dir)?;
     let load_st = |name: &str| {
         let p = dir.join(name);
         candle_core::safetensors::load(&p, device).map_err(|source| CheckpointError::Tensor { path: p, source })

@@ -351,6 +351,14 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
     let run_dir = &opts.run_dir;
     std::fs::create_dir_all(run_dir).map_err(io_err(run_dir))?;
     let device = parse_device(&cfg.device)?;
+    let resume_from = if opts.resume && run_dir.join("latest.json").is_file() {
+        let dir = checkpoint::resolve(run_dir, Which::Latest)?;
+        // Refused before the data is decoded and a teacher scores every face (minutes).
+        check_resumable(&checkpoint::load_state(&dir)?.config, cfg)?;
+        Some(dir)
+    } else {
+        None
+    };
     let mut data = prepare_data(cfg, run_dir)?;
     if let Some(d) = &cfg.distill {
         let teacher = crate::distill::Teacher::load(&d.teacher, &device)?;
@@ -409,10 +417,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         config: cfg.clone(),
         history: Vec::new(),
     };
-    if opts.resume && run_dir.join("latest.json").is_file() {
-        let dir = checkpoint::resolve(run_dir, Which::Latest)?;
+    if let Some(dir) = resume_from {
         let ck = checkpoint::load(&dir, &device)?;
-        check_resumable(&ck.state.config, cfg)?;
         set_vars(&varmap, &ck.weights, &dir)?;
         let (ssl_state, optim_state): (HashMap<_, _>, HashMap<_, _>) = ck
             .optimizer
