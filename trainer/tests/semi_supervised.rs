@@ -82,6 +82,12 @@ fn sitfer_trains_logs_pseudo_labels_and_resumes_exactly() {
         "projection head [d_text, d] is checkpointed"
     );
     assert!(saved.contains_key("memory.labeled") && saved.contains_key("ssl.thresholds"));
+    // Adaptive thresholds follow the labeled faces' confidences: they left their start of 0.3.
+    assert!(
+        saved["ssl.thresholds"].iter().any(|&t| (t - 0.3).abs() > 1e-3),
+        "{:?}",
+        saved["ssl.thresholds"]
+    );
 
     // 4 steps, stop, resume for 4 more: the same weights, optimizer, memory and thresholds.
     let resumed = tempfile::tempdir().unwrap();

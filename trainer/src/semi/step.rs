@@ -109,17 +109,25 @@ impl SslState {
         Ok(Some(ins_scores(z, &bank, self.cfg.aggregate, self.cfg.tau_i)?))
     }
 
+    /// p_text's scores of unit embeddings `z`, when text takes part in the fusion.
+    fn text_source(&self, z: &Tensor) -> Result<Option<Tensor>> {
+        match self.text_head() {
+            Some((_, protos)) if self.cfg.weights.text > 0.0 => Ok(Some(text_scores(z, protos, self.cfg.tau_t)?)),
+            _ => Ok(None),
+        }
+    }
+
     /// Fused class probabilities from logits and unit text-space embeddings (no gradient).
     pub fn fused(&self, logits: &Tensor, z: Option<&Tensor>, step: u64, labeled_only: bool) -> Result<Tensor> {
         let (text, ins) = match (z, self.text_head()) {
-            (Some(z), Some((_, protos))) => (
-                (self.cfg.weights.text > 0.0)
-                    .then(|| text_scores(z, protos, self.cfg.tau_t))
-                    .transpose()?,
-                self.ins_source(z, step, labeled_only)?,
-            ),
+            (Some(z), Some(_)) => (self.text_source(z)?, self.ins_source(z, step, labeled_only)?),
             _ => (None, None),
         };
+        self.fuse_scores(logits, text.as_ref(), ins.as_ref())
+    }
+
+    /// Fuses the logits with already computed text and instance scores.
+    fn fuse_scores(&self, logits: &Tensor, text: Option<&Tensor>, ins: Option<&Tensor>) -> Result<Tensor> {
         let sem = (self.cfg.weights.sem > 0.0).then_some(logits);
         // A configuration with p_sem off still needs some source before text/ins exist.
         let sem = if sem.is_none() && text.is_none() && ins.is_none() {
@@ -127,15 +135,7 @@ impl SslState {
         } else {
             sem
         };
-        fuse(
-            &SourceScores {
-                sem,
-                text: text.as_ref(),
-                ins: ins.as_ref(),
-            },
-            &self.cfg.weights,
-            self.cfg.fuse,
-        )
+        fuse(&SourceScores { sem, text, ins }, &self.cfg.weights, self.cfg.fuse)
     }
 
     /// Fused probabilities for evaluation: the model's outputs with the labeled part of the
@@ -197,25 +197,27 @@ impl SslState {
         let mut l_u = None;
         if let (Some((logits_w, z_w)), Some(u)) = (&weak, &u) {
             let labeled_only = self.cfg.queue_per_class == 0;
-            let p_hat = self.fused(logits_w, z_w.as_ref(), step, labeled_only)?;
+            // Each source is scored once: the log's per-source labels (p_ins even during its
+            // warm-up) and p̂ (p_ins only after it) read the same scores.
+            let (text, ins) = match (z_w, self.text_head()) {
+                (Some(z), Some((_, protos))) => (
+                    Some(text_scores(z, protos, self.cfg.tau_t)?),
+                    self.ins_source(z, u64::MAX, labeled_only)?,
+                ),
+                _ => (None, None),
+            };
+            let text_fused = text.as_ref().filter(|_| self.cfg.weights.text > 0.0);
+            let ins_fused = ins.as_ref().filter(|_| step >= self.cfg.ins_warmup_steps);
+            let p_hat = self.fuse_scores(logits_w, text_fused, ins_fused)?;
             let (conf, class) = confidence(&p_hat)?;
             let mask = self.thresholds.mask(&conf, &class);
             let bu = u.strong.dim(0)?;
             let logits_s = out.logits.narrow(0, b, bu)?;
             l_u = Some(masked_cross_entropy(&logits_s, &class, &mask)?);
-            let (text, ins) = match (z_w, self.text_head()) {
-                (Some(z), Some((_, protos))) => (
-                    Some(argmax_rows(&text_scores(z, protos, self.cfg.tau_t)?)?),
-                    self.ins_source(z, u64::MAX, labeled_only)?
-                        .map(|s| argmax_rows(&s))
-                        .transpose()?,
-                ),
-                _ => (None, None),
-            };
             pseudo = Some(PseudoLabels {
                 sem: argmax_rows(logits_w)?,
-                text,
-                ins,
+                text: text.as_ref().map(argmax_rows).transpose()?,
+                ins: ins.as_ref().map(argmax_rows).transpose()?,
                 class,
                 confidence: conf,
                 mask,
@@ -229,10 +231,14 @@ impl SslState {
         };
         let loss = combine(&terms, self.weights())?;
 
-        // Updates from this step's (detached) outputs.
-        let fused_l = self.fused(&logits_l.detach(), z_l.as_ref(), step, true)?;
-        let (conf_l, pred_l) = confidence(&fused_l)?;
-        self.thresholds.update(&conf_l, &pred_l, l.labels);
+        // Updates from this step's (detached) outputs. The labeled faces' p̂ scores them against
+        // the whole labeled buffer (a 28k-row product and sort per class on FER2013): only worth
+        // it when the thresholds follow it.
+        if self.thresholds.is_adaptive() {
+            let fused_l = self.fused(&logits_l.detach(), z_l.as_ref(), step, true)?;
+            let (conf_l, pred_l) = confidence(&fused_l)?;
+            self.thresholds.update(&conf_l, &pred_l, l.labels);
+        }
         if let Some(mem) = &mut self.memory {
             if let Some(z) = &z_l {
                 mem.update_labeled(l.slots, &z.flatten_all()?.to_vec1::<f32>()?);

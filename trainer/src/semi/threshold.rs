@@ -42,6 +42,12 @@ impl Thresholds {
             .collect()
     }
 
+    /// Whether [`Thresholds::update`] moves anything (the labeled faces' fused confidences are
+    /// only worth computing then).
+    pub fn is_adaptive(&self) -> bool {
+        matches!(self.mode, ThresholdMode::Adaptive { .. })
+    }
+
     /// Adaptive mode: moves each class's threshold toward the mean confidence of this batch's
     /// correctly classified labeled samples of the class. No-op when fixed.
     pub fn update(&mut self, conf: &[f32], predicted: &[usize], truth: &[usize]) {
