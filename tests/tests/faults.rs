@@ -11,6 +11,8 @@ mod common;
 #[path = "common/mod.rs"]
 mod e2e;
 
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use sitfer_runtime::buffer::InstanceBuffer;
 use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_trainer::train::checkpoint::{self, Which};
@@ -28,8 +30,8 @@ const ENTRIES: usize = 120;
 /// Kills per writer: enough to land in every phase of a write (the writes take milliseconds).
 const ROUNDS: usize = 16;
 
-/// xorshift64*: the tests need reproducible randomness, not a dependency.
-struct Rng(u64);
+/// A seeded generator: each run draws new kill times, and the printed seed replays one.
+struct Rng(ChaCha8Rng);
 
 impl Rng {
     fn new(name: &str) -> Rng {
@@ -44,14 +46,11 @@ impl Rng {
                     | 1
             });
         eprintln!("{name}: SITFER_FAULT_SEED={seed}");
-        Rng(seed)
+        Rng(ChaCha8Rng::seed_from_u64(seed))
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        self.0.random_range(0..n.max(1))
     }
 }
 

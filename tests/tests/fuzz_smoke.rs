@@ -11,6 +11,8 @@ mod runtime_targets;
 #[path = "../../fuzz/src/trainer_targets.rs"]
 mod trainer_targets;
 
+use rand::{Rng as _, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use runtime_targets::{DIM, SIZE, SPACE};
 use sitfer_runtime::buffer::InstanceBuffer;
 use sitfer_runtime::source::encode_y4m_444;
@@ -151,18 +153,15 @@ fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     all
 }
 
-/// xorshift64*: reproducible randomness without a dependency.
-struct Rng(u64);
+/// Seeded, so a failing input can be replayed from the printed seed.
+struct Rng(ChaCha8Rng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next_u64()
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        self.0.random_range(0..n.max(1))
     }
 }
 
@@ -277,7 +276,9 @@ fn fuzz_target(target: &str, f: fn(&[u8]), iters: usize, committed: bool) {
     for (name, bytes) in &seeds {
         run_one(target, f, bytes, &format!("seed {name}"));
     }
-    let mut rng = Rng((base_seed ^ (target.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
+    let mut rng = Rng(ChaCha8Rng::seed_from_u64(
+        base_seed ^ (target.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    ));
     for i in 0..iters {
         let a = &seeds[rng.below(seeds.len())].1;
         let b = &seeds[rng.below(seeds.len())].1;
