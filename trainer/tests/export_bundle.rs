@@ -309,6 +309,7 @@ fn efficientnet_export_is_refused_clearly() {
 #[test]
 fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
     use sitfer_trainer::export::bundle::{COMMAND_FILE, ExportOptions, export_checkpoint};
+    use sitfer_trainer::train::checkpoint::{self, Which};
     use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
     use sitfer_trainer::train::run::train;
     let data = tempfile::tempdir().unwrap();
@@ -349,4 +350,34 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
     assert_eq!(b.manifest.provenance["method"], "sitfer");
     assert_eq!(b.manifest.provenance["command"], "sitfer-train train --method sitfer");
     assert_eq!(b.buffer.labels.len(), 14, "2 seed embeddings per class");
+
+    // A run started from this one's weights (a warm restart) records both commands.
+    let weights = checkpoint::resolve(run.path(), Which::Latest)
+        .unwrap()
+        .join("weights.safetensors");
+    let again = tempfile::tempdir().unwrap();
+    std::fs::write(again.path().join(COMMAND_FILE), "sitfer-train train --pretrained W\n").unwrap();
+    let restart = TrainConfig {
+        pretrained: Some(weights.clone()),
+        lr: cfg.lr / 2.0,
+        ..cfg
+    };
+    train(&restart, &common::run_opts(again.path(), false, None)).unwrap();
+    let out = again.path().join("bundle");
+    export_checkpoint(&ExportOptions {
+        checkpoint: again.path().to_path_buf(),
+        out: out.clone(),
+        calib: None,
+        int8: false,
+        calib_images: 10,
+        calib_method: CalibMethod::MinMax,
+        per_class: 2,
+        data: None,
+    })
+    .unwrap();
+    let p = Bundle::open(&out).unwrap().manifest.provenance;
+    assert_eq!(p["command"], "sitfer-train train --pretrained W");
+    assert_eq!(p["pretrained.1.weights"], weights.display().to_string());
+    assert_eq!(p["pretrained.1.command"], "sitfer-train train --method sitfer");
+    assert!(!p.contains_key("pretrained.2.weights"), "{p:?}");
 }

@@ -227,6 +227,40 @@ pub fn read_prototypes(run_dir: &Path) -> Result<Option<TextPrototypes>, ExportE
 /// The file in a run directory holding the command line that started the run.
 pub const COMMAND_FILE: &str = "command.txt";
 
+/// The command a run directory recorded (`command.txt`), if any.
+fn recorded_command(run_dir: &Path) -> Result<Option<String>, ExportError> {
+    let path = run_dir.join(COMMAND_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(c) => Ok(Some(c.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ExportError::File {
+            path,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// The weights a run started from and, when they are another run's checkpoint, that run's
+/// command, following its own `pretrained` back: nearest first. Stops at weights that are not a
+/// checkpoint (ImageNet's), and after 32 links (a chain that loops).
+fn pretrained_chain(first: Option<&Path>) -> Result<Vec<(PathBuf, Option<String>)>, ExportError> {
+    let mut chain = Vec::new();
+    let mut next = first.map(Path::to_path_buf);
+    while let Some(weights) = next.take() {
+        if chain.len() == 32 {
+            break;
+        }
+        let step_dir = weights.parent().unwrap_or(Path::new("."));
+        let mut command = None;
+        if step_dir.join("state.json").is_file() {
+            command = recorded_command(&checkpoint::run_dir_of(step_dir))?;
+            next = checkpoint::load_state(step_dir)?.config.pretrained;
+        }
+        chain.push((weights, command));
+    }
+    Ok(chain)
+}
+
 /// Options of `sitfer-train export`.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
@@ -361,17 +395,16 @@ pub fn export_checkpoint(opts: &ExportOptions) -> Result<BundleSummary, ExportEr
         provenance.insert("kd_weight".into(), d.kd_weight.to_string());
     }
     provenance.insert("data".into(), root.display().to_string());
-    // The command that started the run, as `sitfer-train` recorded it.
-    match std::fs::read_to_string(run_dir.join(COMMAND_FILE)) {
-        Ok(c) => {
-            provenance.insert("command".into(), c.trim().to_string());
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(ExportError::File {
-                path: run_dir.join(COMMAND_FILE),
-                message: e.to_string(),
-            });
+    // The command that started the run, as `sitfer-train` recorded it, and those of the runs it
+    // started from (`--pretrained` with another run's weights), so that the bundle says how to
+    // retrain it from scratch.
+    if let Some(c) = recorded_command(&run_dir)? {
+        provenance.insert("command".into(), c);
+    }
+    for (i, (weights, command)) in pretrained_chain(cfg.pretrained.as_deref())?.into_iter().enumerate() {
+        provenance.insert(format!("pretrained.{}.weights", i + 1), weights.display().to_string());
+        if let Some(c) = command {
+            provenance.insert(format!("pretrained.{}.command", i + 1), c);
         }
     }
     provenance.insert("best_val_accuracy".into(), format!("{:.4}", ck.state.best_val_accuracy));
