@@ -198,7 +198,8 @@ struct TrainArgs {
     /// Input side in pixels.
     #[arg(long, default_value_t = 48)]
     input_size: u32,
-    /// Start from pretrained weights (safetensors; tensors matched by name and shape).
+    /// Start from pretrained weights (safetensors; tensors matched by name and shape): ImageNet
+    /// weights, or another run's `checkpoints/step-N/weights.safetensors` (a warm restart).
     #[arg(long)]
     pretrained: Option<PathBuf>,
     /// Input normalisation (tf-lite for the EfficientNet-Lite0 ImageNet weights).
