@@ -227,6 +227,13 @@ pub fn read_prototypes(run_dir: &Path) -> Result<Option<TextPrototypes>, ExportE
 /// The file in a run directory holding the command line that started the run.
 pub const COMMAND_FILE: &str = "command.txt";
 
+/// `n` items evenly spaced over `all`: the calibration faces. A split lists its faces class by
+/// class, so the first `n` would all be one class (FER2013's first 300 are all `angry`).
+pub fn spread<T: Clone>(all: &[T], n: usize) -> Vec<T> {
+    let stride = (all.len() / n.max(1)).max(1);
+    all.iter().step_by(stride).take(n).cloned().collect()
+}
+
 /// The command a run directory recorded (`command.txt`), if any.
 fn recorded_command(run_dir: &Path) -> Result<Option<String>, ExportError> {
     let path = run_dir.join(COMMAND_FILE);
@@ -377,7 +384,7 @@ pub fn export_checkpoint(opts: &ExportOptions) -> Result<BundleSummary, ExportEr
         Some(match &opts.calib {
             Some(d) => calib_folder(d, cfg.model.input_size, opts.calib_images, &cfg.norm)?,
             None => {
-                let take: Vec<_> = split.labeled.iter().take(opts.calib_images).cloned().collect();
+                let take = spread(&split.labeled, opts.calib_images);
                 let (s, _) = labeled_store(&take, cfg.model.input_size, "calibration");
                 s.images.iter().map(|img| chw(img, &cfg.norm)).collect()
             }
@@ -430,4 +437,21 @@ pub fn export_checkpoint(opts: &ExportOptions) -> Result<BundleSummary, ExportEr
             provenance,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn calibration_faces_come_from_every_class() {
+        // 7 classes of 100, listed class by class as a split manifest lists them.
+        let faces: Vec<usize> = (0..700).map(|i| i / 100).collect();
+        let picked = spread(&faces, 70);
+        assert_eq!(picked.len(), 70);
+        for c in 0..7 {
+            assert_eq!(picked.iter().filter(|&&k| k == c).count(), 10, "class {c}");
+        }
+        assert_eq!(spread(&faces[..5], 300).len(), 5, "fewer faces than asked: all of them");
+    }
 }
