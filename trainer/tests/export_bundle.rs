@@ -328,21 +328,26 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
         },
         ..cfg
     };
+    // The run's fp32 bundle, written inside the run directory.
+    let export_fp32 = |run: &std::path::Path| {
+        let out = run.join("bundle");
+        export_checkpoint(&ExportOptions {
+            checkpoint: run.to_path_buf(),
+            out: out.clone(),
+            calib: None,
+            int8: false,
+            calib_images: 10,
+            calib_method: CalibMethod::MinMax,
+            per_class: 2,
+            data: None,
+        })
+        .unwrap();
+        out
+    };
     let run = tempfile::tempdir().unwrap();
     std::fs::write(run.path().join(COMMAND_FILE), "sitfer-train train --method sitfer\n").unwrap();
     train(&cfg, &common::run_opts(run.path(), false, None)).unwrap();
-    let out = run.path().join("bundle");
-    export_checkpoint(&ExportOptions {
-        checkpoint: run.path().to_path_buf(),
-        out: out.clone(),
-        calib: None,
-        int8: false,
-        calib_images: 10,
-        calib_method: CalibMethod::MinMax,
-        per_class: 2,
-        data: None,
-    })
-    .unwrap();
+    let out = export_fp32(run.path());
     let b = Bundle::open(&out).unwrap();
     assert_eq!(b.manifest.embedding_dim, TEXT_DIM);
     assert_eq!(b.prototypes.as_ref().unwrap().dim, TEXT_DIM);
@@ -363,18 +368,7 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
         ..cfg
     };
     train(&restart, &common::run_opts(again.path(), false, None)).unwrap();
-    let out = again.path().join("bundle");
-    export_checkpoint(&ExportOptions {
-        checkpoint: again.path().to_path_buf(),
-        out: out.clone(),
-        calib: None,
-        int8: false,
-        calib_images: 10,
-        calib_method: CalibMethod::MinMax,
-        per_class: 2,
-        data: None,
-    })
-    .unwrap();
+    let out = export_fp32(again.path());
     let p = Bundle::open(&out).unwrap().manifest.provenance;
     assert_eq!(p["command"], "sitfer-train train --pretrained W");
     assert_eq!(p["pretrained.1.weights"], weights.display().to_string());
