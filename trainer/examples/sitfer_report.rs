@@ -126,7 +126,7 @@ fn main() {
             .map(|s| {
                 format!(
                     "{} / {} / {}",
-                    pct(Some(s.sem_accuracy)),
+                    pct(s.sem_accuracy),
                     pct(s.text_accuracy),
                     pct(s.ins_accuracy)
                 )
@@ -138,9 +138,9 @@ fn main() {
             100.0 * r.best(),
             100.0 * last.val_accuracy,
             pct(last.val_fused_accuracy),
-            pct(r.mean_ssl(|s| Some(s.mask_rate))),
+            pct(r.mean_ssl(|s| s.mask_rate)),
             pct(r.mean_ssl(|s| s.pseudo_precision)),
-            pct(r.mean_ssl(|s| Some(s.fused_accuracy))),
+            pct(r.mean_ssl(|s| s.fused_accuracy)),
             src,
             last.elapsed_seconds
         );
@@ -169,10 +169,7 @@ fn main() {
     // Pseudo-labels over training, seed 0 at the smallest label budget.
     if let Some(&l) = labels.first() {
         type Stat = fn(&sitfer_trainer::train::checkpoint::SslRecord) -> Option<f64>;
-        let stats: [(&str, Stat); 2] = [
-            ("precision", |x| x.pseudo_precision),
-            ("mask rate", |x| Some(x.mask_rate)),
-        ];
+        let stats: [(&str, Stat); 2] = [("precision", |x| x.pseudo_precision), ("mask rate", |x| x.mask_rate)];
         let mut curves: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
         for m in ["fixmatch", "sitfer"] {
             if let Some(r) = runs.get(&format!("{m}-{l}-s0")) {

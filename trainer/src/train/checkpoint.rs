@@ -58,20 +58,22 @@ pub struct EpochRecord {
     pub ssl: Option<SslRecord>,
 }
 
-/// Pseudo-label statistics over an evaluation interval. Precision and accuracies are measured
-/// against the unlabeled split's hidden labels, which training never reads.
+/// The loss terms and pseudo-label statistics over an evaluation interval. Precision and
+/// accuracies are measured against the unlabeled split's hidden labels, which training never
+/// reads; they are absent (null) when the split has no unlabeled faces (SIT-FER on every label
+/// still logs L_s and L_t).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SslRecord {
     pub loss_s: f64,
     pub loss_t: Option<f64>,
     pub loss_u: f64,
     /// Share of unlabeled samples whose p̂ passed the threshold.
-    pub mask_rate: f64,
+    pub mask_rate: Option<f64>,
     /// Accuracy of the pseudo-labels that passed.
     pub pseudo_precision: Option<f64>,
     /// Accuracy of argmax p̂ over all unlabeled samples, and of each source alone.
-    pub fused_accuracy: f64,
-    pub sem_accuracy: f64,
+    pub fused_accuracy: Option<f64>,
+    pub sem_accuracy: Option<f64>,
     pub text_accuracy: Option<f64>,
     pub ins_accuracy: Option<f64>,
     pub buffer_size: Option<usize>,

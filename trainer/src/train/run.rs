@@ -593,14 +593,21 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
                     record
                         .ssl
                         .as_ref()
-                        .map(|r| format!(
-                            " | mask {:.1}% precision {} L_u {:.3}",
-                            100.0 * r.mask_rate,
-                            r.pseudo_precision
-                                .map(|p| format!("{:.1}%", 100.0 * p))
-                                .unwrap_or_else(|| "-".into()),
-                            r.loss_u
-                        ))
+                        .map(|r| match r.mask_rate {
+                            Some(m) => format!(
+                                " | mask {:.1}% precision {} L_u {:.3}",
+                                100.0 * m,
+                                r.pseudo_precision
+                                    .map(|p| format!("{:.1}%", 100.0 * p))
+                                    .unwrap_or_else(|| "-".into()),
+                                r.loss_u
+                            ),
+                            None => format!(
+                                " | L_s {:.3} L_t {}",
+                                r.loss_s,
+                                r.loss_t.map(|t| format!("{t:.3}")).unwrap_or_else(|| "-".into())
+                            ),
+                        })
                         .unwrap_or_default()
                 )
             });
@@ -719,20 +726,21 @@ impl Interval {
     }
 
     fn ssl_record(&self, ssl: &SslState) -> Option<SslRecord> {
-        if self.unlabeled == 0 {
+        if self.steps == 0 {
             return None;
         }
-        let n = self.steps.max(1) as f64;
+        let n = self.steps as f64;
         let u = self.unlabeled as f64;
+        let share = |c: usize| (self.unlabeled > 0).then(|| c as f64 / u);
         let th = ssl.thresholds.per_class();
         Some(SslRecord {
             loss_s: self.loss_s / n,
             loss_t: self.loss_t.map(|t| t / n),
             loss_u: self.loss_u / n,
-            mask_rate: self.masked as f64 / u,
+            mask_rate: share(self.masked),
             pseudo_precision: (self.masked > 0).then(|| self.masked_correct as f64 / self.masked as f64),
-            fused_accuracy: self.fused_correct as f64 / u,
-            sem_accuracy: self.sem_correct as f64 / u,
+            fused_accuracy: share(self.fused_correct),
+            sem_accuracy: share(self.sem_correct),
             text_accuracy: self.text_correct.map(|c| c as f64 / u),
             ins_accuracy: self.ins_correct.map(|c| c as f64 / self.ins_seen.max(1) as f64),
             buffer_size: ssl.memory.as_ref().map(|m| m.len()),
@@ -767,7 +775,12 @@ fn write_report(run_dir: &Path, report: &EvalReport) -> Result<(), TrainError> {
 fn plot_pseudo_labels(run_dir: &Path, history: &[EpochRecord]) {
     let with: Vec<(f64, &SslRecord)> = history
         .iter()
-        .filter_map(|r| r.ssl.as_ref().map(|s| (r.step as f64, s)))
+        .filter_map(|r| {
+            r.ssl
+                .as_ref()
+                .filter(|s| s.mask_rate.is_some())
+                .map(|s| (r.step as f64, s))
+        })
         .collect();
     if with.is_empty() {
         return;
@@ -777,10 +790,10 @@ fn plot_pseudo_labels(run_dir: &Path, history: &[EpochRecord]) {
         points: with.iter().filter_map(|(x, r)| f(r).map(|v| (*x, 100.0 * v))).collect(),
     };
     let all = [
-        series("mask rate", &|r| Some(r.mask_rate)),
+        series("mask rate", &|r| r.mask_rate),
         series("precision of confident", &|r| r.pseudo_precision),
-        series("accuracy of p-hat (all)", &|r| Some(r.fused_accuracy)),
-        series("p_sem", &|r| Some(r.sem_accuracy)),
+        series("accuracy of p-hat (all)", &|r| r.fused_accuracy),
+        series("p_sem", &|r| r.sem_accuracy),
         series("p_text", &|r| r.text_accuracy),
         series("p_ins", &|r| r.ins_accuracy),
     ];
@@ -815,10 +828,25 @@ fn plot_history(run_dir: &Path, history: &[EpochRecord]) {
                 .collect(),
         },
     ];
-    let loss = [plot::Series {
-        name: "train loss",
-        points: history.iter().map(|r| (r.step as f64, r.train_loss)).collect(),
-    }];
+    let term = |name, f: fn(&SslRecord) -> Option<f64>| plot::Series {
+        name,
+        points: history
+            .iter()
+            .filter_map(|r| r.ssl.as_ref().and_then(f).map(|v| (r.step as f64, v)))
+            .collect(),
+    };
+    let loss: Vec<plot::Series> = [
+        plot::Series {
+            name: "train loss",
+            points: history.iter().map(|r| (r.step as f64, r.train_loss)).collect(),
+        },
+        term("L_s", |s| Some(s.loss_s)),
+        term("L_t", |s| s.loss_t),
+        term("L_u", |s| s.mask_rate.map(|_| s.loss_u)),
+    ]
+    .into_iter()
+    .filter(|s| !s.points.is_empty())
+    .collect();
     for (path, title, y, series) in [
         (run_dir.join("accuracy.png"), "Accuracy", "accuracy (%)", &acc[..]),
         (run_dir.join("loss.png"), "Training loss", "cross-entropy", &loss[..]),
