@@ -3,7 +3,7 @@
 use super::{DistillConfig, Teacher};
 use crate::data::decode::decode_all;
 use crate::data::loader::ImageStore;
-use crate::train::run::{PreparedData, TrainError};
+use crate::train::run::{PreparedData, TrainError, io_err};
 use serde::{Deserialize, Serialize};
 use sitfer_runtime::labels::NUM_CLASSES;
 use std::path::Path;
@@ -150,10 +150,7 @@ pub fn relabel(
                     unlabeled: p.1.clone(),
                 };
                 let bytes = serde_json::to_vec(&c).expect("p̂ serialises");
-                sitfer_runtime::atomic::atomic_write_bytes(path, &bytes).map_err(|source| TrainError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+                sitfer_runtime::atomic::atomic_write_bytes(path, &bytes).map_err(io_err(path))?;
             }
             p
         }

@@ -57,7 +57,8 @@ pub enum TrainError {
     },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+/// Maps an I/O error on `path` to [`TrainError::Io`] naming the file.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io {
         path: path.to_path_buf(),
         source,
