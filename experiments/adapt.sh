@@ -70,3 +70,4 @@ for seed in $SPLITS; do
   tail -3 "$summary"
 done
 column -t "$summary"
+echo; echo "p_hat over splits $SPLITS (points):"; gains "$summary" p_hat

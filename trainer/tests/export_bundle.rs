@@ -204,6 +204,70 @@ fn fp32_parity_through_tract_and_bundle_round_trip() {
     }
 }
 
+/// `img` mirrored left to right, written out here rather than through the runtime's own flip.
+fn mirrored(img: &[f32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(img.len());
+    for c in 0..3 {
+        for y in 0..SIZE {
+            for x in (0..SIZE).rev() {
+                out.push(img[(c * SIZE + y) * SIZE + x]);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn mirrored_inference_averages_each_face_with_its_mirror_image() {
+    let f = fixture(true);
+    let tmp = tempfile::tempdir().unwrap();
+    write(&f, tmp.path(), None);
+    let bundle = Bundle::open(tmp.path()).unwrap();
+    let plain = Model::load_with_feature(&bundle, Precision::Fp32).unwrap();
+    let mut both = Model::load_with_feature(&bundle, Precision::Fp32).unwrap();
+    both.set_mirror(true);
+    let imgs = images(3, 21);
+    let out = both.run(&imgs.concat(), 3).unwrap();
+    for (i, img) in imgs.iter().enumerate() {
+        let (l0, e0) = candle_reference(&f, std::slice::from_ref(img));
+        let (l1, e1) = candle_reference(&f, &[mirrored(img)]);
+        let mean = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect::<Vec<f32>>();
+        let e = mean(&e0, &e1);
+        let n = e.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let e: Vec<f32> = e.iter().map(|v| v / n).collect();
+        assert!(
+            max_abs_diff(out.logits_row(i), &mean(&l0, &l1)) <= 1e-4,
+            "face {i}: logits"
+        );
+        assert!(max_abs_diff(out.embedding_row(i), &e) <= 1e-4, "face {i}: embedding");
+        let norm = out.embedding_row(i).iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "face {i}: embedding norm {norm}");
+        // The gratings are not symmetric, so the mirror is another view: the average moves.
+        assert!(
+            max_abs_diff(out.logits_row(i), &l0) > 1e-3,
+            "face {i}: mirror changed nothing"
+        );
+        let p0 = plain.run(img, 1).unwrap();
+        let p1 = plain.run(&mirrored(img), 1).unwrap();
+        let feat = mean(p0.feature_row(0).unwrap(), p1.feature_row(0).unwrap());
+        assert!(
+            max_abs_diff(out.feature_row(i).unwrap(), &feat) <= 1e-5,
+            "face {i}: feature"
+        );
+    }
+    // A face that is its own mirror image gives what the plain model gives.
+    let sym: Vec<f32> = imgs[0]
+        .chunks_exact(SIZE)
+        .flat_map(|row| {
+            let half = &row[..SIZE / 2];
+            half.iter().chain(half.iter().rev()).copied().collect::<Vec<f32>>()
+        })
+        .collect();
+    let (a, b) = (plain.run(&sym, 1).unwrap(), both.run(&sym, 1).unwrap());
+    assert!(max_abs_diff(&a.logits, &b.logits) <= 1e-5);
+    assert!(max_abs_diff(&a.embedding, &b.embedding) <= 1e-5);
+}
+
 #[test]
 fn int8_is_quantized_and_agrees_with_fp32() {
     let f = fixture(true);

@@ -117,7 +117,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         .model
         .precision
         .unwrap_or_else(|| bundle.manifest.preferred_precision());
-    let model = if a.refit {
+    let mut model = if a.refit {
         Model::load_with_feature(&bundle, precision).with_context(|| {
             format!(
                 "loading the {} model of {name} with its pooled feature",
@@ -127,6 +127,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     } else {
         Model::load(&bundle, precision).with_context(|| format!("loading the {} model of {name}", precision.name()))?
     };
+    model.set_mirror(a.model.mirror);
     let head = if a.refit {
         let (path, bytes) = bundle.model_bytes(precision)?;
         Some(onnx_head::read_head(&bytes, &path)?)

@@ -156,7 +156,8 @@ impl Tally {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
-    let (bundle, model) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
+    let (bundle, mut model) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
+    model.set_mirror(a.model.mirror);
     let Listing { dir, items, skipped } = list(&a.data, a.split.as_deref())?;
     let items = spread(&items, a.limit);
     if !skipped.is_empty() {
@@ -237,10 +238,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     let secs = t0.elapsed().as_secs_f64();
     println!(
-        "eval {} ({} images, faces: {}, {:.1} images/s)",
+        "eval {} ({} images, faces: {}{}, {:.1} images/s)",
         dir.display(),
         items.len(),
         detector_name,
+        if a.model.mirror { ", mirrored and averaged" } else { "" },
         items.len() as f64 / secs
     );
     let missing: u64 = no_face.iter().sum();

@@ -61,6 +61,9 @@ pub struct ModelArgs {
     /// (mtcnn, blazeface, blazeface-full).
     #[arg(long)]
     pub no_align: bool,
+    /// Test-time flip: average each face with its mirror image (twice the model time per face).
+    #[arg(long)]
+    pub mirror: bool,
     /// Smallest face side searched, in pixels, by rustface and mtcnn [default: 20]: larger is
     /// faster (fewer pyramid levels) and misses smaller faces.
     #[arg(long, value_parser = clap::value_parser!(u32).range(12..=4096))]
@@ -208,7 +211,8 @@ pub fn run(mut a: RunArgs) -> Result<()> {
         _ => None,
     };
     let screen = screen(&a, board.as_ref())?;
-    let (bundle, model) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
+    let (bundle, mut model) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
+    model.set_mirror(a.model.mirror);
     let (source, policy): (Box<dyn FrameSource>, _) = if let Some(cfg) = camera {
         let cam = CameraSource::open(cfg).context("opening the camera")?;
         // The camera paces itself: the model always takes the newest frame.

@@ -63,6 +63,8 @@ pub struct Model {
     dim: usize,
     /// Width of the exposed feature output, when loaded with one.
     feature_dim: Option<usize>,
+    /// Average every face with its mirror image ([`Model::set_mirror`]).
+    mirror: bool,
 }
 
 impl std::fmt::Debug for Model {
@@ -164,7 +166,20 @@ impl Model {
             channels,
             dim,
             feature_dim,
+            mirror: false,
         })
+    }
+
+    /// Test-time flip: each face is also run mirrored left to right, and the two runs' logits and
+    /// pooled features are averaged and their embeddings averaged and re-normalised. Faces are
+    /// close to symmetric and the trainer's weak augmentation flips them, so the mirrored face
+    /// is another view of the same expression: a two-view ensemble for twice the model time.
+    pub fn set_mirror(&mut self, on: bool) {
+        self.mirror = on;
+    }
+
+    pub fn mirror(&self) -> bool {
+        self.mirror
     }
 
     /// Width of the pooled feature, when the model exposes it.
@@ -193,10 +208,6 @@ impl Model {
                 batch * per
             )));
         }
-        let run_err = |e: TractError| InferError::Run {
-            file: self.file.clone(),
-            message: format!("{e:#}"),
-        };
         let mut res = Inference {
             batch,
             dim: self.dim,
@@ -205,27 +216,63 @@ impl Model {
             feature: self.feature_dim.map(|d| Vec::with_capacity(batch * d)),
             feature_dim: self.feature_dim.unwrap_or(0),
         };
+        let mut flipped = vec![0f32; if self.mirror { per } else { 0 }];
         for image in input.chunks_exact(per) {
-            let x = Tensor::from_shape(&[1, self.channels, self.size, self.size], image).map_err(run_err)?;
-            let out = self.plan.run(tvec![x.into_tvalue()]).map_err(run_err)?;
-            let take = |i: usize, width: usize, to: &mut Vec<f32>| -> Result<(), InferError> {
-                let v = out[i].to_plain_array_view::<f32>().map_err(run_err)?;
-                if v.shape() != [1, width] {
-                    return Err(InferError::Run {
-                        file: self.file.clone(),
-                        message: format!("output {i} has shape {:?}, expected [1, {width}]", v.shape()),
-                    });
-                }
-                to.extend(v.iter().copied());
-                Ok(())
+            let one = self.run_one(image)?;
+            let (logits, embedding, feature) = if self.mirror {
+                mirror_chw(image, self.size, &mut flipped);
+                let two = self.run_one(&flipped)?;
+                let mean = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect::<Vec<f32>>();
+                let mut embedding = mean(&one.1, &two.1);
+                let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                embedding.iter_mut().for_each(|v| *v /= norm);
+                let feature = one.2.as_deref().zip(two.2.as_deref()).map(|(a, b)| mean(a, b));
+                (mean(&one.0, &two.0), embedding, feature)
+            } else {
+                one
             };
-            take(0, NUM_CLASSES, &mut res.logits)?;
-            take(1, self.dim, &mut res.embedding)?;
-            if let (Some(d), Some(f)) = (self.feature_dim, res.feature.as_mut()) {
-                take(2, d, f)?;
+            res.logits.extend_from_slice(&logits);
+            res.embedding.extend_from_slice(&embedding);
+            if let (Some(f), Some(r)) = (feature, res.feature.as_mut()) {
+                r.extend_from_slice(&f);
             }
         }
         Ok(res)
+    }
+
+    /// One image through the plan: its logits, embedding and (when loaded) pooled feature.
+    fn run_one(&self, image: &[f32]) -> Result<OneImage, InferError> {
+        let run_err = |e: TractError| InferError::Run {
+            file: self.file.clone(),
+            message: format!("{e:#}"),
+        };
+        let x = Tensor::from_shape(&[1, self.channels, self.size, self.size], image).map_err(run_err)?;
+        let out = self.plan.run(tvec![x.into_tvalue()]).map_err(run_err)?;
+        let take = |i: usize, width: usize| -> Result<Vec<f32>, InferError> {
+            let v = out[i].to_plain_array_view::<f32>().map_err(run_err)?;
+            if v.shape() != [1, width] {
+                return Err(InferError::Run {
+                    file: self.file.clone(),
+                    message: format!("output {i} has shape {:?}, expected [1, {width}]", v.shape()),
+                });
+            }
+            Ok(v.iter().copied().collect())
+        };
+        let feature = match self.feature_dim {
+            Some(d) => Some(take(2, d)?),
+            None => None,
+        };
+        Ok((take(0, NUM_CLASSES)?, take(1, self.dim)?, feature))
+    }
+}
+
+/// Logits, embedding and (when loaded) pooled feature of one image.
+type OneImage = (Vec<f32>, Vec<f32>, Option<Vec<f32>>);
+
+/// `image` (`[C, size, size]`) mirrored left to right into `out`.
+fn mirror_chw(image: &[f32], size: usize, out: &mut [f32]) {
+    for (src, dst) in image.chunks_exact(size).zip(out.chunks_exact_mut(size)) {
+        dst.iter_mut().zip(src.iter().rev()).for_each(|(d, s)| *d = *s);
     }
 }
 
