@@ -2,7 +2,7 @@
 # Rebuilds the default bundle (models/default/, embedded in `sitfer`) from a training run, with
 # the numbers of docs/results/bundle.md: export (fp32 + int8, 300 labeled training images for
 # calibration), the admission threshold calibrated to 90 % precision of p̂ on FER2013 val,
-# candle vs tract parity, accuracy of p_sem / p_text / p_ins / p̂, latency and sizes.
+# candle vs tract parity, accuracy of p_sem / p_text / p_ins / p̂ (also with --mirror), latency and sizes.
 #
 #   RUN=runs/long/sitfer-all-8ep experiments/default-bundle.sh
 #   (SITFER_DATA, default ../shared/data; OUT, default models/default; WORK, default runs/default-bundle)
@@ -23,6 +23,11 @@ target/release/sitfer eval --bundle "$WORK/bundle" --precision int8 --data "$DAT
   | tee "$WORK/eval-int8.md"
 target/release/examples/bundle_check "$RUN" "$WORK/bundle" | tee "$WORK/parity.md"
 target/release/sitfer bench "$WORK/bundle" | tee "$WORK/bench.md"
+# Test-time flip (`--mirror`): each face averaged with its mirror image.
+for p in fp32 int8; do
+  target/release/sitfer eval --bundle "$WORK/bundle" --precision $p --mirror --data "$DATA/fer2013" --faces whole-frame \
+    | tee "$WORK/eval-$p-mirror.md"
+done
 rm -rf "$OUT.new" && cp -r "$WORK/bundle" "$OUT.new"
 rm -rf "$OUT" && mv "$OUT.new" "$OUT"
 # The binary embeds models/default at build time.
