@@ -67,7 +67,7 @@ pub struct AdaptArgs {
     /// predictions; no labels), shot (SHOT: the same plus nearest-centroid pseudo-labels) or
     /// pseudo-labels (self-training on the selected faces). With the default bundle on CK+'s
     /// unseen subjects, over ten fresh splits: info-max +4.1 points (nine gain), shot +3.2 (six
-    /// gain, −8 … +15), pseudo-labels −0.9 (docs/results/adapt.md).
+    /// gain, −8 … +13), pseudo-labels −0.9 (docs/results/adapt.md).
     #[arg(long, value_enum, default_value = "info-max")]
     pub refit_objective: RefitObjective,
     /// With info-max and shot: weight of the diversity (marginal entropy) term.
