@@ -178,10 +178,6 @@ impl Model {
         self.mirror = on;
     }
 
-    pub fn mirror(&self) -> bool {
-        self.mirror
-    }
-
     /// Width of the pooled feature, when the model exposes it.
     pub fn feature_dim(&self) -> Option<usize> {
         self.feature_dim
@@ -218,37 +214,33 @@ impl Model {
         };
         let mut flipped = vec![0f32; if self.mirror { per } else { 0 }];
         for image in input.chunks_exact(per) {
-            let one = self.run_one(image)?;
-            let (logits, embedding, feature) = if self.mirror {
+            self.push_outputs(image, &mut res)?;
+            if self.mirror {
+                // The mirrored run's rows land after the face's own and are folded into them.
                 mirror_chw(image, self.size, &mut flipped);
-                let two = self.run_one(&flipped)?;
-                let mean = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect::<Vec<f32>>();
-                let mut embedding = mean(&one.1, &two.1);
-                let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                embedding.iter_mut().for_each(|v| *v /= norm);
-                let feature = one.2.as_deref().zip(two.2.as_deref()).map(|(a, b)| mean(a, b));
-                (mean(&one.0, &two.0), embedding, feature)
-            } else {
-                one
-            };
-            res.logits.extend_from_slice(&logits);
-            res.embedding.extend_from_slice(&embedding);
-            if let (Some(f), Some(r)) = (feature, res.feature.as_mut()) {
-                r.extend_from_slice(&f);
+                self.push_outputs(&flipped, &mut res)?;
+                average_last_two(&mut res.logits, NUM_CLASSES);
+                let z = average_last_two(&mut res.embedding, self.dim);
+                let norm = z.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                z.iter_mut().for_each(|v| *v /= norm);
+                if let (Some(d), Some(f)) = (self.feature_dim, res.feature.as_mut()) {
+                    average_last_two(f, d);
+                }
             }
         }
         Ok(res)
     }
 
-    /// One image through the plan: its logits, embedding and (when loaded) pooled feature.
-    fn run_one(&self, image: &[f32]) -> Result<OneImage, InferError> {
+    /// Runs one image through the plan and appends its logits, embedding and (when loaded)
+    /// pooled feature to `res`.
+    fn push_outputs(&self, image: &[f32], res: &mut Inference) -> Result<(), InferError> {
         let run_err = |e: TractError| InferError::Run {
             file: self.file.clone(),
             message: format!("{e:#}"),
         };
         let x = Tensor::from_shape(&[1, self.channels, self.size, self.size], image).map_err(run_err)?;
         let out = self.plan.run(tvec![x.into_tvalue()]).map_err(run_err)?;
-        let take = |i: usize, width: usize| -> Result<Vec<f32>, InferError> {
+        let take = |i: usize, width: usize, to: &mut Vec<f32>| -> Result<(), InferError> {
             let v = out[i].to_plain_array_view::<f32>().map_err(run_err)?;
             if v.shape() != [1, width] {
                 return Err(InferError::Run {
@@ -256,18 +248,26 @@ impl Model {
                     message: format!("output {i} has shape {:?}, expected [1, {width}]", v.shape()),
                 });
             }
-            Ok(v.iter().copied().collect())
+            to.extend(v.iter().copied());
+            Ok(())
         };
-        let feature = match self.feature_dim {
-            Some(d) => Some(take(2, d)?),
-            None => None,
-        };
-        Ok((take(0, NUM_CLASSES)?, take(1, self.dim)?, feature))
+        take(0, NUM_CLASSES, &mut res.logits)?;
+        take(1, self.dim, &mut res.embedding)?;
+        if let (Some(d), Some(f)) = (self.feature_dim, res.feature.as_mut()) {
+            take(2, d, f)?;
+        }
+        Ok(())
     }
 }
 
-/// Logits, embedding and (when loaded) pooled feature of one image.
-type OneImage = (Vec<f32>, Vec<f32>, Option<Vec<f32>>);
+/// Replaces the last two `width`-wide rows of `rows` by their mean, returned as the new last row.
+fn average_last_two(rows: &mut Vec<f32>, width: usize) -> &mut [f32] {
+    let n = rows.len();
+    let (a, b) = rows[n - 2 * width..].split_at_mut(width);
+    a.iter_mut().zip(b.iter()).for_each(|(x, y)| *x = 0.5 * (*x + y));
+    rows.truncate(n - width);
+    &mut rows[n - 2 * width..]
+}
 
 /// `image` (`[C, size, size]`) mirrored left to right into `out`.
 fn mirror_chw(image: &[f32], size: usize, out: &mut [f32]) {
