@@ -1,6 +1,7 @@
 //! Models: plain structs built from a `VarBuilder`, each returning `(logits, embedding)`.
 
 pub mod conv;
+pub mod conv_bn;
 pub mod efficientnet_lite;
 pub mod init;
 pub mod norm;

@@ -2,7 +2,6 @@
 //! rule, with the fused CPU training op of `crate::ops::batch_norm`.
 
 use crate::ops::batch_norm::{BatchNormTrain, BatchStats};
-use crate::ops::{ConvImpl, conv_impl};
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use std::sync::{Arc, Mutex};
@@ -53,6 +52,22 @@ impl BatchNorm {
         self.eps
     }
 
+    /// Folds one batch's statistics into the running ones (PyTorch's rule: momentum 0.1, the
+    /// unbiased variance).
+    pub fn update_running(&self, s: &BatchStats) -> Result<()> {
+        let c = self.weight.elem_count();
+        let n = s.count as f32;
+        let unbiased: Vec<f32> = s.var.iter().map(|v| v * n / (n - 1.0).max(1.0)).collect();
+        let dev = self.weight.device();
+        let m = self.momentum;
+        let mean = Tensor::from_vec(s.mean.clone(), c, dev)?;
+        let var = Tensor::from_vec(unbiased, c, dev)?;
+        self.running_mean
+            .set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
+        self.running_var
+            .set(&((self.running_var.as_tensor() * (1.0 - m))? + (var * m)?)?)
+    }
+
     /// `train`: normalise with batch statistics and update the running ones (PyTorch's rule:
     /// the running variance uses the unbiased estimate). Otherwise use the running statistics.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -65,7 +80,7 @@ impl BatchNorm {
                 .broadcast_mul(&scale.reshape(shape)?)?
                 .broadcast_add(&shift.reshape(shape)?);
         }
-        let fused = x.device().is_cpu() && x.dtype() == DType::F32 && conv_impl() == ConvImpl::Fast;
+        let fused = crate::ops::cpu_ops(x);
         self.forward_train_with(x, fused)
     }
 
@@ -80,16 +95,7 @@ impl BatchNorm {
             };
             let y = x.contiguous()?.apply_op3(&self.weight, &self.bias, op)?;
             let s = stats.lock().expect("stats lock").clone();
-            let n = s.count as f32;
-            let unbiased: Vec<f32> = s.var.iter().map(|v| v * n / (n - 1.0).max(1.0)).collect();
-            let dev = x.device();
-            let m = self.momentum;
-            let mean = Tensor::from_vec(s.mean, c, dev)?;
-            let var = Tensor::from_vec(unbiased, c, dev)?;
-            self.running_mean
-                .set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
-            self.running_var
-                .set(&((self.running_var.as_tensor() * (1.0 - m))? + (var * m)?)?)?;
+            self.update_running(&s)?;
             return Ok(y);
         }
         // Composed form for other devices (and as the reference in tests).

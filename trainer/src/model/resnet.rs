@@ -3,6 +3,7 @@
 //! last stage instead of 2x2.
 
 use super::conv::{Conv2d, ConvSpec};
+use super::conv_bn::conv_bn_nhwc;
 use super::norm::BatchNorm;
 use super::norm::batch_norm;
 use super::{FerModel, ModelOutput};
@@ -64,6 +65,26 @@ impl BasicBlock {
         };
         (y + shortcut)?.apply(&crate::ops::relu)
     }
+
+    /// The same block on channels-last activations with the fused CPU ops.
+    fn forward_nhwc(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = conv_bn_nhwc(x, &self.conv1, &self.bn1, true, train)?;
+        let y = conv_bn_nhwc(&y, &self.conv2, &self.bn2, false, train)?;
+        let shortcut = match &self.downsample {
+            Some((c, b)) => conv_bn_nhwc(x, c, b, false, train)?,
+            None => x.clone(),
+        };
+        add_relu(&y, &shortcut)
+    }
+}
+
+fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (a, b) = (a.contiguous()?, b.contiguous()?);
+    if crate::ops::grad_enabled() {
+        a.apply_op2(&b, crate::ops::add_relu::AddRelu)
+    } else {
+        a.apply_op2_no_bwd(&b, &crate::ops::add_relu::AddRelu)
+    }
 }
 
 /// A stack of basic-block stages with a global-average-pooled embedding and a linear classifier.
@@ -122,8 +143,39 @@ impl ResNet {
     }
 }
 
+impl ResNet {
+    /// The CPU training path: the trunk on channels-last activations, one fused op per
+    /// convolution + batch norm (+ ReLU) and one per residual add + ReLU. Same parameters,
+    /// same result as [`FerModel::forward_t`]'s composed path up to float rounding.
+    fn forward_nhwc(&self, x: &Tensor, train: bool) -> Result<ModelOutput> {
+        let mut y = match self.stem {
+            Stem::Small => conv_bn_nhwc(&x.permute((0, 2, 3, 1))?, &self.conv1, &self.bn1, true, train)?,
+            Stem::Standard => {
+                // ImageNet's stem ends in a max-pool, which candle runs channels-first.
+                let y = conv_bn_nhwc(&x.permute((0, 2, 3, 1))?, &self.conv1, &self.bn1, true, train)?;
+                y.permute((0, 3, 1, 2))?
+                    .pad_with_zeros(2, 1, 1)?
+                    .pad_with_zeros(3, 1, 1)?
+                    .max_pool2d_with_stride(3, 2)?
+                    .permute((0, 2, 3, 1))?
+            }
+        };
+        for stage in &self.layers {
+            for block in stage {
+                y = block.forward_nhwc(&y, train)?;
+            }
+        }
+        let embedding = y.mean((1, 2))?;
+        let logits = self.fc.forward(&embedding)?;
+        Ok(ModelOutput { logits, embedding })
+    }
+}
+
 impl FerModel for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<ModelOutput> {
+        if crate::ops::fast_path(x) {
+            return self.forward_nhwc(x, train);
+        }
         let mut y = self
             .bn1
             .forward_t(&self.conv1.forward(x)?, train)?

@@ -1,18 +1,61 @@
-//! Tensor ops the models need beyond candle's own: a convolution whose training backward is
-//! fast on CPU.
+//! Tensor ops the models need beyond candle's own: a training path that is fast on CPU.
 //!
-//! On CPU, `conv2d` runs as im2col + one gemm (groups = 1) or as a direct depthwise kernel
-//! (groups = channels); both have custom backward passes. Elsewhere (CUDA) and for other
-//! group counts it defers to candle's `conv2d`.
+//! Residual nets (the student, ResNet-18) train on channels-last activations through
+//! [`conv_bn::conv_bn`] (convolution + batch norm + ReLU as one op) and [`add_relu::AddRelu`].
+//! Other models use `conv2d` here: im2col + one gemm (groups = 1) or a direct depthwise kernel
+//! (groups = channels), both with custom backward passes. Elsewhere (CUDA) and for other group
+//! counts everything defers to candle's own ops.
 
+pub mod add_relu;
 pub mod batch_norm;
+pub mod conv_bn;
+pub mod conv_nhwc;
 pub mod depthwise;
+pub mod gemm;
 pub mod geometry;
 pub mod im2col;
 pub mod relu;
 
-use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
 use geometry::ConvGeometry;
+use std::cell::Cell;
+
+thread_local! {
+    static NO_GRAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with gradients off for the fused ops: they keep nothing for a backward pass and
+/// add no node to the graph (the weak view of a semi-supervised step, teachers, evaluation).
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_GRAD.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(NO_GRAD.with(|c| c.replace(true)));
+    f()
+}
+
+/// False inside [`no_grad`].
+pub fn grad_enabled() -> bool {
+    !NO_GRAD.with(|c| c.get())
+}
+
+/// Runs `f` on the f32 data of a CPU tensor (made contiguous first).
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => f(contiguous_f32(s, layout, "tensor")?),
+        _ => candle_core::bail!("expected a CPU tensor"),
+    }
+}
+
+/// Whether residual nets take the channels-last fused path for `x`.
+pub fn fast_path(x: &Tensor) -> bool {
+    conv_impl() == ConvImpl::Fast && x.device().is_cpu() && x.dtype() == DType::F32
+}
 
 /// The f32 data of a contiguous CPU tensor (all custom ops here get contiguous inputs).
 pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -22,28 +65,42 @@ pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> R
     Ok(&s.as_slice::<f32>()?[start..end])
 }
 
-/// Which convolution implementation to use (for benchmarks and cross-checks).
+/// Which implementation the models train with (for benchmarks and cross-checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvImpl {
-    /// im2col + gemm / direct depthwise on CPU (the default).
+    /// The default on CPU: residual nets on channels-last activations with fused
+    /// convolution + batch norm + ReLU ([`conv_bn`]); other models as `ChannelsFirst`.
     Fast,
-    /// candle's own `conv2d`.
+    /// Channels-first activations with one op per layer: im2col + gemm convolution, direct
+    /// depthwise convolution, fused batch norm, one-pass ReLU (the previous CPU path).
+    ChannelsFirst,
+    /// candle's own `conv2d`, composed batch norm and ReLU.
     Candle,
 }
 
-static USE_CANDLE_CONV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CONV_IMPL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
-/// Selects the convolution implementation process-wide.
+/// Selects the implementation process-wide.
 pub fn set_conv_impl(imp: ConvImpl) {
-    USE_CANDLE_CONV.store(imp == ConvImpl::Candle, std::sync::atomic::Ordering::Relaxed);
+    let v = match imp {
+        ConvImpl::Fast => 0,
+        ConvImpl::ChannelsFirst => 1,
+        ConvImpl::Candle => 2,
+    };
+    CONV_IMPL.store(v, std::sync::atomic::Ordering::Relaxed);
 }
 
 pub fn conv_impl() -> ConvImpl {
-    if USE_CANDLE_CONV.load(std::sync::atomic::Ordering::Relaxed) {
-        ConvImpl::Candle
-    } else {
-        ConvImpl::Fast
+    match CONV_IMPL.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => ConvImpl::Fast,
+        1 => ConvImpl::ChannelsFirst,
+        _ => ConvImpl::Candle,
     }
+}
+
+/// Whether sitfer's CPU ops (either layout) apply to `x`.
+pub fn cpu_ops(x: &Tensor) -> bool {
+    conv_impl() != ConvImpl::Candle && x.device().is_cpu() && x.dtype() == DType::F32
 }
 
 /// 2-D convolution of `x` `[B, C, H, W]` with `w` `[O, C / groups, k, k]`, dilation 1, with the
@@ -63,7 +120,7 @@ pub fn conv2d_with(
 ) -> Result<Tensor> {
     let (b, c, h, wd) = x.dims4()?;
     let (o, _, k, k2) = w.dims4()?;
-    let fast = imp == ConvImpl::Fast && x.device().is_cpu() && x.dtype() == DType::F32 && k == k2;
+    let fast = imp != ConvImpl::Candle && x.device().is_cpu() && x.dtype() == DType::F32 && k == k2;
     let g = ConvGeometry {
         channels: c,
         h,
@@ -88,7 +145,7 @@ pub fn conv2d_with(
 
 /// ReLU; on CPU with the one-pass backward of [`relu::Relu`].
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if conv_impl() == ConvImpl::Fast && x.device().is_cpu() && x.dtype() == DType::F32 {
+    if cpu_ops(x) {
         x.contiguous()?.apply_op1(relu::Relu)
     } else {
         x.relu()

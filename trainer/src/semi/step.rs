@@ -159,15 +159,17 @@ impl SslState {
         let b = l.x.dim(0)?;
         // Weak unlabeled view first, without gradient (its batch statistics still update the
         // running ones, as in FixMatch's joint batch).
+        // On the CPU fast path `no_grad` also keeps the fused layers from saving anything for a
+        // backward pass that never comes.
         let weak = match &u {
-            Some(u) => {
+            Some(u) => Some(crate::ops::no_grad(|| -> Result<_> {
                 let out = model.forward_t(u.weak, true)?;
                 let z = match self.text_head() {
                     Some((proj, _)) => Some(proj.forward(&out.embedding)?.detach()),
                     None => None,
                 };
-                Some((out.logits.detach(), z))
-            }
+                Ok((out.logits.detach(), z))
+            })?),
             None => None,
         };
         let x = match &u {
