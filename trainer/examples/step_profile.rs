@@ -1,5 +1,5 @@
 //! Splits one training step of a model on random data into forward, backward and optimizer time.
-//! `cargo run --release -p sitfer-trainer --example step_profile -- student 48 64 [candle]`
+//! `cargo run --release -p sitfer-trainer --example step_profile -- student 48 64 [fast|channels-first|candle]`
 //! (the same measurement as `sitfer-train bench --single`, printed for reading).
 
 use clap::ValueEnum;
@@ -17,10 +17,10 @@ fn main() -> anyhow::Result<()> {
         Arch::from_str(args.get(1).map(String::as_str).unwrap_or("student"), true).map_err(anyhow::Error::msg)?;
     let size: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(48);
     let batch: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(64);
-    let conv = if args.get(4).map(String::as_str) == Some("candle") {
-        ConvImpl::Candle
-    } else {
-        ConvImpl::Fast
+    let conv = match args.get(4).map(String::as_str) {
+        Some("candle") => ConvImpl::Candle,
+        Some("channels-first") => ConvImpl::ChannelsFirst,
+        _ => ConvImpl::Fast,
     };
     let r = bench_training(arch, size, batch, 5, 1, conv, &candle_core::Device::Cpu)?;
     println!(

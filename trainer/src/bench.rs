@@ -10,6 +10,7 @@ use crate::train::run::trainable;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// One measured configuration.
@@ -126,7 +127,6 @@ pub fn bench_sitfer_step(arch: Arch, size: usize, steps: usize, warmup: usize, d
     use crate::semi::step::{LabeledInput, SslState, UnlabeledInput};
     const TEXT_DIM: usize = 384;
     const SEED_PER_CLASS: usize = 32;
-    set_conv_impl(ConvImpl::Fast);
     let varmap = VarMap::new();
     let spec = ModelSpec {
         arch,
@@ -224,4 +224,196 @@ pub fn bench_sitfer_step(arch: Arch, size: usize, steps: usize, warmup: usize, d
         optimizer_ms: 1e3 * o / n,
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+/// The implementations a benchmark row can compare, by their command-line names.
+pub fn impl_name(imp: ConvImpl) -> &'static str {
+    match imp {
+        ConvImpl::Fast => "fast",
+        ConvImpl::ChannelsFirst => "channels-first",
+        ConvImpl::Candle => "candle",
+    }
+}
+
+/// What `sitfer-train bench` measures.
+#[derive(Debug, Clone)]
+pub struct BenchPlan {
+    pub archs: Vec<Arch>,
+    pub sizes: Vec<usize>,
+    pub batch: usize,
+    pub steps: usize,
+    pub impls: Vec<ConvImpl>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Also the SIT-FER step of each model at each size.
+    pub sitfer_step: bool,
+    /// Python with PyTorch and the script that mirrors the nets; the column is skipped when
+    /// either is missing.
+    pub python: PathBuf,
+    pub pytorch_script: PathBuf,
+}
+
+/// Runs `exe bench --single …` for one configuration (its own process, so peak memory is its
+/// own) and parses its JSON line.
+fn measure(
+    exe: &Path,
+    plan: &BenchPlan,
+    arch: Arch,
+    size: usize,
+    conv: &str,
+    sitfer: bool,
+) -> anyhow::Result<BenchResult> {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "bench",
+        "--single",
+        "--archs",
+        arch.name(),
+        "--sizes",
+        &size.to_string(),
+    ])
+    .args(["--batch", &plan.batch.to_string(), "--steps", &plan.steps.to_string()])
+    .args(["--conv", conv, "--device", &plan.device]);
+    if sitfer {
+        cmd.arg("--sitfer-step");
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "bench {conv} {} {size}: {}",
+            arch.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The PyTorch side of a row: (img/s, peak RSS MB).
+fn measure_pytorch(plan: &BenchPlan, arch: Arch, size: usize) -> anyhow::Result<(f64, f64)> {
+    let out = std::process::Command::new(&plan.python)
+        .arg(&plan.pytorch_script)
+        .args([
+            "--arch",
+            arch.name(),
+            "--size",
+            &size.to_string(),
+            "--batch",
+            &plan.batch.to_string(),
+        ])
+        .args(["--steps", &plan.steps.to_string()])
+        .args(["--threads", &candle_core::utils::get_num_threads().to_string()])
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!("pytorch bench: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok((
+        v["images_per_second"].as_f64().unwrap_or(0.0),
+        v["peak_rss_mb"].as_f64().unwrap_or(0.0),
+    ))
+}
+
+/// Measures every configuration of `plan` (this binary is `exe`), prints a markdown table of
+/// img/s per implementation beside PyTorch, and returns every measurement.
+pub fn run_plan(exe: &Path, plan: &BenchPlan) -> anyhow::Result<Vec<BenchResult>> {
+    let have_torch = plan.python.is_file() && plan.pytorch_script.is_file() && plan.device == "cpu";
+    if !have_torch && plan.device == "cpu" {
+        log::warn!(
+            "{} not found: run bench/setup.sh for the PyTorch column",
+            plan.python.display()
+        );
+    }
+    let fastest = *plan.impls.first().unwrap_or(&ConvImpl::Fast);
+    let heads: Vec<String> = plan.impls.iter().map(|i| format!("{} img/s", impl_name(*i))).collect();
+    println!(
+        "| model | input | batch | device | {} | PyTorch img/s | {} / PyTorch | peak RSS {} / PyTorch (MB) |",
+        heads.join(" | "),
+        impl_name(fastest),
+        impl_name(fastest)
+    );
+    println!("|---|---|---|---|{}---|---|---|", "---|".repeat(heads.len()));
+    let mut all = Vec::new();
+    let mut sitfer_rows = Vec::new();
+    for &arch in &plan.archs {
+        for &size in &plan.sizes {
+            let mut row = Vec::new();
+            for &imp in &plan.impls {
+                row.push(measure(exe, plan, arch, size, impl_name(imp), false)?);
+            }
+            let torch = if have_torch && arch != Arch::EfficientnetLite0 {
+                Some(measure_pytorch(plan, arch, size)?)
+            } else {
+                None
+            };
+            let first = row.first().cloned();
+            let ratio = match (&first, torch) {
+                (Some(b), Some((t, _))) if t > 0.0 => format!("{:.2}", b.images_per_second / t),
+                _ => "-".into(),
+            };
+            let mem = format!(
+                "{} / {}",
+                first
+                    .as_ref()
+                    .map(|b| format!("{:.0}", b.peak_rss_mb))
+                    .unwrap_or("-".into()),
+                torch.map(|t| format!("{:.0}", t.1)).unwrap_or("-".into())
+            );
+            let cells: Vec<String> = row.iter().map(|r| format!("{:.1}", r.images_per_second)).collect();
+            println!(
+                "| {} | {size}x{size} | {} | {} | {} | {} | {ratio} | {mem} |",
+                arch.name(),
+                plan.batch,
+                plan.device,
+                cells.join(" | "),
+                torch.map(|t| format!("{:.1}", t.0)).unwrap_or("-".into())
+            );
+            all.extend(row);
+            if let Some((ips, rss)) = torch {
+                all.push(BenchResult {
+                    framework: "pytorch".into(),
+                    arch: arch.name().into(),
+                    size,
+                    batch: plan.batch,
+                    threads: candle_core::utils::get_num_threads(),
+                    parameters: 0,
+                    images_per_second: ips,
+                    forward_ms: 0.0,
+                    backward_ms: 0.0,
+                    optimizer_ms: 0.0,
+                    peak_rss_mb: rss,
+                });
+            }
+            if plan.sitfer_step {
+                sitfer_rows.push(measure(exe, plan, arch, size, impl_name(fastest), true)?);
+            }
+        }
+    }
+    if !sitfer_rows.is_empty() {
+        println!();
+        println!(
+            "SIT-FER step ({SITFER_LABELED} labeled + {SITFER_LABELED} unlabeled x 2 views, all three sources, L_s + L_t + L_u):"
+        );
+        println!();
+        println!(
+            "| model | input | images per step | device | img/s | forward / backward / optimizer ms | peak RSS (MB) |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for r in &sitfer_rows {
+            println!(
+                "| {} | {}x{} | {} | {} | {:.1} | {:.0} / {:.0} / {:.0} | {:.0} |",
+                r.arch,
+                r.size,
+                r.size,
+                r.batch,
+                plan.device,
+                r.images_per_second,
+                r.forward_ms,
+                r.backward_ms,
+                r.optimizer_ms,
+                r.peak_rss_mb
+            );
+        }
+        all.extend(sitfer_rows);
+    }
+    Ok(all)
 }

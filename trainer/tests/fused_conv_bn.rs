@@ -6,10 +6,11 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use sitfer_trainer::model::init::seeded_var_builder;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem, build};
-use sitfer_trainer::ops::conv_bn::{ConvBnSpec, Norm, conv_bn};
+use sitfer_trainer::ops::conv_bn::{Act, ConvBnSpec, Norm, conv_bn};
 use sitfer_trainer::ops::{self, ConvImpl};
 
 struct Case {
+    depthwise: bool,
     b: usize,
     c: usize,
     o: usize,
@@ -21,6 +22,7 @@ struct Case {
 
 const fn case(b: usize, c: usize, o: usize, hw: (usize, usize), k: usize, stride: usize, pad: usize) -> Case {
     Case {
+        depthwise: false,
         b,
         c,
         o,
@@ -31,7 +33,14 @@ const fn case(b: usize, c: usize, o: usize, hw: (usize, usize), k: usize, stride
     }
 }
 
-const CASES: [Case; 7] = [
+const fn dw(b: usize, c: usize, hw: (usize, usize), k: usize, stride: usize, pad: usize) -> Case {
+    Case {
+        depthwise: true,
+        ..case(b, c, c, hw, k, stride, pad)
+    }
+}
+
+const CASES: [Case; 10] = [
     case(2, 3, 5, (7, 6), 3, 1, 1),
     case(3, 4, 6, (9, 9), 3, 2, 1),
     case(2, 4, 3, (6, 5), 1, 1, 0),
@@ -40,6 +49,9 @@ const CASES: [Case; 7] = [
     case(1, 5, 7, (5, 5), 3, 1, 1),
     // Enough images for several chunks of whole images (positions per image x images > 512).
     case(9, 3, 4, (12, 10), 3, 1, 1),
+    dw(2, 6, (8, 9), 3, 1, 1),
+    dw(2, 5, (11, 10), 5, 2, 2),
+    dw(9, 4, (9, 9), 3, 2, 1),
 ];
 
 fn rand(shape: &[usize], seed: u64) -> Tensor {
@@ -74,7 +86,7 @@ struct Inputs {
 fn inputs(c: &Case) -> Inputs {
     Inputs {
         x: Var::from_tensor(&rand(&[c.b, c.c, c.hw.0, c.hw.1], 1)).unwrap(),
-        w: Var::from_tensor(&rand(&[c.o, c.c, c.k, c.k], 2)).unwrap(),
+        w: Var::from_tensor(&rand(&[c.o, if c.depthwise { 1 } else { c.c }, c.k, c.k], 2)).unwrap(),
         gamma: Var::from_tensor(&(rand(&[c.o], 3) + 1.5).unwrap()).unwrap(),
         beta: Var::from_tensor(&rand(&[c.o], 4)).unwrap(),
     }
@@ -83,17 +95,11 @@ fn inputs(c: &Case) -> Inputs {
 /// The composed reference, NCHW: the im2col convolution (itself checked against candle's
 /// conv2d and finite differences in conv_gradients.rs; candle's own conv2d backward gets the
 /// input gradient's shape wrong when the stride does not divide the padded size), then batch
-/// norm (batch or given statistics) and ReLU from candle's tensor ops.
-fn reference(c: &Case, i: &Inputs, relu: bool, running: Option<(&Tensor, &Tensor)>) -> Tensor {
-    let y = ops::conv2d_with(
-        ConvImpl::ChannelsFirst,
-        i.x.as_tensor(),
-        i.w.as_tensor(),
-        c.pad,
-        c.stride,
-        1,
-    )
-    .unwrap();
+/// norm (batch or given statistics) and the activation from candle's tensor ops.
+fn reference(c: &Case, i: &Inputs, act: Act, running: Option<(&Tensor, &Tensor)>) -> Tensor {
+    let groups = if c.depthwise { c.c } else { 1 };
+    let (x, w) = (i.x.as_tensor(), i.w.as_tensor());
+    let y = ops::conv2d_with(ConvImpl::ChannelsFirst, x, w, c.pad, c.stride, groups).unwrap();
     let (mean, var) = match running {
         Some((m, v)) => (m.reshape((1, c.o, 1, 1)).unwrap(), v.reshape((1, c.o, 1, 1)).unwrap()),
         None => {
@@ -126,10 +132,14 @@ fn reference(c: &Case, i: &Inputs, relu: bool, running: Option<(&Tensor, &Tensor
         .unwrap()
         .broadcast_add(&i.beta.as_tensor().reshape((1, c.o, 1, 1)).unwrap())
         .unwrap();
-    if relu { z.relu().unwrap() } else { z }
+    match act {
+        Act::None => z,
+        Act::Relu => z.relu().unwrap(),
+        Act::Relu6 => z.clamp(0f32, 6f32).unwrap(),
+    }
 }
 
-fn fused(c: &Case, i: &Inputs, relu: bool, running: Option<(&Tensor, &Tensor)>) -> Tensor {
+fn fused(c: &Case, i: &Inputs, act: Act, running: Option<(&Tensor, &Tensor)>) -> Tensor {
     let norm = match running {
         Some((m, v)) => Norm::Running {
             mean: m.to_vec1().unwrap(),
@@ -142,7 +152,8 @@ fn fused(c: &Case, i: &Inputs, relu: bool, running: Option<(&Tensor, &Tensor)>) 
         stride: c.stride,
         pad_h: (c.pad, c.pad),
         pad_w: (c.pad, c.pad),
-        relu,
+        depthwise: c.depthwise,
+        act,
         norm,
     };
     let x = i.x.as_tensor().permute((0, 2, 3, 1)).unwrap();
@@ -166,7 +177,7 @@ fn outputs_and_grads(i: &Inputs, y: &Tensor) -> Vec<Vec<f32>> {
 fn fused_conv_bn_matches_candle_forward_and_backward() {
     let running = (rand(&[7], 5), (rand(&[7], 6).abs().unwrap() + 0.5).unwrap());
     for (ci, c) in CASES.iter().enumerate() {
-        for relu in [true, false] {
+        for act in [Act::Relu, Act::None, Act::Relu6] {
             for eval in [false, true] {
                 let (m, v) = (
                     running.0.narrow(0, 0, c.o).unwrap(),
@@ -174,14 +185,14 @@ fn fused_conv_bn_matches_candle_forward_and_backward() {
                 );
                 let stats = eval.then_some((&m, &v));
                 let i = inputs(c);
-                let want = outputs_and_grads(&i, &reference(c, &i, relu, stats));
-                let got = outputs_and_grads(&i, &fused(c, &i, relu, stats));
+                let want = outputs_and_grads(&i, &reference(c, &i, act, stats));
+                let got = outputs_and_grads(&i, &fused(c, &i, act, stats));
                 for (what, (g, w)) in ["output", "dx", "dw", "dgamma", "dbeta"]
                     .iter()
                     .zip(got.iter().zip(&want))
                 {
                     let d = max_rel_diff(g, w);
-                    assert!(d < 2e-4, "case {ci} relu {relu} eval {eval}: {what} differs by {d}");
+                    assert!(d < 2e-4, "case {ci} {act:?} eval {eval}: {what} differs by {d}");
                 }
             }
         }
@@ -194,7 +205,7 @@ fn fused_conv_bn_gradients_match_finite_differences() {
     let i = inputs(&c);
     let r = rand(&[c.b, c.o, 3, 2], 9);
     let loss = |i: &Inputs| -> f64 {
-        let y = fused(&c, i, true, None);
+        let y = fused(&c, i, Act::Relu, None);
         (y * &r)
             .unwrap()
             .sum_all()
@@ -204,7 +215,7 @@ fn fused_conv_bn_gradients_match_finite_differences() {
             .to_scalar::<f64>()
             .unwrap()
     };
-    let grads = (fused(&c, &i, true, None) * &r)
+    let grads = (fused(&c, &i, Act::Relu, None) * &r)
         .unwrap()
         .sum_all()
         .unwrap()
@@ -241,8 +252,8 @@ fn fused_conv_bn_gradients_match_finite_differences() {
 fn no_grad_keeps_nothing_and_gives_the_same_output() {
     let c = &CASES[1];
     let i = inputs(c);
-    let with = flat(&fused(c, &i, true, None));
-    let y = ops::no_grad(|| fused(c, &i, true, None));
+    let with = flat(&fused(c, &i, Act::Relu, None));
+    let y = ops::no_grad(|| fused(c, &i, Act::Relu, None));
     assert_eq!(flat(&y), with);
     // No graph: the output does not depend on any variable.
     let grads = y.sum_all().unwrap().backward().unwrap();
@@ -263,9 +274,16 @@ fn model_run(arch: Arch, stem: Stem, imp: ConvImpl, train: bool, backward: bool)
         input_size: 20,
     };
     let model = build(&spec, seeded_var_builder(&varmap, 7, DType::F32, &Device::Cpu)).unwrap();
-    let x = rand(&[3, 3, 20, 18], 11);
+    // EfficientNet divides by 32: a larger input keeps its last batch norms off 1x1 maps, where
+    // batch statistics over 3 values amplify rounding differences between the two paths.
+    let (b, h, w) = if arch == Arch::EfficientnetLite0 {
+        (4, 70, 66)
+    } else {
+        (3, 20, 18)
+    };
+    let x = rand(&[b, 3, h, w], 11);
     let out = model.forward_t(&x, train).unwrap();
-    let r = rand(&[3, 7], 12);
+    let r = rand(&[b, 7], 12);
     let e = rand(out.embedding.dims(), 13);
     let loss =
         ((&out.logits * &r).unwrap().sum_all().unwrap() + (&out.embedding * &e).unwrap().sum_all().unwrap()).unwrap();
@@ -296,18 +314,30 @@ fn model_run(arch: Arch, stem: Stem, imp: ConvImpl, train: bool, backward: bool)
 #[test]
 fn residual_nets_on_the_fused_path_match_the_composed_path() {
     // ImageNet's stem ends in candle's max-pool, which has no backward for a 3x3 window at
-    // stride 2 on any path: forward and running statistics only there.
+    // stride 2 on any path: forward and running statistics only there. A freshly initialised
+    // EfficientNet in training mode is ill-conditioned in its gradients (many project-conv
+    // batch norms get exactly cancelling gradients, Σ dβ = 0 in exact arithmetic, and its
+    // batch statistics over small late maps amplify rounding): there the channels-first path
+    // and candle's own ops differ from each other by as much as either differs from the fused
+    // path (up to 20 % on some weight gradients), so training mode compares the outputs and
+    // evaluation mode everything.
     for (arch, stem, train, backward) in [
         (Arch::Student, Stem::Small, true, true),
         (Arch::Student, Stem::Small, false, true),
         (Arch::Student, Stem::Standard, true, false),
         (Arch::Student, Stem::Standard, false, false),
+        (Arch::EfficientnetLite0, Stem::Small, false, true),
+        (Arch::EfficientnetLite0, Stem::Small, true, false),
     ] {
+        let outputs_only = arch == Arch::EfficientnetLite0 && train;
         let fast = model_run(arch, stem, ConvImpl::Fast, train, backward);
         let reference = model_run(arch, stem, ConvImpl::ChannelsFirst, train, backward);
         assert_eq!(fast.len(), reference.len());
         for ((n1, a), (n2, b)) in fast.iter().zip(&reference) {
             assert_eq!(n1, n2);
+            if outputs_only && n1 != "logits" && n1 != "embedding" {
+                continue;
+            }
             let d = max_rel_diff(a, b);
             assert!(d < 1e-3, "{arch:?} {stem:?} train {train}: {n1} differs by {d}");
         }

@@ -4,16 +4,18 @@
 
 use super::conv::Conv2d;
 use super::norm::BatchNorm;
+pub use crate::ops::conv_bn::Act;
 use crate::ops::conv_bn::{ConvBnSpec, Norm, conv_bn};
 use candle_core::{Result, Tensor};
 
 /// `act(bn(conv(x)))` for `x` `[B, H, W, C]` on CPU; `train` selects batch statistics (and
 /// updates the running ones).
-pub fn conv_bn_nhwc(x: &Tensor, conv: &Conv2d, bn: &BatchNorm, relu: bool, train: bool) -> Result<Tensor> {
-    if conv.bias().is_some() || conv.spec().groups != 1 {
-        candle_core::bail!("conv-bn: the fused layer takes a bias-free, ungrouped convolution");
+pub fn conv_bn_nhwc(x: &Tensor, conv: &Conv2d, bn: &BatchNorm, act: Act, train: bool) -> Result<Tensor> {
+    let (_, h, w, c) = x.dims4()?;
+    let groups = conv.spec().groups;
+    if conv.bias().is_some() || (groups != 1 && groups != c) {
+        candle_core::bail!("conv-bn: the fused layer takes a bias-free dense or depthwise convolution");
     }
-    let (_, h, w, _) = x.dims4()?;
     let eps = bn.eps() as f32;
     let norm = if train {
         Norm::Batch { eps }
@@ -28,7 +30,8 @@ pub fn conv_bn_nhwc(x: &Tensor, conv: &Conv2d, bn: &BatchNorm, relu: bool, train
         stride: conv.spec().stride,
         pad_h: conv.pads(h),
         pad_w: conv.pads(w),
-        relu,
+        depthwise: groups != 1,
+        act,
         norm,
     };
     let out = conv_bn(x, conv.weight(), bn.weight(), bn.bias(), spec)?;

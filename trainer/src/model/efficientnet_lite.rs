@@ -3,6 +3,7 @@
 //! ImageNet weights in `../shared/weights/efficientnet-lite0-imagenet` load directly.
 
 use super::conv::{Conv2d, ConvSpec};
+use super::conv_bn::{Act, conv_bn_nhwc};
 use super::norm::BatchNorm;
 use super::norm::batch_norm_eps;
 use super::{FerModel, ModelOutput};
@@ -23,8 +24,10 @@ const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
     (3, 1, 6, 192, 320, 1),
 ];
 
+/// ReLU6 whose gradient at exactly 0 is 0, as in PyTorch and the fused path (candle's `clamp`
+/// passes half of it there, which matters after a ReLU6: whole windows of zeros are common).
 fn relu6(x: &Tensor) -> Result<Tensor> {
-    x.clamp(0f32, 6f32)
+    crate::ops::relu(x)?.minimum(6f32)
 }
 
 /// Inverted-residual block: 1x1 expand, depthwise kxk, 1x1 project.
@@ -76,6 +79,17 @@ impl MbConv {
         y = self.bn2.forward_t(&self.project.forward(&y)?, train)?;
         if self.skip { y + x } else { Ok(y) }
     }
+
+    /// The same block on channels-last activations with the fused CPU ops.
+    fn forward_nhwc(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = x.clone();
+        if let Some((c, b)) = &self.expand {
+            y = conv_bn_nhwc(&y, c, b, Act::Relu6, train)?;
+        }
+        y = conv_bn_nhwc(&y, &self.depthwise, &self.bn1, Act::Relu6, train)?;
+        y = conv_bn_nhwc(&y, &self.project, &self.bn2, Act::None, train)?;
+        if self.skip { y + x } else { Ok(y) }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -120,8 +134,26 @@ impl EfficientNetLite0 {
     }
 }
 
+impl EfficientNetLite0 {
+    /// The CPU training path: channels-last activations, one fused op per convolution + batch
+    /// norm + ReLU6 (dense and depthwise alike).
+    fn forward_nhwc(&self, x: &Tensor, train: bool) -> Result<ModelOutput> {
+        let mut y = conv_bn_nhwc(&x.permute((0, 2, 3, 1))?, &self.stem, &self.bn0, Act::Relu6, train)?;
+        for b in &self.blocks {
+            y = b.forward_nhwc(&y, train)?;
+        }
+        y = conv_bn_nhwc(&y, &self.head, &self.bn1, Act::Relu6, train)?;
+        let embedding = y.mean((1, 2))?;
+        let logits = self.fc.forward(&embedding)?;
+        Ok(ModelOutput { logits, embedding })
+    }
+}
+
 impl FerModel for EfficientNetLite0 {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<ModelOutput> {
+        if crate::ops::fast_path(x) {
+            return self.forward_nhwc(x, train);
+        }
         let mut y = relu6(&self.bn0.forward_t(&self.stem.forward(x)?, train)?)?;
         for b in &self.blocks {
             y = b.forward_t(&y, train)?;

@@ -2,7 +2,7 @@
 //! rule, with the fused CPU training op of `crate::ops::batch_norm`.
 
 use crate::ops::batch_norm::{BatchNormTrain, BatchStats};
-use candle_core::{DType, Result, Tensor, Var};
+use candle_core::{Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use std::sync::{Arc, Mutex};
 

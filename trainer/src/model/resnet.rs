@@ -3,7 +3,7 @@
 //! last stage instead of 2x2.
 
 use super::conv::{Conv2d, ConvSpec};
-use super::conv_bn::conv_bn_nhwc;
+use super::conv_bn::{Act, conv_bn_nhwc};
 use super::norm::BatchNorm;
 use super::norm::batch_norm;
 use super::{FerModel, ModelOutput};
@@ -68,10 +68,10 @@ impl BasicBlock {
 
     /// The same block on channels-last activations with the fused CPU ops.
     fn forward_nhwc(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = conv_bn_nhwc(x, &self.conv1, &self.bn1, true, train)?;
-        let y = conv_bn_nhwc(&y, &self.conv2, &self.bn2, false, train)?;
+        let y = conv_bn_nhwc(x, &self.conv1, &self.bn1, Act::Relu, train)?;
+        let y = conv_bn_nhwc(&y, &self.conv2, &self.bn2, Act::None, train)?;
         let shortcut = match &self.downsample {
-            Some((c, b)) => conv_bn_nhwc(x, c, b, false, train)?,
+            Some((c, b)) => conv_bn_nhwc(x, c, b, Act::None, train)?,
             None => x.clone(),
         };
         add_relu(&y, &shortcut)
@@ -149,10 +149,10 @@ impl ResNet {
     /// same result as [`FerModel::forward_t`]'s composed path up to float rounding.
     fn forward_nhwc(&self, x: &Tensor, train: bool) -> Result<ModelOutput> {
         let mut y = match self.stem {
-            Stem::Small => conv_bn_nhwc(&x.permute((0, 2, 3, 1))?, &self.conv1, &self.bn1, true, train)?,
+            Stem::Small => conv_bn_nhwc(&x.permute((0, 2, 3, 1))?, &self.conv1, &self.bn1, Act::Relu, train)?,
             Stem::Standard => {
                 // ImageNet's stem ends in a max-pool, which candle runs channels-first.
-                let y = conv_bn_nhwc(&x.permute((0, 2, 3, 1))?, &self.conv1, &self.bn1, true, train)?;
+                let y = conv_bn_nhwc(&x.permute((0, 2, 3, 1))?, &self.conv1, &self.bn1, Act::Relu, train)?;
                 y.permute((0, 3, 1, 2))?
                     .pad_with_zeros(2, 1, 1)?
                     .pad_with_zeros(3, 1, 1)?

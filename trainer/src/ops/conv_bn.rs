@@ -24,6 +24,35 @@ pub enum Norm {
     Running { mean: Vec<f32>, var: Vec<f32>, eps: f32 },
 }
 
+/// The activation after the norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    None,
+    Relu,
+    /// min(max(x, 0), 6) (MobileNet / EfficientNet-Lite).
+    Relu6,
+}
+
+impl Act {
+    #[inline]
+    fn apply(self, z: f32) -> f32 {
+        match self {
+            Act::None => z,
+            Act::Relu => z.max(0.0),
+            Act::Relu6 => z.clamp(0.0, 6.0),
+        }
+    }
+    /// Whether the gradient passes at pre-activation `z`.
+    #[inline]
+    fn passes(self, z: f32) -> bool {
+        match self {
+            Act::None => true,
+            Act::Relu => z > 0.0,
+            Act::Relu6 => z > 0.0 && z < 6.0,
+        }
+    }
+}
+
 /// Everything but the tensors.
 #[derive(Debug, Clone)]
 pub struct ConvBnSpec {
@@ -31,7 +60,9 @@ pub struct ConvBnSpec {
     /// (top, bottom) and (left, right) zero padding.
     pub pad_h: (usize, usize),
     pub pad_w: (usize, usize),
-    pub relu: bool,
+    /// One filter per channel (weight `[C, 1, k, k]`) instead of a dense convolution.
+    pub depthwise: bool,
+    pub act: Act,
     pub norm: Norm,
 }
 
@@ -65,7 +96,8 @@ struct ConvBnOp {
     state: Arc<Mutex<State>>,
 }
 
-/// `x` `[B, H, W, C]` (contiguous f32 on CPU), `weight` `[O, C, k, k]`, `gamma`, `beta` `[O]` →
+/// `x` `[B, H, W, C]` (contiguous f32 on CPU), `weight` `[O, C, k, k]` (depthwise: `[C, 1, k,
+/// k]`), `gamma`, `beta` `[O]` →
 /// `act(bn(conv(x)))` in NHWC. Gradients flow to all four unless [`super::no_grad`] is active,
 /// in which case nothing is kept for a backward pass.
 pub fn conv_bn(x: &Tensor, weight: &Tensor, gamma: &Tensor, beta: &Tensor, spec: ConvBnSpec) -> Result<ConvBnOut> {
@@ -146,7 +178,8 @@ fn geometry(spec: &ConvBnSpec, x: &Layout, w: &Layout) -> Result<NhwcConv> {
             w.dims()
         )
     };
-    if wc != c || k != k2 {
+    let fits = if spec.depthwise { wc == 1 && o == c } else { wc == c };
+    if !fits || k != k2 {
         candle_core::bail!("conv-bn: weight {:?} does not fit input channels {c}", w.dims());
     }
     let (pt, pb) = spec.pad_h;
@@ -155,6 +188,7 @@ fn geometry(spec: &ConvBnSpec, x: &Layout, w: &Layout) -> Result<NhwcConv> {
         candle_core::bail!("conv-bn: {h}x{wd} input smaller than the {k}x{k} kernel");
     }
     Ok(NhwcConv {
+        depthwise: spec.depthwise,
         batch: b,
         h,
         w: wd,
@@ -226,12 +260,11 @@ impl CustomOp3 for ConvBnOp {
             .map(|((b, m), s)| b - m * s)
             .collect();
         let mut out = vec![0f32; y.len()];
-        let relu = self.spec.relu;
+        let act = self.spec.act;
         out.par_chunks_mut(chunk).zip(y.par_chunks(chunk)).for_each(|(os, ys)| {
             for (orow, yrow) in os.chunks_exact_mut(g.o).zip(ys.chunks_exact(g.o)) {
                 for (((o, &v), s), t) in orow.iter_mut().zip(yrow).zip(&scale).zip(&shift) {
-                    let z = v * s + t;
-                    *o = if relu { z.max(0.0) } else { z };
+                    *o = act.apply(v * s + t);
                 }
             }
         });
@@ -273,19 +306,19 @@ impl CustomOp3 for ConvBnOp {
         let (o, rows_total) = (g.o, g.batch * g.positions());
         let n = rows_total as f32;
         let batch_terms = matches!(self.spec.norm, Norm::Batch { .. });
-        let relu = self.spec.relu;
+        let act = self.spec.act;
         let chunk = g.chunk_rows() * o;
         let per = g.images_per_chunk();
         let (dx, dw_ohwc, sdy, sdyx) = with_f32(x, |xs| {
             with_f32(gb, |gbs| {
                 with_f32(grad, |gs| {
                     let gamma = &gbs[..o];
-                    // The gradient after ReLU, recomputed from y (the output's sign).
+                    // The gradient through the activation, its mask recomputed from y.
                     let masked = |yv: f32, gv: f32, ch: usize| -> f32 {
-                        if relu && yv * s.scale[ch] + s.shift[ch] <= 0.0 {
-                            0.0
-                        } else {
+                        if act.passes(yv * s.scale[ch] + s.shift[ch]) {
                             gv
+                        } else {
+                            0.0
                         }
                     };
                     // Σ dz and Σ dz·x̂ per channel (dβ and dγ).
@@ -326,7 +359,7 @@ impl CustomOp3 for ConvBnOp {
                         .par_chunks_mut(per * img)
                         .enumerate()
                         .fold(
-                            || vec![0f32; o * g.patch()],
+                            || vec![0f32; g.weight_len()],
                             |mut dw, (i, dxs)| {
                                 let first = i * per;
                                 let nimg = per.min(g.batch - first);
@@ -349,7 +382,7 @@ impl CustomOp3 for ConvBnOp {
                             },
                         )
                         .reduce(
-                            || vec![0f32; o * g.patch()],
+                            || vec![0f32; g.weight_len()],
                             |mut a, b| {
                                 a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
                                 a

@@ -11,9 +11,11 @@
 use super::gemm::{Mat, matmul};
 use std::cell::RefCell;
 
-/// Shape of one NHWC convolution (square kernel, dilation 1, no groups).
+/// Shape of one NHWC convolution (square kernel, dilation 1): dense (`depthwise` false, weight
+/// `[O, C, k, k]`) or depthwise (one k x k filter per channel, O = C, weight `[C, 1, k, k]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NhwcConv {
+    pub depthwise: bool,
     pub batch: usize,
     pub h: usize,
     pub w: usize,
@@ -44,6 +46,7 @@ impl NhwcConv {
         pad: usize,
     ) -> Self {
         NhwcConv {
+            depthwise: false,
             batch,
             h,
             w,
@@ -72,9 +75,18 @@ impl NhwcConv {
     pub fn output_len(&self) -> usize {
         self.batch * self.positions() * self.o
     }
-    /// A 1x1 stride-1 unpadded convolution: the input rows are the im2col rows.
+    /// Elements of the weight (and of its gradient).
+    pub fn weight_len(&self) -> usize {
+        if self.depthwise {
+            self.k * self.k * self.c
+        } else {
+            self.o * self.patch()
+        }
+    }
+    /// A 1x1 stride-1 unpadded dense convolution: the input rows are the im2col rows.
     pub fn is_pointwise(&self) -> bool {
-        self.k == 1
+        !self.depthwise
+            && self.k == 1
             && self.stride == 1
             && self.pad_top == 0
             && self.pad_left == 0
@@ -97,9 +109,19 @@ impl NhwcConv {
     }
 }
 
-/// `[O, C, k, k]` (PyTorch's weight layout) → `[O, k, k, C]` (`W'`).
+/// `[O, C, k, k]` (PyTorch's weight layout) → `[O, k, k, C]` (`W'`); depthwise `[C, 1, k, k]`
+/// → `[k, k, C]`.
 pub fn weight_to_ohwc(g: &NhwcConv, w: &[f32]) -> Vec<f32> {
     let (c, k) = (g.c, g.k);
+    if g.depthwise {
+        let mut out = vec![0f32; g.weight_len()];
+        for ci in 0..c {
+            for t in 0..k * k {
+                out[t * c + ci] = w[ci * k * k + t];
+            }
+        }
+        return out;
+    }
     let mut out = vec![0f32; g.o * g.patch()];
     for o in 0..g.o {
         for ci in 0..c {
@@ -111,9 +133,18 @@ pub fn weight_to_ohwc(g: &NhwcConv, w: &[f32]) -> Vec<f32> {
     out
 }
 
-/// `[O, k, k, C]` → `[O, C, k, k]` (for the weight gradient).
+/// The inverse of [`weight_to_ohwc`] (for the weight gradient).
 pub fn weight_to_oihw(g: &NhwcConv, w: &[f32]) -> Vec<f32> {
     let (c, k) = (g.c, g.k);
+    if g.depthwise {
+        let mut out = vec![0f32; g.weight_len()];
+        for ci in 0..c {
+            for t in 0..k * k {
+                out[ci * k * k + t] = w[t * c + ci];
+            }
+        }
+        return out;
+    }
     let mut out = vec![0f32; g.o * g.patch()];
     for o in 0..g.o {
         for ci in 0..c {
@@ -201,6 +232,9 @@ fn with_scratch<R>(
 /// Forward of the images `first..first + n` into their output rows `y` (`n·L x O`), with `w`
 /// as `W'` `[O, k·k·C]`.
 pub fn forward_chunk(g: &NhwcConv, x: &[f32], w_ohwc: &[f32], first: usize, n: usize, y: &mut [f32]) {
+    if g.depthwise {
+        return depthwise_forward(g, x, w_ohwc, first, n, y);
+    }
     let (rows, patch) = (n * g.positions(), g.patch());
     let wt = Mat::transposed(w_ohwc, patch, g.o);
     if g.is_pointwise() {
@@ -216,6 +250,7 @@ pub fn forward_chunk(g: &NhwcConv, x: &[f32], w_ohwc: &[f32], first: usize, n: u
 
 /// Backward of the images `first..first + n` given their output gradient rows `dy`: adds
 /// `dyᵀ · cols` to `dw` (`[O, k·k·C]`) and writes those images' input gradient into `dx`.
+#[allow(clippy::too_many_arguments)]
 pub fn backward_chunk(
     g: &NhwcConv,
     x: &[f32],
@@ -226,6 +261,9 @@ pub fn backward_chunk(
     dw: &mut [f32],
     dx: &mut [f32],
 ) {
+    if g.depthwise {
+        return depthwise_backward(g, x, w_ohwc, first, n, dy, dw, dx);
+    }
     let (rows, patch) = (n * g.positions(), g.patch());
     let dyt = Mat::transposed(dy, g.o, rows);
     let w = Mat::rows(w_ohwc, g.o, patch);
@@ -245,6 +283,73 @@ pub fn backward_chunk(
         dx.fill(0.0);
         col2im(g, dcols, n, dx);
     });
+}
+
+/// Calls `f(output row, input pixel, tap)` for every in-bounds (output position, kernel tap)
+/// pair of one image.
+#[inline]
+fn for_each_tap(g: &NhwcConv, mut f: impl FnMut(usize, usize, usize)) {
+    for oy in 0..g.out_h {
+        for ky in 0..g.k {
+            let Some(iy) = NhwcConv::source(oy, ky, g.stride, g.pad_top, g.h) else {
+                continue;
+            };
+            for ox in 0..g.out_w {
+                for kx in 0..g.k {
+                    if let Some(ix) = NhwcConv::source(ox, kx, g.stride, g.pad_left, g.w) {
+                        f(oy * g.out_w + ox, iy * g.w + ix, ky * g.k + kx);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Depthwise forward: in NHWC every tap is a product of two contiguous channel vectors, which
+/// the compiler vectorises; no im2col.
+fn depthwise_forward(g: &NhwcConv, x: &[f32], w: &[f32], first: usize, n: usize, y: &mut [f32]) {
+    let (c, img, out) = (g.c, g.h * g.w * g.c, g.positions() * g.c);
+    y[..n * out].fill(0.0);
+    for bi in 0..n {
+        let xi = &x[(first + bi) * img..][..img];
+        let yi = &mut y[bi * out..][..out];
+        for_each_tap(g, |o, i, t| {
+            let (yr, xr, wr) = (&mut yi[o * c..][..c], &xi[i * c..][..c], &w[t * c..][..c]);
+            for ((y, x), w) in yr.iter_mut().zip(xr).zip(wr) {
+                *y += x * w;
+            }
+        });
+    }
+}
+
+/// Depthwise backward: per tap, `dw += x ⊙ dy` and `dx += w ⊙ dy` over channel vectors.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_backward(
+    g: &NhwcConv,
+    x: &[f32],
+    w: &[f32],
+    first: usize,
+    n: usize,
+    dy: &[f32],
+    dw: &mut [f32],
+    dx: &mut [f32],
+) {
+    let (c, img, out) = (g.c, g.h * g.w * g.c, g.positions() * g.c);
+    dx[..n * img].fill(0.0);
+    for bi in 0..n {
+        let xi = &x[(first + bi) * img..][..img];
+        let dyi = &dy[bi * out..][..out];
+        let dxi = &mut dx[bi * img..][..img];
+        for_each_tap(g, |o, i, t| {
+            let d = &dyi[o * c..][..c];
+            for ((acc, xv), dv) in dw[t * c..][..c].iter_mut().zip(&xi[i * c..][..c]).zip(d) {
+                *acc += xv * dv;
+            }
+            for ((acc, wv), dv) in dxi[i * c..][..c].iter_mut().zip(&w[t * c..][..c]).zip(d) {
+                *acc += wv * dv;
+            }
+        });
+    }
 }
 
 #[cfg(test)]

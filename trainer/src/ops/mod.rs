@@ -1,10 +1,11 @@
 //! Tensor ops the models need beyond candle's own: a training path that is fast on CPU.
 //!
-//! Residual nets (the student, ResNet-18) train on channels-last activations through
-//! [`conv_bn::conv_bn`] (convolution + batch norm + ReLU as one op) and [`add_relu::AddRelu`].
-//! Other models use `conv2d` here: im2col + one gemm (groups = 1) or a direct depthwise kernel
-//! (groups = channels), both with custom backward passes. Elsewhere (CUDA) and for other group
-//! counts everything defers to candle's own ops.
+//! The models (the student, ResNet-18, EfficientNet-Lite0) train on channels-last activations
+//! through [`conv_bn::conv_bn`] (a dense or depthwise convolution + batch norm + activation as
+//! one op) and [`add_relu::AddRelu`]. The previous channels-first path stays selectable
+//! ([`ConvImpl::ChannelsFirst`]): `conv2d` here as im2col + one gemm (groups = 1) or a direct
+//! depthwise kernel (groups = channels), the fused batch norm and ReLU. Elsewhere (CUDA) and
+//! for other group counts everything defers to candle's own ops.
 
 pub mod add_relu;
 pub mod batch_norm;
@@ -52,7 +53,7 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Re
     }
 }
 
-/// Whether residual nets take the channels-last fused path for `x`.
+/// Whether the models take the channels-last fused path for `x`.
 pub fn fast_path(x: &Tensor) -> bool {
     conv_impl() == ConvImpl::Fast && x.device().is_cpu() && x.dtype() == DType::F32
 }
