@@ -34,7 +34,8 @@ pub struct NhwcConv {
 const CHUNK_ROWS: usize = 512;
 
 impl NhwcConv {
-    /// Geometry with symmetric padding.
+    /// Geometry of a dense convolution with symmetric padding.
+    #[allow(clippy::too_many_arguments)]
     pub fn symmetric(
         batch: usize,
         h: usize,
