@@ -31,10 +31,8 @@ esac
 
 missing=()
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu)
-[ -e /usr/aarch64-linux-gnu/include/linux/videodev2.h ] || missing+=(libc6-dev-arm64-cross)
+[ -e /usr/aarch64-linux-gnu/include/stdio.h ] || missing+=(libc6-dev-arm64-cross)
 command -v qemu-aarch64-static >/dev/null 2>&1 || missing+=(qemu-user-static)
-# The v4l crate's bindgen loads libclang at build time.
-ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$INSTALL" = 1 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
@@ -49,9 +47,8 @@ if ! rustup target list --installed | grep -qx "$TARGET"; then
   fi
 fi
 
-# bindgen runs libclang for the target triple; point it at Debian's arm64 cross sysroot so
-# v4l2-sys binds the arm64 kernel and libc headers (libc6-dev-arm64-cross), not the host's.
-export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=/usr/aarch64-linux-gnu"
+# No bindgen/libclang: the V4L2 bindings for aarch64 are committed
+# (runtime/vendor/v4l2-sys-mit/bindings/aarch64-linux-gnu.rs).
 # The C/assembly parts (tract-linalg kernels) use the cross gcc.
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 
