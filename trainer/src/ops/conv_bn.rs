@@ -34,21 +34,13 @@ pub enum Act {
 }
 
 impl Act {
-    #[inline]
-    fn apply(self, z: f32) -> f32 {
+    /// The activation is `clamp(z, lo, hi)` and passes the gradient where `lo < z < hi`: one
+    /// branch-free form for all three, so the per-channel loops vectorise.
+    fn bounds(self) -> (f32, f32) {
         match self {
-            Act::None => z,
-            Act::Relu => z.max(0.0),
-            Act::Relu6 => z.clamp(0.0, 6.0),
-        }
-    }
-    /// Whether the gradient passes at pre-activation `z`.
-    #[inline]
-    fn passes(self, z: f32) -> bool {
-        match self {
-            Act::None => true,
-            Act::Relu => z > 0.0,
-            Act::Relu6 => z > 0.0 && z < 6.0,
+            Act::None => (f32::NEG_INFINITY, f32::INFINITY),
+            Act::Relu => (0.0, f32::INFINITY),
+            Act::Relu6 => (0.0, 6.0),
         }
     }
 }
@@ -260,11 +252,11 @@ impl CustomOp3 for ConvBnOp {
             .map(|((b, m), s)| b - m * s)
             .collect();
         let mut out = vec![0f32; y.len()];
-        let act = self.spec.act;
+        let (lo, hi) = self.spec.act.bounds();
         out.par_chunks_mut(chunk).zip(y.par_chunks(chunk)).for_each(|(os, ys)| {
             for (orow, yrow) in os.chunks_exact_mut(g.o).zip(ys.chunks_exact(g.o)) {
                 for (((o, &v), s), t) in orow.iter_mut().zip(yrow).zip(&scale).zip(&shift) {
-                    *o = act.apply(v * s + t);
+                    *o = (v * s + t).max(lo).min(hi);
                 }
             }
         });
@@ -306,20 +298,21 @@ impl CustomOp3 for ConvBnOp {
         let (o, rows_total) = (g.o, g.batch * g.positions());
         let n = rows_total as f32;
         let batch_terms = matches!(self.spec.norm, Norm::Batch { .. });
-        let act = self.spec.act;
+        let (lo, hi) = self.spec.act.bounds();
         let chunk = g.chunk_rows() * o;
         let per = g.images_per_chunk();
         let (dx, dw_ohwc, sdy, sdyx) = with_f32(x, |xs| {
             with_f32(gb, |gbs| {
                 with_f32(grad, |gs| {
                     let gamma = &gbs[..o];
-                    // The gradient through the activation, its mask recomputed from y.
-                    let masked = |yv: f32, gv: f32, ch: usize| -> f32 {
-                        if act.passes(yv * s.scale[ch] + s.shift[ch]) {
-                            gv
-                        } else {
-                            0.0
-                        }
+                    // Every per-channel slice cut to exactly `o` so the loops below compile
+                    // without bounds checks and vectorise; the activation's gradient mask is
+                    // recomputed from y.
+                    let ch = Channels {
+                        scale: &s.scale,
+                        shift: &s.shift,
+                        mean: &s.mean,
+                        inv_std: &s.inv_std,
                     };
                     // Σ dz and Σ dz·x̂ per channel (dβ and dγ).
                     let (sdy, sdyx) =
@@ -328,11 +321,7 @@ impl CustomOp3 for ConvBnOp {
                             .map(|(ys, gs)| {
                                 let (mut a, mut b) = (vec![0f32; o], vec![0f32; o]);
                                 for (yr, gr) in ys.chunks_exact(o).zip(gs.chunks_exact(o)) {
-                                    for ch in 0..o {
-                                        let d = masked(yr[ch], gr[ch], ch);
-                                        a[ch] += d;
-                                        b[ch] += d * (yr[ch] - s.mean[ch]) * s.inv_std[ch];
-                                    }
+                                    row_sums(&mut a, &mut b, yr, gr, &ch, (lo, hi));
                                 }
                                 (a, b)
                             })
@@ -370,11 +359,7 @@ impl CustomOp3 for ConvBnOp {
                                     for ((dr, yr), gr) in
                                         dy.chunks_exact_mut(o).zip(ys.chunks_exact(o)).zip(gs.chunks_exact(o))
                                     {
-                                        for ch in 0..o {
-                                            let xhat = (yr[ch] - s.mean[ch]) * s.inv_std[ch];
-                                            let d = masked(yr[ch], gr[ch], ch);
-                                            dr[ch] = k[ch] * (d - mdy[ch] - xhat * mdyx[ch]);
-                                        }
+                                        row_grad(dr, yr, gr, &ch, (lo, hi), (&k, &mdy, &mdyx));
                                     }
                                     conv_nhwc::backward_chunk(&g, xs, &s.w_ohwc, first, nimg, dy, &mut dw, dxs);
                                 });
@@ -397,6 +382,50 @@ impl CustomOp3 for ConvBnOp {
         let dw = Tensor::from_vec(conv_nhwc::weight_to_oihw(&g, &dw_ohwc), w.shape(), dev)?;
         let dgb = Tensor::from_vec([sdyx, sdy].concat(), gb.shape(), dev)?;
         Ok((Some(dx), Some(dw), Some(dgb)))
+    }
+}
+
+/// Per-channel constants of a layer's backward.
+struct Channels<'a> {
+    scale: &'a [f32],
+    shift: &'a [f32],
+    mean: &'a [f32],
+    inv_std: &'a [f32],
+}
+
+// The two per-element loops of the backward, as functions over slices of one length so that
+// they compile to branch-free vector code (the activation's mask as a 0/1 factor).
+
+/// Adds one row's Σ dz (into `a`) and Σ dz·x̂ (into `b`).
+fn row_sums(a: &mut [f32], b: &mut [f32], y: &[f32], g: &[f32], c: &Channels, (lo, hi): (f32, f32)) {
+    let n = a.len();
+    let (b, y, g) = (&mut b[..n], &y[..n], &g[..n]);
+    let (scale, shift, mean, inv_std) = (&c.scale[..n], &c.shift[..n], &c.mean[..n], &c.inv_std[..n]);
+    for i in 0..n {
+        let z = y[i] * scale[i] + shift[i];
+        let d = g[i] * (((z > lo) & (z < hi)) as u32 as f32);
+        a[i] += d;
+        b[i] += d * (y[i] - mean[i]) * inv_std[i];
+    }
+}
+
+/// One row's gradient before the norm: `k (dz − mean(dz) − x̂ · mean(dz·x̂))`.
+fn row_grad(
+    dr: &mut [f32],
+    y: &[f32],
+    g: &[f32],
+    c: &Channels,
+    (lo, hi): (f32, f32),
+    (k, mdy, mdyx): (&[f32], &[f32], &[f32]),
+) {
+    let n = dr.len();
+    let (y, g, k, mdy, mdyx) = (&y[..n], &g[..n], &k[..n], &mdy[..n], &mdyx[..n]);
+    let (scale, shift, mean, inv_std) = (&c.scale[..n], &c.shift[..n], &c.mean[..n], &c.inv_std[..n]);
+    for i in 0..n {
+        let z = y[i] * scale[i] + shift[i];
+        let d = g[i] * (((z > lo) & (z < hi)) as u32 as f32);
+        let xhat = (y[i] - mean[i]) * inv_std[i];
+        dr[i] = k[i] * (d - mdy[i] - xhat * mdyx[i]);
     }
 }
 
