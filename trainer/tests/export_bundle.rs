@@ -1,5 +1,5 @@
-//! Export through the runtime: the fp32 ONNX run by tract matches candle, the bundle written
-//! by the trainer opens with the runtime's reader, the int8 graph is really quantized and agrees
+//! Export through the contract: the fp32 ONNX run by tract matches candle, the bundle written
+//! by the trainer opens with the reader the runtime uses, the int8 graph is really quantized and agrees
 //! with fp32, and a model that disagrees with its manifest is refused with a clear error.
 
 mod common;

@@ -84,7 +84,7 @@ fn manifest_stub(net: &FoldedNet, norm: &Normalization) -> Manifest {
     }
 }
 
-/// Writes the bundle at `out` and verifies it by opening it with the runtime's reader and
+/// Writes the bundle at `out` and verifies it by opening it with the contract's reader and
 /// loading every model.
 pub fn write_model_bundle(out: &Path, inputs: BundleInputs) -> Result<BundleSummary, ExportError> {
     let net = inputs.net;

@@ -19,7 +19,7 @@ impl FusionWeights {
 }
 
 /// How the sources are combined, and how a class's buffer similarities are aggregated: the
-/// runtime's types, so a bundle's fusion means the same on both sides.
+/// contract's types, so a bundle's fusion means the same on both sides.
 pub use sitfer_contract::fusion::{Aggregate, FuseMode};
 
 /// Fixed or per-class adaptive confidence thresholds.
