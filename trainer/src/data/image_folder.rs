@@ -7,7 +7,6 @@ use super::dataset::{Dataset, DropReport, Split};
 use super::error::{DataError, Result};
 use super::read_options::{ReadOptions, resolve_meaning};
 use super::sample::{ImageRef, LabeledSample, Target};
-use sitfer_contract::image_files::image_files;
 use sitfer_contract::labels::{LabelMeaning, lookup_label_name};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,7 +40,12 @@ pub fn read_class_folders(
             // Hidden folders (.ipynb_checkpoints, .DS_Store dirs…) are not classes.
             continue;
         }
-        let images = image_files(&class_dir, false).map_err(|e| DataError::io(&class_dir, e))?;
+        // Everything named like an image, folders included: what cannot be decoded is listed
+        // as skipped rather than passed over in silence.
+        let images: Vec<PathBuf> = sorted_entries(&class_dir)?
+            .into_iter()
+            .filter(|p| is_image_file(p))
+            .collect();
         let class = match lookup_label_name(&name) {
             None => {
                 return Err(DataError::layout(
