@@ -386,30 +386,36 @@ fn export_fp32(run: &Path) -> std::path::PathBuf {
     out
 }
 
+/// A 2-step SIT-FER run (with `ssl`'s settings) on every label of a dataset and prototypes
+/// written under `data`.
+fn all_label_run(
+    data: &Path,
+    noise_seed: u32,
+    ssl: sitfer_trainer::method::SslConfig,
+) -> sitfer_trainer::train::config::TrainConfig {
+    use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
+    common::write_dataset(data, 6, noise_seed);
+    common::write_prototypes(&data.join("prototypes.json"), TEXT_DIM);
+    let cfg = common::semi_config(data, Method::Sitfer, Some(ssl), 2);
+    TrainConfig {
+        data: DataConfig {
+            budget: sitfer_trainer::data::split::LabelBudget::All,
+            ..cfg.data
+        },
+        ..cfg
+    }
+}
+
 /// A SIT-FER run on every label, exported as a user would: the bundle carries the run's text
 /// prototypes with text in the fusion, a text-space embedding, and the recorded command.
 #[test]
 fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
     use sitfer_trainer::export::bundle::COMMAND_FILE;
     use sitfer_trainer::train::checkpoint::{self, Which};
-    use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
+    use sitfer_trainer::train::config::TrainConfig;
     use sitfer_trainer::train::run::train;
     let data = tempfile::tempdir().unwrap();
-    common::write_dataset(data.path(), 6, 5);
-    common::write_prototypes(&data.path().join("prototypes.json"), TEXT_DIM);
-    let cfg = common::semi_config(
-        data.path(),
-        Method::Sitfer,
-        Some(sitfer_trainer::method::SslConfig::sitfer()),
-        2,
-    );
-    let cfg = TrainConfig {
-        data: DataConfig {
-            budget: sitfer_trainer::data::split::LabelBudget::All,
-            ..cfg.data
-        },
-        ..cfg
-    };
+    let cfg = all_label_run(data.path(), 5, sitfer_trainer::method::SslConfig::sitfer());
     let run = tempfile::tempdir().unwrap();
     std::fs::write(run.path().join(COMMAND_FILE), "sitfer-train train --method sitfer\n").unwrap();
     train(&cfg, &common::run_opts(run.path(), false, None)).unwrap();
@@ -448,20 +454,10 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
 fn a_reference_preset_bundle_carries_its_fusion_settings() {
     use sitfer_contract::fusion::{Aggregate, FuseMode};
     use sitfer_trainer::method::SslConfig;
-    use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
     use sitfer_trainer::train::run::train;
     let data = tempfile::tempdir().unwrap();
-    common::write_dataset(data.path(), 6, 7);
-    common::write_prototypes(&data.path().join("prototypes.json"), TEXT_DIM);
     let reference = SslConfig::reference();
-    let cfg = common::semi_config(data.path(), Method::Sitfer, Some(reference.clone()), 2);
-    let cfg = TrainConfig {
-        data: DataConfig {
-            budget: sitfer_trainer::data::split::LabelBudget::All,
-            ..cfg.data
-        },
-        ..cfg
-    };
+    let cfg = all_label_run(data.path(), 7, reference.clone());
     let run = tempfile::tempdir().unwrap();
     train(&cfg, &common::run_opts(run.path(), false, None)).unwrap();
     let f = Bundle::open(&export_fp32(run.path())).unwrap().manifest.fusion;
