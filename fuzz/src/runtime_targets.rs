@@ -2,14 +2,13 @@
 //! tensor files, ONNX models, Y4M streams, the instance-buffer file and board profiles.
 
 use sitfer_runtime::board::BoardProfile;
-use sitfer_runtime::buffer::InstanceBuffer;
 use sitfer_runtime::bundle::{
-    Bundle, BundleContents, BundleSettings, FileEntry, Fusion, FusionWeights, InputSpec, Manifest, Models, SeedBuffer,
-    TextPrototypes, write_bundle,
+    Bundle, BundleContents, BundleSettings, FileEntry, Manifest, Models, SeedBuffer, TextPrototypes, fixture,
+    write_bundle,
 };
 use sitfer_runtime::infer::Model;
+use sitfer_runtime::instance_buffer::InstanceBuffer;
 use sitfer_runtime::source::{FrameSource, Y4mReader};
-use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -38,26 +37,9 @@ pub const SPACE: &str = "fuzz:4";
 const MAX_FRAMES: usize = 4;
 
 pub fn fixture_settings() -> BundleSettings {
-    BundleSettings {
-        input: InputSpec {
-            size: SIZE,
-            channels: 3,
-            mean: [0.5; 3],
-            std: [0.25; 3],
-        },
-        embedding_dim: DIM,
-        fusion: Fusion {
-            tau_t: 0.1,
-            tau_i: 0.1,
-            weights: FusionWeights {
-                sem: 0.4,
-                text: 0.3,
-                ins: 0.3,
-            },
-            threshold: 0.9,
-        },
-        provenance: BTreeMap::from([("fuzz".to_string(), "fixture".to_string())]),
-    }
+    let mut s = fixture::settings(SIZE, DIM);
+    s.provenance.insert("fuzz".to_string(), "fixture".to_string());
+    s
 }
 
 pub fn fixture_buffer() -> SeedBuffer {

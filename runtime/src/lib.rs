@@ -1,24 +1,22 @@
 //! sitfer edge runtime.
 //!
-//! It owns the model bundle (the trainer writes bundles through this crate and verifies them
-//! with its reader), runs bundle models with tract, and turns frames into expressions: sources
+//! It reads the model bundle through `sitfer-contract` (re-exported here: `bundle`, `labels`,
+//! `fusion`, `infer`, `file_write`) and turns frames into expressions: sources
 //! → face detection → crops → model → fusion with the text prototypes and the on-device
 //! instance buffer → tracking and smoothing → sinks (see `docs/ARCHITECTURE.md`).
 
 pub mod adapt;
-pub mod atomic;
 pub mod board;
-pub mod buffer;
-pub mod bundle;
 pub mod camera;
 pub mod detect;
 pub mod display;
-pub mod fusion;
-pub mod infer;
-pub mod labels;
+pub mod instance_buffer;
 pub mod pipeline;
 pub mod preprocess;
 pub mod source;
 pub mod track;
 
-pub use labels::{ALL as ALL_EXPRESSIONS, Expression, LabelMeaning, NUM_CLASSES, OutsideLabel};
+pub use sitfer_contract::{
+    ALL_EXPRESSIONS, Expression, LabelMeaning, NUM_CLASSES, OutsideLabel, bundle, file_write, fusion, image_files,
+    infer, labels, onnx_names,
+};

@@ -86,8 +86,8 @@ fn info(path: PathBuf) -> Result<()> {
     println!("embedding_dim: {}", m.embedding_dim);
     let f = &m.fusion;
     println!(
-        "fusion: weights sem {} text {} ins {}, tau_t {}, tau_i {}, threshold {}",
-        f.weights.sem, f.weights.text, f.weights.ins, f.tau_t, f.tau_i, f.threshold
+        "fusion: {} with {} similarity, weights sem {} text {} ins {}, tau_t {}, tau_i {}, threshold {}",
+        f.mode, f.aggregate, f.weights.sem, f.weights.text, f.weights.ins, f.tau_t, f.tau_i, f.threshold
     );
     for (field, e) in m.files() {
         println!("{field}: {} ({} bytes, sha256 {}) ok", e.path, e.bytes, e.sha256);

@@ -3,7 +3,7 @@
 //! error, not an allocation. (The bundle's limits are in `src/bundle/tests.rs`, the Y4M reader's
 //! in `src/source/tests.rs`, the board profile's in `src/board/tests.rs`.)
 
-use sitfer_runtime::buffer::{BUFFER_FORMAT, BUFFER_VERSION, InstanceBuffer, MAX_QUEUE_PER_CLASS};
+use sitfer_runtime::instance_buffer::{BUFFER_FORMAT, BUFFER_VERSION, InstanceBuffer, MAX_QUEUE_PER_CLASS};
 use sitfer_runtime::labels::NUM_CLASSES;
 
 const DIM: usize = 4;

@@ -13,8 +13,8 @@ mod e2e;
 
 use rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sitfer_runtime::buffer::InstanceBuffer;
 use sitfer_runtime::bundle::{Bundle, Precision};
+use sitfer_runtime::instance_buffer::InstanceBuffer;
 use sitfer_trainer::train::checkpoint::{self, Which};
 use sitfer_trainer::train::run::{RunOptions, train};
 use std::io::{BufRead, BufReader};

@@ -14,7 +14,7 @@ mod trainer_targets;
 use rand::{Rng as _, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use runtime_targets::{DIM, SIZE, SPACE};
-use sitfer_runtime::buffer::InstanceBuffer;
+use sitfer_runtime::instance_buffer::InstanceBuffer;
 use sitfer_runtime::source::encode_y4m_444;
 use sitfer_trainer::export::proto::{Attr, GraphBuilder};
 use std::panic::{AssertUnwindSafe, catch_unwind};

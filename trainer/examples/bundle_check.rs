@@ -6,9 +6,9 @@
 //! Usage: cargo run --release -p sitfer-trainer --example bundle_check -- RUN_DIR BUNDLE_DIR
 
 use candle_core::{DType, Device};
-use sitfer_runtime::bundle::{Bundle, Precision};
-use sitfer_runtime::infer::Model;
-use sitfer_runtime::labels::NUM_CLASSES;
+use sitfer_contract::bundle::{Bundle, Precision};
+use sitfer_contract::infer::Model;
+use sitfer_contract::labels::NUM_CLASSES;
 use sitfer_trainer::data::loader::{BatchStream, StreamConfig, batches_per_epoch};
 use sitfer_trainer::data::{ReadOptions, read_dataset, split::carve_validation};
 use sitfer_trainer::evaluate::{argmax, forward_store};

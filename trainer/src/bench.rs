@@ -1,12 +1,12 @@
 //! Training-throughput benchmark: one model, synthetic batches, timed full steps (forward,
 //! backward, AdamW update), and the process's peak resident memory.
 
+use crate::method::loss::soft_cross_entropy;
 use crate::model::init::seeded_var_builder;
 use crate::model::{Arch, ModelSpec, Stem, build};
 use crate::ops::{ConvImpl, set_conv_impl};
-use crate::train::loss::soft_cross_entropy;
 use crate::train::optimizer::{Optimizer, OptimizerConfig};
-use crate::train::run::trainable;
+use crate::train::prepare::trainable;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
@@ -121,10 +121,10 @@ pub const SITFER_LABELED: usize = 16;
 /// embeddings of every class) and every unlabeled face passing the threshold, so L_s, L_t and
 /// L_u are all computed. img/s counts all three views.
 pub fn bench_sitfer_step(arch: Arch, size: usize, steps: usize, warmup: usize, device: &Device) -> Result<BenchResult> {
+    use crate::method::SslConfig;
+    use crate::method::memory::InstanceMemory;
+    use crate::method::step::{LabeledInput, SslState, UnlabeledInput};
     use crate::model::projection::ProjectionHead;
-    use crate::semi::SslConfig;
-    use crate::semi::memory::InstanceMemory;
-    use crate::semi::step::{LabeledInput, SslState, UnlabeledInput};
     const TEXT_DIM: usize = 384;
     const SEED_PER_CLASS: usize = 32;
     let varmap = VarMap::new();

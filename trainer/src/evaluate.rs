@@ -5,7 +5,7 @@ use crate::data::loader::{BatchStream, ImageStore, StreamConfig, batches_per_epo
 use crate::metrics::Confusion;
 use crate::model::FerModel;
 use candle_core::{D, Device, Result, Tensor};
-use sitfer_runtime::labels::NUM_CLASSES;
+use sitfer_contract::labels::NUM_CLASSES;
 
 /// Predictions of a model over a store: class probabilities per sample, in store order.
 pub struct Predictions {

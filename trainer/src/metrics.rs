@@ -1,7 +1,7 @@
 //! Classification metrics: accuracy, per-class recall and precision, macro-F1, confusion matrix.
 
 use serde::{Deserialize, Serialize};
-use sitfer_runtime::labels::{Expression, NUM_CLASSES};
+use sitfer_contract::labels::{Expression, NUM_CLASSES};
 
 /// Confusion matrix, `counts[true][predicted]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -122,7 +122,7 @@ impl EvalReport {
         }
         s.push_str("\nconfusion (rows: truth, columns: prediction)\n");
         s.push_str(&format!("{:>9}", ""));
-        for e in sitfer_runtime::labels::ALL {
+        for e in sitfer_contract::labels::ALL {
             s.push_str(&format!("{:>9}", e.name()));
         }
         s.push('\n');

@@ -3,7 +3,7 @@
 use crate::metrics::Confusion;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use sitfer_runtime::labels::{ALL, NUM_CLASSES};
+use sitfer_contract::labels::{ALL, NUM_CLASSES};
 use std::path::Path;
 use std::sync::Once;
 

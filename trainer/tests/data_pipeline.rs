@@ -4,7 +4,7 @@ use image::{Rgb, RgbImage};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use sitfer_runtime::labels::{ALL, Expression};
+use sitfer_contract::labels::{ALL, Expression};
 use sitfer_trainer::data::augment::{AugmentConfig, Normalization, OPS, ViewKind, apply, augment, to_chw};
 use sitfer_trainer::data::loader::{BatchStream, ImageStore, StreamConfig, batches_per_epoch};
 use sitfer_trainer::data::split::{LabelBudget, SplitManifest, semi_supervised_split, split_from_manifest};

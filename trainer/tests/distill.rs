@@ -7,13 +7,14 @@ mod common;
 use candle_core::{D, DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use common::{config, run_opts, semi_config, write_dataset, write_prototypes};
-use sitfer_trainer::distill::{DistillConfig, TEACHER_CACHE, Teacher, relabel};
+use sitfer_trainer::distill::{self, DistillConfig, TEACHER_CACHE, Teacher, relabel};
 use sitfer_trainer::evaluate::{forward_store, prob_rows};
+use sitfer_trainer::method::SslConfig;
 use sitfer_trainer::model::build;
-use sitfer_trainer::semi::SslConfig;
 use sitfer_trainer::train::checkpoint::{self, Which};
 use sitfer_trainer::train::config::{Method, TrainConfig};
-use sitfer_trainer::train::run::{prepare_data, set_vars, train};
+use sitfer_trainer::train::prepare::{prepare_data, set_vars};
+use sitfer_trainer::train::run::train;
 use std::path::Path;
 
 const DIM: usize = 8;
@@ -111,8 +112,13 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
     // The distilled run itself: trains L_s and L_t on the 70 faces, saves the teacher in its
     // config, and resumes under the same settings.
     let s_run = tempfile::tempdir().unwrap();
-    assert_eq!(train(&s_cfg, &run_opts(s_run.path(), true, Some(2))).unwrap().step, 2);
-    let s = train(&s_cfg, &run_opts(s_run.path(), true, None)).unwrap();
+    assert_eq!(
+        distill::train(&s_cfg, &run_opts(s_run.path(), true, Some(2)))
+            .unwrap()
+            .step,
+        2
+    );
+    let s = distill::train(&s_cfg, &run_opts(s_run.path(), true, None)).unwrap();
     assert_eq!(s.step, 4);
     let ck = checkpoint::load(&checkpoint::resolve(s_run.path(), Which::Latest).unwrap(), &Device::Cpu).unwrap();
     assert_eq!(ck.state.config.distill, s_cfg.distill);
@@ -144,7 +150,7 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
         }),
         ..s_cfg.clone()
     };
-    let err = train(&other, &run_opts(s_run.path(), true, None))
+    let err = distill::train(&other, &run_opts(s_run.path(), true, None))
         .unwrap_err()
         .to_string();
     assert!(err.contains("distill"), "{err}");
@@ -157,7 +163,7 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
         }),
         ..s_cfg.clone()
     };
-    let err = train(&gone, &run_opts(s_run.path(), true, None))
+    let err = distill::train(&gone, &run_opts(s_run.path(), true, None))
         .unwrap_err()
         .to_string();
     assert!(err.contains("--resume") && err.contains("distill"), "{err}");

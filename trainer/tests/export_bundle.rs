@@ -1,5 +1,5 @@
-//! Export through the runtime: the fp32 ONNX run by tract matches candle, the bundle written
-//! by the trainer opens with the runtime's reader, the int8 graph is really quantized and agrees
+//! Export through the contract: the fp32 ONNX run by tract matches candle, the bundle written
+//! by the trainer opens with the reader the runtime uses, the int8 graph is really quantized and agrees
 //! with fp32, and a model that disagrees with its manifest is refused with a clear error.
 
 mod common;
@@ -8,8 +8,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sitfer_runtime::bundle::{Bundle, Manifest, Precision, TextPrototypes};
-use sitfer_runtime::infer::Model;
+use sitfer_contract::bundle::{Bundle, Manifest, Precision, TextPrototypes};
+use sitfer_contract::infer::Model;
 use sitfer_trainer::export::bundle::{BundleInputs, SeedImages, default_fusion, write_model_bundle};
 use sitfer_trainer::export::fold::{FoldedNet, PROJ_WEIGHT, fold};
 use sitfer_trainer::export::onnx::fp32_onnx;
@@ -368,46 +368,54 @@ fn efficientnet_export_is_refused_clearly() {
     assert!(e.contains("not supported for export"), "{e}");
 }
 
-/// A SIT-FER run on every label, exported as a user would: the bundle carries the run's text
-/// prototypes with text in the fusion, a text-space embedding, and the recorded command.
-#[test]
-fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
-    use sitfer_trainer::export::bundle::{COMMAND_FILE, ExportOptions, export_checkpoint};
-    use sitfer_trainer::train::checkpoint::{self, Which};
+/// The fp32 bundle of the run in `run`, written inside the run directory.
+fn export_fp32(run: &Path) -> std::path::PathBuf {
+    use sitfer_trainer::export::bundle::{ExportOptions, export_checkpoint};
+    let out = run.join("bundle");
+    export_checkpoint(&ExportOptions {
+        checkpoint: run.to_path_buf(),
+        out: out.clone(),
+        calib: None,
+        int8: false,
+        calib_images: 10,
+        calib_method: CalibMethod::MinMax,
+        per_class: 2,
+        data: None,
+    })
+    .unwrap();
+    out
+}
+
+/// A 2-step SIT-FER run (with `ssl`'s settings) on every label of a dataset and prototypes
+/// written under `data`.
+fn all_label_run(
+    data: &Path,
+    noise_seed: u32,
+    ssl: sitfer_trainer::method::SslConfig,
+) -> sitfer_trainer::train::config::TrainConfig {
     use sitfer_trainer::train::config::{DataConfig, Method, TrainConfig};
-    use sitfer_trainer::train::run::train;
-    let data = tempfile::tempdir().unwrap();
-    common::write_dataset(data.path(), 6, 5);
-    common::write_prototypes(&data.path().join("prototypes.json"), TEXT_DIM);
-    let cfg = common::semi_config(
-        data.path(),
-        Method::Sitfer,
-        Some(sitfer_trainer::semi::SslConfig::sitfer()),
-        2,
-    );
-    let cfg = TrainConfig {
+    common::write_dataset(data, 6, noise_seed);
+    common::write_prototypes(&data.join("prototypes.json"), TEXT_DIM);
+    let cfg = common::semi_config(data, Method::Sitfer, Some(ssl), 2);
+    TrainConfig {
         data: DataConfig {
             budget: sitfer_trainer::data::split::LabelBudget::All,
             ..cfg.data
         },
         ..cfg
-    };
-    // The run's fp32 bundle, written inside the run directory.
-    let export_fp32 = |run: &std::path::Path| {
-        let out = run.join("bundle");
-        export_checkpoint(&ExportOptions {
-            checkpoint: run.to_path_buf(),
-            out: out.clone(),
-            calib: None,
-            int8: false,
-            calib_images: 10,
-            calib_method: CalibMethod::MinMax,
-            per_class: 2,
-            data: None,
-        })
-        .unwrap();
-        out
-    };
+    }
+}
+
+/// A SIT-FER run on every label, exported as a user would: the bundle carries the run's text
+/// prototypes with text in the fusion, a text-space embedding, and the recorded command.
+#[test]
+fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
+    use sitfer_trainer::export::bundle::COMMAND_FILE;
+    use sitfer_trainer::train::checkpoint::{self, Which};
+    use sitfer_trainer::train::config::TrainConfig;
+    use sitfer_trainer::train::run::train;
+    let data = tempfile::tempdir().unwrap();
+    let cfg = all_label_run(data.path(), 5, sitfer_trainer::method::SslConfig::sitfer());
     let run = tempfile::tempdir().unwrap();
     std::fs::write(run.path().join(COMMAND_FILE), "sitfer-train train --method sitfer\n").unwrap();
     train(&cfg, &common::run_opts(run.path(), false, None)).unwrap();
@@ -438,4 +446,34 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
     assert_eq!(p["pretrained.1.weights"], weights.display().to_string());
     assert_eq!(p["pretrained.1.command"], "sitfer-train train --method sitfer");
     assert!(!p.contains_key("pretrained.2.weights"), "{p:?}");
+}
+
+/// A `reference`-preset run fuses raw scores with per-class max similarity and its own
+/// weights; its bundle says so, so that the device fuses as the run did.
+#[test]
+fn a_reference_preset_bundle_carries_its_fusion_settings() {
+    use sitfer_contract::fusion::{Aggregate, FuseMode};
+    use sitfer_trainer::method::SslConfig;
+    use sitfer_trainer::train::run::train;
+    let data = tempfile::tempdir().unwrap();
+    let reference = SslConfig::reference();
+    let cfg = all_label_run(data.path(), 7, reference.clone());
+    let run = tempfile::tempdir().unwrap();
+    train(&cfg, &common::run_opts(run.path(), false, None)).unwrap();
+    let f = Bundle::open(&export_fp32(run.path())).unwrap().manifest.fusion;
+    assert_eq!((f.mode, f.aggregate), (FuseMode::RawScores, Aggregate::Max));
+    assert_eq!((reference.fuse, reference.aggregate), (f.mode, f.aggregate));
+    let w = reference.weights;
+    assert_eq!(
+        (f.weights.sem, f.weights.text, f.weights.ins),
+        (w.sem as f32, w.text as f32, w.ins as f32)
+    );
+    assert_eq!(
+        (f.tau_t, f.tau_i, f.threshold),
+        (
+            reference.tau_t as f32,
+            reference.tau_i as f32,
+            reference.threshold as f32
+        )
+    );
 }

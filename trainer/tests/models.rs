@@ -3,9 +3,9 @@
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use sitfer_trainer::method::loss::soft_cross_entropy;
 use sitfer_trainer::model::norm::batch_norm;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem, build};
-use sitfer_trainer::train::loss::soft_cross_entropy;
 use sitfer_trainer::train::optimizer::{Optimizer, OptimizerConfig};
 use sitfer_trainer::train::run::trainable;
 

@@ -6,7 +6,7 @@
 //! all contain; error tables hold `<fixture> | <part> | …` specs.
 
 use image::{GrayImage, Luma};
-use sitfer_runtime::labels::{Expression, NUM_CLASSES};
+use sitfer_contract::labels::{Expression, NUM_CLASSES};
 use sitfer_trainer::data::decode::{decode_all, load_rgb};
 use sitfer_trainer::data::sample::FaceBox;
 use sitfer_trainer::data::{DataError, Dataset, Format, ImageRef, LabeledSample};

@@ -8,22 +8,22 @@
 //! pseudo-labels or the adapted predictions look degenerate. The caller writes the result as a
 //! new bundle; the source bundle is never touched.
 
+pub mod collapse_guard;
 mod error;
-pub mod guard;
 pub mod onnx_head;
 pub mod refit;
 mod report;
 pub mod select;
 
+pub use collapse_guard::{Collapse, GuardConfig};
 pub use error::AdaptError;
-pub use guard::{Collapse, GuardConfig};
 pub use refit::{Head, Objective, Refit, RefitConfig};
 pub use report::{AdaptReport, ConfidenceHistogram, RefitReport, histogram_png};
 pub use select::{Candidate, SelectConfig, select};
 
-use crate::buffer::InstanceBuffer;
 use crate::bundle::{SeedBuffer, TextPrototypes};
 use crate::fusion::{FusionConfig, argmax, fuse};
+use crate::instance_buffer::InstanceBuffer;
 use crate::labels::NUM_CLASSES;
 use crate::pipeline::{Observation, Recognizer};
 use crate::source::FrameSource;

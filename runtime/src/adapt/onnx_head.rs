@@ -9,8 +9,7 @@ use prost::Message;
 use std::path::Path;
 use tract_onnx::pb::{ModelProto, TensorProto, tensor_proto::DataType};
 
-pub const FC_WEIGHT: &str = "fc.weight";
-pub const FC_BIAS: &str = "fc.bias";
+pub use crate::onnx_names::{FC_BIAS, FC_WEIGHT};
 
 fn err(file: &Path, message: impl Into<String>) -> AdaptError {
     AdaptError::Head {

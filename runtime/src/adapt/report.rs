@@ -3,7 +3,7 @@
 //! refit did and how the footage's predictions changed.
 
 use super::Observed;
-use super::guard::Collapse;
+use super::collapse_guard::Collapse;
 use super::refit::{Refit, RefitConfig};
 use crate::bundle::SeedBuffer;
 use crate::display::RgbCanvas;

@@ -43,17 +43,6 @@ pub struct Capture {
     started: Instant,
 }
 
-/// A cloneable way to stop a [`Capture`] from another thread (a Ctrl-C handler, a cancel token),
-/// which also wakes a reader blocked in `next_rgb`.
-#[derive(Clone)]
-pub struct StopHandle(Arc<Slot<RawFrame>>);
-
-impl StopHandle {
-    pub fn stop(&self) {
-        self.0.stop();
-    }
-}
-
 /// One decoded frame.
 #[derive(Debug)]
 pub struct RgbFrame {
@@ -98,10 +87,6 @@ impl Capture {
             layout,
             started: Instant::now(),
         })
-    }
-
-    pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.slot.clone())
     }
 
     /// The layout negotiated at start (a reconnect may renegotiate; each frame carries its own).

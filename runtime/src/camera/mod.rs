@@ -15,7 +15,7 @@ pub mod slot;
 pub mod source;
 pub mod yuyv;
 
-pub use capture::{Capture, RgbFrame, StopHandle};
+pub use capture::{Capture, RgbFrame};
 pub use device::{CameraConfig, list_video_devices};
 pub use error::CameraError;
 pub use format::PixelFormat;

@@ -1,6 +1,6 @@
 //! The camera as a pipeline [`FrameSource`], so `sitfer run` takes it like a file source.
 
-use super::capture::{Capture, StopHandle};
+use super::capture::Capture;
 use super::device::CameraConfig;
 use super::error::CameraError;
 use crate::source::{Frame, FrameSource, SourceError};
@@ -21,17 +21,6 @@ impl CameraSource {
             next_index: 0,
             fps,
         })
-    }
-
-    /// Stops the capture from another thread and wakes a blocked `next_frame` (which then ends
-    /// the stream): wire this to the pipeline's cancel token / Ctrl-C.
-    pub fn stop_handle(&self) -> StopHandle {
-        self.capture.stop_handle()
-    }
-
-    /// (frames captured, frames dropped before the pipeline took them).
-    pub fn counts(&self) -> (u64, u64) {
-        self.capture.counts()
     }
 }
 
@@ -60,5 +49,10 @@ impl FrameSource for CameraSource {
 
     fn describe(&self) -> String {
         self.capture.describe()
+    }
+
+    /// Frames the capture thread's drop-oldest slot replaced before the pipeline took them.
+    fn dropped(&self) -> u64 {
+        self.capture.counts().1
     }
 }

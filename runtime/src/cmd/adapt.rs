@@ -2,16 +2,16 @@
 //! new bundle with its report. The source bundle is only read.
 
 use super::run::ModelArgs;
-use super::{bundle_arg, derive};
+use super::{bundle_arg, derived_bundle};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sitfer_runtime::adapt::{
     self, AdaptConfig, GuardConfig, Objective, Original, RefitConfig, SelectConfig, histogram_png, onnx_head,
 };
-use sitfer_runtime::buffer::InstanceBuffer;
 use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::infer::Model;
+use sitfer_runtime::instance_buffer::InstanceBuffer;
 use sitfer_runtime::pipeline::Recognizer;
 use sitfer_runtime::source;
 use std::path::PathBuf;
@@ -112,7 +112,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
             (Some(u), d, bundle_arg::EMBEDDED_NAME.to_string())
         }
     };
-    derive::check_out(&dir, &a.out)?;
+    derived_bundle::check_out(&dir, &a.out)?;
     let bundle = Bundle::open(&dir).with_context(|| format!("opening bundle {name}"))?;
     let precision = a
         .model
@@ -279,10 +279,10 @@ fn write_adapted(
     });
     let report = serde_json::to_vec_pretty(&report)?;
     let png = histogram_png(&plan.report.confidence, threshold);
-    derive::write_derived(
+    derived_bundle::write_derived(
         bundle,
         &a.out,
-        derive::Changes {
+        derived_bundle::Changes {
             head: plan.refit.as_ref().map(|r| &r.head),
             buffer: Some(&plan.buffer),
             provenance: vec![
@@ -293,7 +293,7 @@ fn write_adapted(
                 ("adaptation".into(), summary),
             ],
             extras: vec![(REPORT_FILE, &report), (HISTOGRAM_FILE, &png)],
-            ..derive::Changes::default()
+            ..derived_bundle::Changes::default()
         },
     )
 }

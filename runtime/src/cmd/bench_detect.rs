@@ -8,7 +8,8 @@ use clap::Args;
 use image::{RgbImage, Rgba, RgbaImage, imageops};
 use imageproc::geometric_transformations::{Interpolation, rotate_about_center};
 use sitfer_runtime::detect::{BBox, DetectorSpec};
-use sitfer_runtime::source::{Frame, is_image_file};
+use sitfer_runtime::image_files::image_files;
+use sitfer_runtime::source::Frame;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -68,22 +69,7 @@ impl Rng {
 }
 
 fn crops(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)
-            .with_context(|| format!("reading {}", d.display()))?
-            .flatten()
-        {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if is_image_file(&p) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
+    let out = image_files(root, true)?;
     if out.is_empty() {
         bail!("{}: no images", root.display());
     }

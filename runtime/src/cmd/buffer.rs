@@ -3,8 +3,8 @@
 
 use super::bundle_arg;
 use anyhow::{Context, Result};
-use sitfer_runtime::atomic::atomic_write_bytes;
-use sitfer_runtime::buffer::{InstanceBuffer, MAX_QUEUE_PER_CLASS, space_id};
+use sitfer_runtime::file_write::atomic_write_bytes;
+use sitfer_runtime::instance_buffer::{InstanceBuffer, MAX_QUEUE_PER_CLASS, space_id};
 use sitfer_runtime::labels::{ALL, NUM_CLASSES};
 use std::path::PathBuf;
 

@@ -5,12 +5,12 @@ use super::bundle_arg;
 use super::run::{Faces, ModelArgs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use sitfer_runtime::buffer::{InstanceBuffer, MAX_QUEUE_PER_CLASS, space_id};
-use sitfer_runtime::detect::BBox;
 use sitfer_runtime::fusion::{Probs, argmax};
+use sitfer_runtime::image_files::image_files;
+use sitfer_runtime::instance_buffer::{InstanceBuffer, MAX_QUEUE_PER_CLASS, space_id};
 use sitfer_runtime::labels::{ALL, LabelMeaning, NUM_CLASSES, lookup_label_name};
 use sitfer_runtime::pipeline::Recognizer;
-use sitfer_runtime::source::{Frame, is_image_file};
+use sitfer_runtime::source::Frame;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -99,13 +99,7 @@ fn list(root: &Path, split: Option<&str>) -> Result<Listing> {
             }
             None => bail!("{}: folder `{name}` is not a known label", d.display()),
         };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&d)?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file() && is_image_file(p))
-            .collect();
-        files.sort();
-        items.extend(files.into_iter().map(|f| (f, class)));
+        items.extend(image_files(&d, false)?.into_iter().map(|f| (f, class)));
     }
     if items.is_empty() {
         bail!("{}: no images in class folders", dir.display());
@@ -184,56 +178,30 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let mut confidence: Vec<(f32, bool)> = Vec::new();
     let t0 = Instant::now();
     let batch = a.batch.max(1);
-    for chunk in items.chunks(if a.model.faces == Faces::WholeFrame { batch } else { 1 }) {
-        // One prepared face (or none) per item.
-        let mut input = Vec::new();
-        let mut owners = Vec::new();
-        for (k, (path, class)) in chunk.iter().enumerate() {
-            let frame = frame_of(path)?;
-            // The face and its roll (levelled as in `sitfer run` unless --no-align).
-            let face = match a.model.faces {
-                Faces::WholeFrame => Some((BBox::new(0.0, 0.0, frame.width as f32, frame.height as f32), 0.0)),
-                Faces::Detect => {
-                    let dets = rec.detect(&frame)?;
-                    dets.into_iter().max_by(|x, y| x.score.total_cmp(&y.score)).map(|d| {
-                        (
-                            d.bbox,
-                            if rec.config().align {
-                                d.roll().unwrap_or(0.0)
-                            } else {
-                                0.0
-                            },
-                        )
-                    })
-                }
-            };
-            match face {
-                Some((b, roll)) => {
-                    let img = rec.prep().crop_rolled(&frame, &b, roll);
-                    rec.prep().push_chw(&img, &mut input);
-                    owners.push(k);
+    let whole_frame = a.model.faces == Faces::WholeFrame;
+    for chunk in items.chunks(if whole_frame { batch } else { 1 }) {
+        let frames = chunk
+            .iter()
+            .map(|(path, _)| frame_of(path))
+            .collect::<Result<Vec<_>>>()?;
+        for ((_, class), f) in chunk.iter().zip(rec.fuse_single_faces(&frames, whole_frame)?) {
+            let class = *class;
+            match f {
+                Some(f) => {
+                    sem.add(class, Some(&f.p_sem));
+                    fused.add(class, Some(&f.p_hat));
+                    let (top, conf) = argmax(&f.p_hat);
+                    confidence.push((conf, top == class));
+                    text.add(class, f.p_text.as_ref());
+                    ins.add(class, Some(&f.p_ins));
                 }
                 None => {
-                    no_face[*class] += 1;
+                    no_face[class] += 1;
                     for t in [&mut sem, &mut fused, &mut text, &mut ins] {
-                        t.add(*class, None);
+                        t.add(class, None);
                     }
                 }
             }
-        }
-        if owners.is_empty() {
-            continue;
-        }
-        let out = rec.infer_batch(&input, owners.len())?;
-        for (j, &k) in owners.iter().enumerate() {
-            let class = chunk[k].1;
-            let f = rec.fuse(out.logits_row(j), out.embedding_row(j));
-            sem.add(class, Some(&f.p_sem));
-            fused.add(class, Some(&f.p_hat));
-            let (top, conf) = argmax(&f.p_hat);
-            confidence.push((conf, top == class));
-            text.add(class, f.p_text.as_ref());
-            ins.add(class, Some(&f.p_ins));
         }
     }
     let secs = t0.elapsed().as_secs_f64();
@@ -364,10 +332,10 @@ fn calibrate(
         conf.len(),
         100.0 * n as f64 / conf.len().max(1) as f64
     );
-    super::derive::write_derived(
+    super::derived_bundle::write_derived(
         bundle,
         out,
-        super::derive::Changes {
+        super::derived_bundle::Changes {
             threshold: Some(t),
             provenance: vec![("threshold_calibration".into(), note.clone())],
             ..Default::default()

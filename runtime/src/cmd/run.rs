@@ -3,7 +3,6 @@
 use super::bundle_arg;
 use anyhow::{Context, Result};
 use clap::Args;
-use sitfer_runtime::buffer::{InstanceBuffer, space_id};
 use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::camera::device::CameraConfig;
 use sitfer_runtime::camera::negotiate::FormatRequest;
@@ -11,6 +10,7 @@ use sitfer_runtime::camera::source::CameraSource;
 use sitfer_runtime::detect::{DetectorSpec, FaceDetector, WholeFrame};
 use sitfer_runtime::display::{DisplaySink, Framebuffer, MjpegPreview, Screen, Snapshots};
 use sitfer_runtime::fusion::{Aggregate, FuseMode};
+use sitfer_runtime::instance_buffer::{InstanceBuffer, space_id};
 use sitfer_runtime::pipeline::{
     CancelToken, DropPolicy, JsonLinesSink, Recognizer, RecognizerConfig, RunOptions, Sink, run_pipeline,
 };
@@ -51,12 +51,12 @@ pub struct ModelArgs {
     /// gray (luma in R, G, B: models trained on FER2013/CK+) or rgb.
     #[arg(long, default_value = "gray")]
     pub color: ColorMode,
-    /// Fusion mode (the manifest has no field for it yet): probabilities or raw-scores.
-    #[arg(long, default_value = "probabilities")]
-    pub fuse_mode: FuseMode,
-    /// Per-class aggregate of buffer similarities: max or topK.
-    #[arg(long, default_value = "max")]
-    pub aggregate: Aggregate,
+    /// Fusion mode: probabilities or raw-scores [default: the bundle's].
+    #[arg(long)]
+    pub fuse_mode: Option<FuseMode>,
+    /// Per-class aggregate of buffer similarities: max or topK [default: the bundle's].
+    #[arg(long)]
+    pub aggregate: Option<Aggregate>,
     /// Crop faces as boxed, without levelling the eyes when the detector gives landmarks
     /// (mtcnn, blazeface, blazeface-full).
     #[arg(long)]
@@ -77,8 +77,8 @@ impl ModelArgs {
         cfg.margin = self.margin.unwrap_or(self.detector_spec().default_margin());
         cfg.align = !self.no_align;
         cfg.color = self.color;
-        cfg.fusion.mode = self.fuse_mode;
-        cfg.fusion.aggregate = self.aggregate;
+        cfg.fusion.mode = self.fuse_mode.unwrap_or(cfg.fusion.mode);
+        cfg.fusion.aggregate = self.aggregate.unwrap_or(cfg.fusion.aggregate);
         cfg
     }
 

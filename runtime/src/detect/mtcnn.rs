@@ -11,7 +11,7 @@
 
 use super::nms::nms_indices;
 use super::{BBox, DetectError, Detection, FaceDetector};
-use crate::infer::guard::tract_guarded;
+use crate::infer::panic_guard::tract_guarded;
 use crate::source::Frame;
 use std::collections::HashMap;
 use std::path::PathBuf;

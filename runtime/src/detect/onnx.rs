@@ -6,7 +6,7 @@
 //! in it (UltraFace RFB-320, …) is the user's (or board profile's) choice.
 
 use super::{BBox, DetectError, Detection, FaceDetector, nms, weighted_nms};
-use crate::infer::guard::tract_guarded;
+use crate::infer::panic_guard::tract_guarded;
 use crate::source::Frame;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! framebuffer, PNG snapshots, or an MJPEG preview over HTTP.
 
 pub mod canvas;
+pub mod display_sink;
 pub mod error;
 pub mod fbdev;
 pub mod fps;
@@ -10,10 +11,10 @@ pub mod framebuffer;
 pub mod overlay;
 pub mod pixel;
 pub mod preview;
-pub mod sink;
 pub mod snapshot;
 
 pub use canvas::RgbCanvas;
+pub use display_sink::{DisplaySink, Screen, overlay_face};
 pub use error::DisplayError;
 pub use fbdev::FbGeometry;
 pub use fps::FpsMeter;
@@ -21,5 +22,4 @@ pub use framebuffer::Framebuffer;
 pub use overlay::{OverlayFace, draw_overlay, track_colour};
 pub use pixel::{Channel, PixelLayout};
 pub use preview::MjpegPreview;
-pub use sink::{DisplaySink, Screen, overlay_face};
 pub use snapshot::Snapshots;

@@ -3,7 +3,7 @@
 //! board does not fill its disk.
 
 use super::error::DisplayError;
-use crate::atomic::atomic_write_bytes;
+use crate::file_write::atomic_write_bytes;
 use image::ImageEncoder;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

@@ -4,11 +4,11 @@
 //! run`, `sitfer eval` and the offline adaptation use it alike.
 
 use super::{FaceResult, FrameResult, StageTimes};
-use crate::buffer::{AdmissionPolicy, InstanceBuffer};
 use crate::bundle::{Bundle, TextPrototypes};
 use crate::detect::{BBox, DetectError, FaceDetector};
 use crate::fusion::{Fused, FusionConfig, Probs, argmax, fuse};
-use crate::infer::{InferError, Inference, Model};
+use crate::infer::{InferError, Model};
+use crate::instance_buffer::{AdmissionPolicy, InstanceBuffer};
 use crate::labels::ALL;
 use crate::preprocess::{ColorMode, FacePrep};
 use crate::source::{Frame, SourceError};
@@ -70,7 +70,7 @@ pub struct Observation {
 impl RecognizerConfig {
     /// Defaults for a bundle: its fusion settings and threshold.
     pub fn for_bundle(bundle: &Bundle) -> Self {
-        let fusion = FusionConfig::from_manifest(&bundle.manifest.fusion);
+        let fusion = bundle.manifest.fusion;
         RecognizerConfig {
             detect_every: 1,
             margin: 0.1,
@@ -141,14 +141,6 @@ impl Recognizer {
         &self.buffer
     }
 
-    pub fn buffer_mut(&mut self) -> &mut InstanceBuffer {
-        &mut self.buffer
-    }
-
-    pub fn into_buffer(self) -> InstanceBuffer {
-        self.buffer
-    }
-
     /// Embeddings added to the buffer so far.
     pub fn added(&self) -> u64 {
         self.added
@@ -162,32 +154,48 @@ impl Recognizer {
         self.detector.name()
     }
 
-    /// Runs the detector on `frame` (no tracking).
-    pub fn detect(&mut self, frame: &Frame) -> Result<Vec<crate::detect::Detection>, DetectError> {
-        self.detector.detect(frame)
-    }
-
-    /// The model on the given faces of one frame, as one batch.
-    pub fn infer_boxes(&self, frame: &Frame, boxes: &[BBox]) -> Result<Option<Inference>, InferError> {
-        if boxes.is_empty() {
-            return Ok(None);
+    /// Each frame as an unrelated image holding one face: the detector's most confident face
+    /// (or, with `whole_frame`, the whole image), cropped as [`Self::process`] crops, all of
+    /// them in one model batch and fused with the current buffer. No tracks, smoothing or
+    /// admission: a labeled folder scored face by face (`sitfer eval`). `None` where no face
+    /// was found.
+    pub fn fuse_single_faces(
+        &mut self,
+        frames: &[Frame],
+        whole_frame: bool,
+    ) -> Result<Vec<Option<Fused>>, PipelineError> {
+        let mut input = Vec::new();
+        let mut owners = Vec::new();
+        for (k, frame) in frames.iter().enumerate() {
+            let face = if whole_frame {
+                Some((BBox::new(0.0, 0.0, frame.width as f32, frame.height as f32), 0.0))
+            } else {
+                let dets = self.detector.detect(frame)?;
+                dets.into_iter()
+                    .max_by(|x, y| x.score.total_cmp(&y.score))
+                    .map(|d| (d.bbox, if self.cfg.align { d.roll().unwrap_or(0.0) } else { 0.0 }))
+            };
+            if let Some((b, roll)) = face {
+                let img = self.prep.crop_rolled(frame, &b, roll);
+                self.prep.push_chw(&img, &mut input);
+                owners.push(k);
+            }
         }
-        let batch = self.prep.batch(frame, boxes);
-        self.model.run(&batch, boxes.len()).map(Some)
-    }
-
-    /// The model on already prepared inputs (`[n, 3, size, size]`).
-    pub fn infer_batch(&self, input: &[f32], n: usize) -> Result<Inference, InferError> {
-        self.model.run(input, n)
-    }
-
-    pub fn prep(&self) -> &FacePrep {
-        &self.prep
-    }
-
-    /// Fusion of one face with the current buffer.
-    pub fn fuse(&self, logits: &[f32], z: &[f32]) -> Fused {
-        fuse(&self.cfg.fusion, logits, z, self.prototypes.as_ref(), &self.buffer)
+        let mut fused = vec![None; frames.len()];
+        if owners.is_empty() {
+            return Ok(fused);
+        }
+        let out = self.model.run(&input, owners.len())?;
+        for (j, &k) in owners.iter().enumerate() {
+            fused[k] = Some(fuse(
+                &self.cfg.fusion,
+                out.logits_row(j),
+                out.embedding_row(j),
+                self.prototypes.as_ref(),
+                &self.buffer,
+            ));
+        }
+        Ok(fused)
     }
 
     pub fn process(&mut self, frame: &Frame) -> Result<FrameResult, PipelineError> {

@@ -88,8 +88,13 @@ fn capture(
 ) -> Result<u64, SourceError> {
     let mut captured = 0;
     let mut pending: Option<Frame> = None;
+    let mut source_drops = 0;
     while !stop.load(Ordering::SeqCst) {
-        let Some(frame) = source.next_frame()? else {
+        let next = source.next_frame();
+        let d = source.dropped();
+        dropped.fetch_add(d - source_drops.min(d), Ordering::SeqCst);
+        source_drops = source_drops.max(d);
+        let Some(frame) = next? else {
             break;
         };
         captured += 1;

@@ -217,3 +217,36 @@ fn json_lines_sink_writes_one_object_per_frame() {
     assert_eq!(lines[0]["frame"], 3);
     assert!(lines[0]["faces"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn frames_the_source_dropped_count_in_the_summary() {
+    // A camera reports the frames its own slot replaced; they are drops of the run as much as
+    // the ring's.
+    struct Lossy(Counter);
+    impl FrameSource for Lossy {
+        fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+            self.0.next_frame()
+        }
+        fn nominal_fps(&self) -> Option<f64> {
+            None
+        }
+        fn describe(&self) -> String {
+            "lossy camera".into()
+        }
+        fn dropped(&self) -> u64 {
+            2 * self.0.next
+        }
+    }
+    let source = Box::new(Lossy(Counter {
+        next: 0,
+        n: 10,
+        every: Duration::ZERO,
+    }));
+    let mut slow = Slow {
+        delay: Duration::ZERO,
+        seen: Vec::new(),
+    };
+    let s = run_pipeline(source, &mut slow, Vec::new(), &RunOptions::default()).unwrap();
+    assert_eq!(s.processed, 10);
+    assert_eq!(s.dropped, 20, "{s:?}");
+}

@@ -8,12 +8,7 @@ use std::time::Duration;
 /// Rate used for the timestamps of images when none is given; images carry no time of their own.
 const DEFAULT_IMAGE_FPS: f64 = 30.0;
 
-/// Whether `path` has an extension the decoder reads.
-pub fn is_image_file(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg" | "tif" | "tiff"))
-}
+pub use sitfer_contract::image_files::is_image_file;
 
 fn decode(path: &Path, index: u64, fps: f64) -> Result<Frame, SourceError> {
     let img = image::open(path)
@@ -33,15 +28,7 @@ fn decode(path: &Path, index: u64, fps: f64) -> Result<Frame, SourceError> {
 
 /// The image files directly inside `dir`, sorted by name.
 fn list_images(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(SourceError::io(dir))? {
-        let p = entry.map_err(SourceError::io(dir))?.path();
-        if p.is_file() && is_image_file(&p) {
-            files.push(p);
-        }
-    }
-    files.sort();
-    Ok(files)
+    sitfer_contract::image_files::image_files(dir, false).map_err(SourceError::io(dir))
 }
 
 /// A folder of images, decoded one at a time as they are asked for.

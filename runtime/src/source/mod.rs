@@ -62,6 +62,11 @@ pub trait FrameSource: Send {
     fn frames_left(&self) -> Option<u64> {
         None
     }
+    /// Frames the source itself dropped so far, before handing them over (a camera keeps only
+    /// the newest); counted in the run's `dropped` with the pipeline's own drops.
+    fn dropped(&self) -> u64 {
+        0
+    }
 }
 
 impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
@@ -76,6 +81,9 @@ impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
     }
     fn frames_left(&self) -> Option<u64> {
         (**self).frames_left()
+    }
+    fn dropped(&self) -> u64 {
+        (**self).dropped()
     }
 }
 

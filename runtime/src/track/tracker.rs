@@ -1,8 +1,8 @@
 //! IoU association with constant-velocity prediction.
 
 use super::Ema;
-use crate::buffer::TrackAdmission;
 use crate::detect::{BBox, Detection};
+use crate::instance_buffer::TrackAdmission;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerConfig {

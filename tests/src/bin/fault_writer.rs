@@ -15,12 +15,12 @@ mod common;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
-use sitfer_runtime::buffer::InstanceBuffer;
 use sitfer_runtime::bundle::{
-    Bundle, BundleContents, BundleSettings, Fusion, FusionWeights, InputSpec, SeedBuffer, write_bundle,
+    Bundle, BundleContents, BundleSettings, FusionWeights, SeedBuffer, fixture, write_bundle,
 };
+use sitfer_runtime::instance_buffer::InstanceBuffer;
 use sitfer_trainer::train::checkpoint::{self, TrainState, Which};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -140,26 +140,15 @@ fn buffer_version(v: u64) -> InstanceBuffer {
 }
 
 fn bundle_settings(v: u64) -> BundleSettings {
-    BundleSettings {
-        input: InputSpec {
-            size: 48,
-            channels: 3,
-            mean: [0.5; 3],
-            std: [0.25; 3],
-        },
-        embedding_dim: DIM,
-        fusion: Fusion {
-            tau_t: 0.1,
-            tau_i: 0.1,
-            weights: FusionWeights {
-                sem: 0.5,
-                text: 0.0,
-                ins: 0.5,
-            },
-            threshold: 0.9,
-        },
-        provenance: BTreeMap::from([("version".to_string(), v.to_string())]),
-    }
+    let mut s = fixture::settings(48, DIM);
+    // These bundles have no prototypes.
+    s.fusion.weights = FusionWeights {
+        sem: 0.5,
+        text: 0.0,
+        ins: 0.5,
+    };
+    s.provenance.insert("version".to_string(), v.to_string());
+    s
 }
 
 /// The version on disk, read back with the normal reader (`None` when nothing was written yet).

@@ -11,7 +11,7 @@ use super::dataset::{Dataset, Split};
 use super::error::{DataError, Result};
 use super::read_options::{ReadOptions, resolve_meaning};
 use super::sample::{FaceBox, ImageRef, LabeledSample, Target};
-use sitfer_runtime::labels::{Expression, LabelMeaning, OutsideLabel};
+use sitfer_contract::labels::{Expression, LabelMeaning, OutsideLabel};
 use std::path::Path;
 
 pub fn affectnet_meaning(id: usize) -> Option<LabelMeaning> {

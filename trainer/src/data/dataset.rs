@@ -2,7 +2,7 @@
 
 use super::sample::LabeledSample;
 use serde::Serialize;
-use sitfer_runtime::labels::{Expression, NUM_CLASSES};
+use sitfer_contract::labels::{Expression, NUM_CLASSES};
 use std::collections::BTreeMap;
 
 /// Which split a sample belongs to.

@@ -4,9 +4,8 @@
 use super::csv_util::{column, csv_error, field, line_of, open};
 use super::dataset::{Dataset, Split};
 use super::error::{DataError, Result};
-use super::read_options::ReadOptions;
 use super::sample::{ImageRef, LabeledSample, Target};
-use sitfer_runtime::labels::Expression;
+use sitfer_contract::labels::Expression;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -47,7 +46,7 @@ pub fn parse_pixels(raw: &str, path: &Path, line: usize) -> Result<(u32, Arc<[u8
 }
 
 /// Reads `fer2013.csv` (a file, or a folder holding it).
-pub fn read_fer2013_csv(path: &Path, _opts: &ReadOptions) -> Result<Dataset> {
+pub fn read_fer2013_csv(path: &Path) -> Result<Dataset> {
     let path = if path.is_dir() {
         path.join("fer2013.csv")
     } else {

@@ -15,7 +15,7 @@ use super::fer2013_csv::read_fer2013_csv;
 use super::image_folder::{is_image_file, sorted_entries};
 use super::read_options::{ReadOptions, resolve_name};
 use super::sample::{ImageRef, LabeledSample, Target};
-use sitfer_runtime::labels::NUM_CLASSES;
+use sitfer_contract::labels::NUM_CLASSES;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -74,7 +74,7 @@ pub fn read_ferplus(root: &Path, opts: &ReadOptions) -> Result<Dataset> {
     let mut by_name: HashMap<String, PathBuf> = HashMap::new();
     let pixels_from_csv = csv_pixels.is_file();
     if pixels_from_csv {
-        let d = read_fer2013_csv(&csv_pixels, opts)?;
+        let d = read_fer2013_csv(&csv_pixels)?;
         // Rows are numbered over the whole file; the reader keeps file order within each
         // split, so re-sort by the row in the id.
         let mut all: Vec<_> = d.train.into_iter().chain(d.val).chain(d.test).collect();

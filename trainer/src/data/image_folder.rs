@@ -7,19 +7,11 @@ use super::dataset::{Dataset, DropReport, Split};
 use super::error::{DataError, Result};
 use super::read_options::{ReadOptions, resolve_meaning};
 use super::sample::{ImageRef, LabeledSample, Target};
-use sitfer_runtime::labels::{LabelMeaning, lookup_label_name};
+use sitfer_contract::labels::{LabelMeaning, lookup_label_name};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// File extensions read as images.
-pub const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "tif", "tiff"];
-
-pub fn is_image_file(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        .unwrap_or(false)
-}
+pub use sitfer_contract::image_files::is_image_file;
 
 /// Sorted directory entries (sorting keeps every reader deterministic across file systems).
 pub fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -48,6 +40,8 @@ pub fn read_class_folders(
             // Hidden folders (.ipynb_checkpoints, .DS_Store dirs…) are not classes.
             continue;
         }
+        // Everything named like an image, folders included: what cannot be decoded is listed
+        // as skipped rather than passed over in silence.
         let images: Vec<PathBuf> = sorted_entries(&class_dir)?
             .into_iter()
             .filter(|p| is_image_file(p))

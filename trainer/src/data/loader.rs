@@ -11,7 +11,7 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use sitfer_runtime::labels::NUM_CLASSES;
+use sitfer_contract::labels::NUM_CLASSES;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;

@@ -50,9 +50,9 @@ pub fn read_dataset(format: Format, root: &Path, opts: &ReadOptions) -> Result<D
     }
     match format {
         Format::ImageFolder | Format::Fer2013Folder | Format::Sfew => image_folder::read_image_folder(root, opts),
-        Format::Fer2013Csv => fer2013_csv::read_fer2013_csv(root, opts),
+        Format::Fer2013Csv => fer2013_csv::read_fer2013_csv(root),
         Format::Ferplus => ferplus::read_ferplus(root, opts),
-        Format::Rafdb => rafdb::read_rafdb(root, opts),
+        Format::Rafdb => rafdb::read_rafdb(root),
         Format::Affectnet => affectnet::read_affectnet(root, opts),
     }
 }

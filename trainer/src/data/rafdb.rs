@@ -6,9 +6,8 @@
 
 use super::dataset::{Dataset, Split};
 use super::error::{DataError, Result};
-use super::read_options::ReadOptions;
 use super::sample::{ImageRef, LabeledSample, Target};
-use sitfer_runtime::labels::Expression;
+use sitfer_contract::labels::Expression;
 use std::path::Path;
 
 /// RAF-DB basic ids 1..=7 in canonical order.
@@ -22,7 +21,7 @@ pub const RAFDB_IDS: [Expression; 7] = [
     Expression::Neutral,
 ];
 
-pub fn read_rafdb(root: &Path, _opts: &ReadOptions) -> Result<Dataset> {
+pub fn read_rafdb(root: &Path) -> Result<Dataset> {
     let list = root.join("EmoLabel/list_patition_label.txt");
     let text = std::fs::read_to_string(&list).map_err(|e| DataError::io(&list, e))?;
     let aligned = root.join("Image/aligned");

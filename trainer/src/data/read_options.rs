@@ -2,7 +2,7 @@
 
 use super::dataset::DropReport;
 use super::error::{DataError, Result};
-use sitfer_runtime::labels::{Expression, LabelMeaning, lookup_label_name};
+use sitfer_contract::labels::{Expression, LabelMeaning, lookup_label_name};
 use std::path::Path;
 
 /// What to do with a sample whose label is known but outside the 7-class set (contempt…).

@@ -4,7 +4,7 @@
 //! so code that trains on unlabeled data cannot read one.
 
 use serde::{Deserialize, Serialize};
-use sitfer_runtime::labels::{Expression, NUM_CLASSES};
+use sitfer_contract::labels::{Expression, NUM_CLASSES};
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sitfer_runtime::labels::{Expression, NUM_CLASSES};
+use sitfer_contract::labels::{Expression, NUM_CLASSES};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -206,7 +206,7 @@ pub fn split_from_manifest(train: &[LabeledSample], manifest: &SplitManifest, pa
 impl SplitManifest {
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        sitfer_runtime::atomic::atomic_write_bytes(path, &bytes)
+        sitfer_contract::file_write::atomic_write_bytes(path, &bytes)
     }
 
     pub fn load(path: &Path) -> Result<Self> {

@@ -11,17 +11,23 @@
 mod targets;
 mod teacher;
 
+pub use crate::train::config::DistillConfig;
 pub use targets::{TEACHER_CACHE, mix_labeled, relabel};
 pub use teacher::Teacher;
 
-use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use crate::train::config::TrainConfig;
+use crate::train::error::TrainError;
+use crate::train::run::{RunOptions, RunSummary, train_with_targets};
 
-/// What a distilled run was taught by (saved in its checkpoints).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DistillConfig {
-    /// The teacher's checkpoint directory (resolved from a run directory at the start).
-    pub teacher: PathBuf,
-    /// w: the weight of KL to p̂ beside the label on labeled faces.
-    pub kd_weight: f64,
+/// Trains the student `cfg` describes (its `distill` names the teacher): the shared loop, with
+/// the prepared faces' targets replaced by the teacher's p̂ before the first step.
+pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainError> {
+    let Some(d) = &cfg.distill else {
+        return Err(TrainError::Config("distill::train: the config names no teacher".into()));
+    };
+    train_with_targets(cfg, opts, |data, device, run_dir| {
+        let teacher = Teacher::load(&d.teacher, device)?;
+        let cache = run_dir.join(TEACHER_CACHE);
+        relabel(data, d, &teacher, cfg.model.input_size, Some(&cache))
+    })
 }

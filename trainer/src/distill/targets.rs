@@ -3,9 +3,10 @@
 use super::{DistillConfig, Teacher};
 use crate::data::decode::decode_all;
 use crate::data::loader::ImageStore;
-use crate::train::run::{PreparedData, TrainError, io_err};
+use crate::train::error::{TrainError, io_err};
+use crate::train::prepare::PreparedData;
 use serde::{Deserialize, Serialize};
-use sitfer_runtime::labels::NUM_CLASSES;
+use sitfer_contract::labels::NUM_CLASSES;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -150,7 +151,7 @@ pub fn relabel(
                     unlabeled: p.1.clone(),
                 };
                 let bytes = serde_json::to_vec(&c).expect("p̂ serialises");
-                sitfer_runtime::atomic::atomic_write_bytes(path, &bytes).map_err(io_err(path))?;
+                sitfer_contract::file_write::atomic_write_bytes(path, &bytes).map_err(io_err(path))?;
             }
             p
         }

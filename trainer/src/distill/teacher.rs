@@ -3,19 +3,20 @@
 use crate::data::augment::Normalization;
 use crate::data::loader::ImageStore;
 use crate::evaluate::{forward_store, prob_rows};
+use crate::method::SslConfig;
+use crate::method::fusion::{SourceScores, fuse, text_scores};
+use crate::method::memory::{Bank, InstanceMemory, ins_scores};
+use crate::method::step::hard_labels;
 use crate::model::projection::ProjectionHead;
 use crate::model::{FerModel, build};
-use crate::semi::SslConfig;
-use crate::semi::fusion::{SourceScores, fuse, text_scores};
-use crate::semi::memory::{Bank, InstanceMemory, ins_scores};
-use crate::semi::step::hard_labels;
 use crate::text::PrototypeSet;
 use crate::train::checkpoint::{self, Which};
 use crate::train::config::TrainConfig;
-use crate::train::run::{TrainError, set_vars};
+use crate::train::error::TrainError;
+use crate::train::prepare::set_vars;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use sitfer_runtime::labels::NUM_CLASSES;
+use sitfer_contract::labels::NUM_CLASSES;
 use std::path::{Path, PathBuf};
 
 type Probs = [f32; NUM_CLASSES];

@@ -10,15 +10,17 @@ use crate::data::augment::{Normalization, to_chw};
 use crate::data::split::{SplitManifest, carve_validation, split_from_manifest};
 use crate::data::{ReadOptions, read_dataset};
 use crate::train::checkpoint::{self, Which};
-use crate::train::run::labeled_store;
+use crate::train::prepare::labeled_store;
 use candle_core::Device;
 use serde::Deserialize;
-use sitfer_runtime::bundle::{
+use sitfer_contract::bundle::{
     Bundle, BundleContents, BundleSettings, Fusion, FusionWeights, InputSpec, Manifest, Precision, SeedBuffer,
     TextPrototypes, write_bundle,
 };
-use sitfer_runtime::infer::Model;
-use sitfer_runtime::{ALL_EXPRESSIONS, NUM_CLASSES};
+use sitfer_contract::fusion::{Aggregate, FuseMode};
+use sitfer_contract::image_files::image_files;
+use sitfer_contract::infer::Model;
+use sitfer_contract::{ALL_EXPRESSIONS, NUM_CLASSES};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -61,7 +63,7 @@ pub fn embed_all(model: &Model, images: &[Vec<f32>], batch: usize) -> Result<Vec
 
 fn manifest_stub(net: &FoldedNet, norm: &Normalization) -> Manifest {
     Manifest {
-        format_version: sitfer_runtime::bundle::manifest::FORMAT_VERSION,
+        format_version: sitfer_contract::bundle::manifest::FORMAT_VERSION,
         classes: ALL_EXPRESSIONS.iter().map(|e| e.name().to_string()).collect(),
         input: InputSpec {
             size: net.input_size as u32,
@@ -71,9 +73,9 @@ fn manifest_stub(net: &FoldedNet, norm: &Normalization) -> Manifest {
         },
         embedding_dim: net.embedding_dim(),
         fusion: default_fusion(true),
-        models: sitfer_runtime::bundle::Models { fp32: None, int8: None },
+        models: sitfer_contract::bundle::Models { fp32: None, int8: None },
         prototypes: None,
-        buffer: sitfer_runtime::bundle::FileEntry {
+        buffer: sitfer_contract::bundle::FileEntry {
             path: String::new(),
             bytes: 0,
             sha256: String::new(),
@@ -82,7 +84,7 @@ fn manifest_stub(net: &FoldedNet, norm: &Normalization) -> Manifest {
     }
 }
 
-/// Writes the bundle at `out` and verifies it by opening it with the runtime's reader and
+/// Writes the bundle at `out` and verifies it by opening it with the contract's reader and
 /// loading every model.
 pub fn write_model_bundle(out: &Path, inputs: BundleInputs) -> Result<BundleSummary, ExportError> {
     let net = inputs.net;
@@ -157,11 +159,14 @@ pub fn default_fusion(with_text: bool) -> Fusion {
             ins: if with_text { third } else { 0.5 },
         },
         threshold: 0.95,
+        mode: FuseMode::Probabilities,
+        aggregate: Aggregate::Max,
     }
 }
 
-/// The run's own fusion settings when it was semi-supervised, else the defaults.
-fn fusion_of(cfg: &crate::train::config::TrainConfig, with_text: bool) -> Fusion {
+/// The run's own fusion settings when it was semi-supervised (mode and aggregate included, so
+/// the device fuses as the run did), else the defaults.
+pub fn fusion_of(cfg: &crate::train::config::TrainConfig, with_text: bool) -> Fusion {
     match &cfg.ssl {
         Some(s) => Fusion {
             tau_t: s.tau_t as f32,
@@ -172,6 +177,8 @@ fn fusion_of(cfg: &crate::train::config::TrainConfig, with_text: bool) -> Fusion
                 ins: s.weights.ins as f32,
             },
             threshold: s.threshold as f32,
+            mode: s.fuse,
+            aggregate: s.aggregate,
         },
         None => default_fusion(with_text),
     }
@@ -292,27 +299,10 @@ fn chw(img: &image::RgbImage, norm: &Normalization) -> Vec<f32> {
 
 /// Image files under `dir` (recursively), sorted, decoded at `size`.
 fn calib_folder(dir: &Path, size: u32, limit: usize, norm: &Normalization) -> Result<Vec<Vec<f32>>, ExportError> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| ExportError::File {
-            path: d.clone(),
-            message: e.to_string(),
-        })?;
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg" | "tif" | "tiff"))
-            {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    let files = image_files(dir, true).map_err(|e| ExportError::File {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let mut out = Vec::new();
     for p in files {
         if out.len() >= limit {

@@ -60,8 +60,7 @@ pub struct FoldedNet {
     pub proj: Option<Dense>,
 }
 
-/// Name of the graph input.
-pub const INPUT: &str = "input";
+pub use sitfer_contract::onnx_names::INPUT;
 
 impl FoldedNet {
     /// Dimension of the `embedding` output.
@@ -238,12 +237,12 @@ pub fn fold(spec: &ModelSpec, weights: &HashMap<String, Tensor>) -> Result<Folde
         }
     }
     let fc = w.dense("fc", true)?;
-    if fc.in_f != channels || fc.out_f != sitfer_runtime::NUM_CLASSES {
+    if fc.in_f != channels || fc.out_f != sitfer_contract::NUM_CLASSES {
         return Err(ExportError::Weights(format!(
             "`fc.weight` is [{}, {}], expected [{}, {channels}]",
             fc.out_f,
             fc.in_f,
-            sitfer_runtime::NUM_CLASSES
+            sitfer_contract::NUM_CLASSES
         )));
     }
     let proj = if w.has(PROJ_WEIGHT) {

@@ -20,9 +20,9 @@ pub enum ExportError {
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
-    Bundle(#[from] sitfer_runtime::bundle::BundleError),
+    Bundle(#[from] sitfer_contract::bundle::BundleError),
     #[error(transparent)]
-    Infer(#[from] sitfer_runtime::infer::InferError),
+    Infer(#[from] sitfer_contract::infer::InferError),
     #[error("{path}: {message}")]
     File { path: std::path::PathBuf, message: String },
     #[error("{0}")]

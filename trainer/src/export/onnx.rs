@@ -4,11 +4,11 @@
 
 use super::fold::{Dense, FoldedNet, INPUT, Layer};
 use super::proto::{Attr, GraphBuilder};
-use sitfer_runtime::NUM_CLASSES;
+use sitfer_contract::NUM_CLASSES;
 
+use sitfer_contract::onnx_names::FEATURE;
 /// Output names, in this order.
-pub const LOGITS: &str = "logits";
-pub const EMBEDDING: &str = "embedding";
+pub use sitfer_contract::onnx_names::{EMBEDDING, LOGITS};
 
 /// Floor of the embedding norm, as in PyTorch's `F.normalize`: a zero vector stays zero instead
 /// of becoming NaN.
@@ -118,8 +118,8 @@ pub fn fp32_graph(net: &FoldedNet, extra_outputs: &[String]) -> GraphBuilder {
             Layer::MaxPool { input, output } => g.node("MaxPool", &[input], &[output], maxpool_attrs()),
         }
     }
-    pool_flatten(&mut g, &net.features, "feature");
-    float_head(&mut g, net, "feature");
+    pool_flatten(&mut g, &net.features, FEATURE);
+    float_head(&mut g, net, FEATURE);
     for name in extra_outputs {
         g.output_untyped(name);
     }

@@ -11,6 +11,7 @@ use super::ExportError;
 use super::fold::{FoldedConv, FoldedNet, INPUT, Layer};
 use super::onnx::{conv_attrs, float_head, fp32_graph, maxpool_attrs, pool_flatten};
 use super::proto::GraphBuilder;
+use sitfer_contract::onnx_names::FEATURE;
 use std::collections::HashMap;
 use tract_onnx::prelude::*;
 
@@ -227,8 +228,8 @@ pub fn int8_onnx(net: &FoldedNet, calib: &[Vec<f32>], method: CalibMethod) -> Re
     let (s, zp, _) = act_params(&mut g, &params, &net.features);
     let features = format!("{}.f", net.features);
     g.node("DequantizeLinear", &[&q(&net.features), &s, &zp], &[&features], vec![]);
-    pool_flatten(&mut g, &features, "feature");
-    float_head(&mut g, net, "feature");
+    pool_flatten(&mut g, &features, FEATURE);
+    float_head(&mut g, net, FEATURE);
     let convs = g.count_ops("QLinearConv");
     let doc = format!(
         "sitfer int8 model (QOperator), activations calibrated on {} images ({method:?})",

@@ -2,7 +2,7 @@
 //! plus short descriptions of its facial actions (after the FACS action units of Ekman's basic
 //! emotions). Their embeddings, averaged per class, are the text prototypes.
 
-use sitfer_runtime::labels::{ALL, Expression};
+use sitfer_contract::labels::{ALL, Expression};
 
 /// Prompt templates; `{}` is replaced by each of the class's names.
 pub const TEMPLATES: &[&str] = &[

@@ -7,8 +7,8 @@ use super::encoder::{EncoderError, EncoderId, EncoderKind, TextEncoder};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sitfer_runtime::atomic::atomic_write_bytes;
-use sitfer_runtime::labels::{ALL, NUM_CLASSES};
+use sitfer_contract::file_write::atomic_write_bytes;
+use sitfer_contract::labels::{ALL, NUM_CLASSES};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 

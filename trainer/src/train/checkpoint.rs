@@ -6,7 +6,7 @@
 use super::config::TrainConfig;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use sitfer_runtime::atomic::atomic_write_bytes;
+use sitfer_contract::file_write::atomic_write_bytes;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;

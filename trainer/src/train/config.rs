@@ -3,8 +3,8 @@
 use crate::data::augment::{AugmentConfig, Normalization};
 use crate::data::split::LabelBudget;
 use crate::data::{Format, OutsidePolicy};
+use crate::method::SslConfig;
 use crate::model::ModelSpec;
-use crate::semi::SslConfig;
 use crate::text::EncoderKind;
 use crate::train::optimizer::OptimizerConfig;
 use serde::{Deserialize, Serialize};
@@ -85,5 +85,15 @@ pub struct TrainConfig {
     /// Distillation from a teacher's fused p̂ (`sitfer-train distill`); absent in other runs'
     /// configs so that their checkpoints compare equal on resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distill: Option<crate::distill::DistillConfig>,
+    pub distill: Option<DistillConfig>,
+}
+
+/// What a distilled run was taught by (saved in its checkpoints; the teaching itself is
+/// `crate::distill`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistillConfig {
+    /// The teacher's checkpoint directory (resolved from a run directory at the start).
+    pub teacher: PathBuf,
+    /// w: the weight of KL to p̂ beside the label on labeled faces.
+    pub kd_weight: f64,
 }

@@ -2,12 +2,12 @@
 //! supervised configuration they start from.
 
 use image::{Rgb, RgbImage};
-use sitfer_runtime::labels::ALL;
+use sitfer_contract::labels::ALL;
 use sitfer_trainer::data::augment::{AugmentConfig, Normalization};
 use sitfer_trainer::data::split::LabelBudget;
 use sitfer_trainer::data::{Format, OutsidePolicy};
+use sitfer_trainer::method::SslConfig;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem};
-use sitfer_trainer::semi::SslConfig;
 use sitfer_trainer::text::encoder::{EncoderId, EncoderKind};
 use sitfer_trainer::text::prototypes::{PROTOTYPES_VERSION, PrototypeSet, texts_hash};
 use sitfer_trainer::train::config::{DataConfig, Method, TextConfig, TrainConfig};

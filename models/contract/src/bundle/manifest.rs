@@ -1,0 +1,157 @@
+//! The bundle manifest: the typed contract between the trainer that writes a bundle and the
+//! runtime that reads it. Unknown and missing fields are errors so that a manifest from a
+//! different format version can never be half-understood.
+
+use crate::fusion::{Aggregate, FuseMode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Bundle format this runtime reads and writes. A change to any field's meaning bumps it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// File name of the manifest inside a bundle directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Names the writer gives the files it stores.
+pub const MODEL_FP32_FILE: &str = "model-fp32.onnx";
+pub const MODEL_INT8_FILE: &str = "model-int8.onnx";
+pub const PROTOTYPES_FILE: &str = "prototypes.safetensors";
+pub const BUFFER_FILE: &str = "buffer.safetensors";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// Class names in model-output order; must be the canonical order of `crate::labels`.
+    pub classes: Vec<String>,
+    pub input: InputSpec,
+    /// Dimension of the model's `embedding` output, the prototypes and the buffer.
+    pub embedding_dim: usize,
+    pub fusion: Fusion,
+    pub models: Models,
+    /// Text prototypes `[classes, embedding_dim]`; absent for a run without a projection head
+    /// (then `fusion.weights.text` is 0).
+    pub prototypes: Option<FileEntry>,
+    /// Seed instance buffer: embeddings of labeled faces with their class ids.
+    pub buffer: FileEntry,
+    /// Where the bundle came from (checkpoint, training command, data); free-form, for people.
+    pub provenance: BTreeMap<String, String>,
+}
+
+/// What the model expects: `[N, channels, size, size]` f32, pixels scaled to [0, 1] then
+/// normalised per channel with `(x - mean) / std`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub size: u32,
+    pub channels: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+/// How the runtime fuses the semantic (classifier), text (prototype) and instance (buffer)
+/// predictions, with the temperatures of the two similarity softmaxes: the settings the model
+/// was trained with, so the device fuses as the trainer did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fusion {
+    pub tau_t: f32,
+    pub tau_i: f32,
+    pub weights: FusionWeights,
+    /// Confidence below which a fused prediction is not trusted (nor added to the buffer).
+    pub threshold: f32,
+    /// Bundles written before these two fields existed were always fused as probabilities with
+    /// per-class max similarity; missing fields keep meaning that, so such bundles still open.
+    #[serde(default = "legacy_mode")]
+    pub mode: FuseMode,
+    #[serde(default = "legacy_aggregate")]
+    pub aggregate: Aggregate,
+}
+
+fn legacy_mode() -> FuseMode {
+    FuseMode::Probabilities
+}
+
+fn legacy_aggregate() -> Aggregate {
+    Aggregate::Max
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionWeights {
+    pub sem: f32,
+    pub text: f32,
+    pub ins: f32,
+}
+
+/// The model files; at least one must be present.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    pub fp32: Option<FileEntry>,
+    pub int8: Option<FileEntry>,
+}
+
+/// A file of the bundle, relative to the bundle directory, with its size and SHA-256 (lowercase
+/// hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Which model of a bundle to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl Manifest {
+    /// The model entry of `precision` and its manifest field name.
+    pub fn model(&self, precision: Precision) -> (Option<&FileEntry>, &'static str) {
+        match precision {
+            Precision::Fp32 => (self.models.fp32.as_ref(), "models.fp32"),
+            Precision::Int8 => (self.models.int8.as_ref(), "models.int8"),
+        }
+    }
+
+    /// The model to run when none is asked for. On x86_64, fp32: tract's int8 path measured
+    /// slower there (1 face: 11.5 ms int8 vs 6.9 ms fp32 per inference, 4 faces 39 vs 30 ms;
+    /// docs/results/runtime.md). Elsewhere (the aarch64 boards) the int8 model if there is one.
+    pub fn preferred_precision(&self) -> Precision {
+        let int8_pays = !cfg!(target_arch = "x86_64");
+        if int8_pays && self.models.int8.is_some() || self.models.fp32.is_none() {
+            Precision::Int8
+        } else {
+            Precision::Fp32
+        }
+    }
+
+    /// Every file entry with its manifest field name.
+    pub fn files(&self) -> Vec<(&'static str, &FileEntry)> {
+        let mut v = Vec::new();
+        if let Some(e) = &self.models.fp32 {
+            v.push(("models.fp32", e));
+        }
+        if let Some(e) = &self.models.int8 {
+            v.push(("models.int8", e));
+        }
+        if let Some(e) = &self.prototypes {
+            v.push(("prototypes", e));
+        }
+        v.push(("buffer", &self.buffer));
+        v
+    }
+}

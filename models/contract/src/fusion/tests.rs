@@ -1,0 +1,142 @@
+//! Hand-computed cases on 7 classes: the four extra classes get scores of ~-∞ so that three
+//! classes carry the numbers.
+
+use super::*;
+use crate::bundle::FusionWeights;
+
+/// A buffer as a list of entries per class.
+struct Entries(Vec<Vec<Vec<f32>>>);
+
+impl Entries {
+    fn new() -> Self {
+        Entries(vec![Vec::new(); NUM_CLASSES])
+    }
+    fn add(&mut self, class: usize, z: &[f32]) {
+        self.0[class].push(z.to_vec());
+    }
+}
+
+impl ClassEntries for Entries {
+    fn class_entries(&self, class: usize) -> impl Iterator<Item = &[f32]> {
+        self.0[class].iter().map(Vec::as_slice)
+    }
+}
+
+const NEG: f32 = -1e4;
+
+fn unit4(v: [f32; 4]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+fn cfg(w: FusionWeights, mode: FuseMode, tau_t: f32, tau_i: f32) -> FusionConfig {
+    FusionConfig {
+        tau_t,
+        tau_i,
+        weights: w,
+        threshold: 0.9,
+        mode,
+        aggregate: Aggregate::Max,
+    }
+}
+
+fn close(a: &[f32], b: &[f32]) {
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn equal_weight_probability_fusion_is_the_mean_of_softmaxes() {
+    // sem: softmax([0, 0, ln2]) = [.25, .25, .5]. text: z = e0 is orthogonal to prototypes 0-2
+    // (cos 0 → 1/3 each) and opposite to 3-6. ins: class 0 at cos 1, classes 1-2 at cos
+    // 1 - ln3 / 2, τ_i = .5 → scores [2, 2 - ln3, 2 - ln3] → [3/5, 1/5, 1/5]; 3-6 empty.
+    let l2 = 2f32.ln();
+    let l3 = 3f32.ln();
+    let logits = [0.0, 0.0, l2, NEG, NEG, NEG, NEG];
+    let z = unit4([1.0, 0.0, 0.0, 0.0]);
+    let mut rows = vec![
+        unit4([0.0, 1.0, 0.0, 0.0]),
+        unit4([0.0, 0.0, 1.0, 0.0]),
+        unit4([0.0, 0.0, 0.0, 1.0]),
+    ];
+    rows.extend((0..4).map(|_| unit4([-1.0, 0.0, 0.0, 0.0])));
+    let protos = TextPrototypes::from_rows(&rows).unwrap();
+    let b = 1.0 - l3 / 2.0;
+    let side = unit4([b, (1.0 - b * b).sqrt(), 0.0, 0.0]);
+    let mut buf = Entries::new();
+    buf.add(0, &z);
+    buf.add(1, &side);
+    buf.add(2, &side);
+    let third = 1.0 / 3.0;
+    let w = FusionWeights {
+        sem: third,
+        text: third,
+        ins: third,
+    };
+    let f = fuse(
+        &cfg(w, FuseMode::Probabilities, 0.01, 0.5),
+        &logits,
+        &z,
+        Some(&protos),
+        &buf,
+    );
+    close(&f.p_sem, &[0.25, 0.25, 0.5, 0.0, 0.0, 0.0, 0.0]);
+    close(&f.p_text.unwrap(), &[third, third, third, 0.0, 0.0, 0.0, 0.0]);
+    close(&f.p_ins, &[0.6, 0.2, 0.2, 0.0, 0.0, 0.0, 0.0]);
+    let want = [
+        (0.25 + third + 0.6) / 3.0,
+        (0.25 + third + 0.2) / 3.0,
+        (0.5 + third + 0.2) / 3.0,
+    ];
+    close(&f.p_hat[..3], &want);
+    assert!(f.p_hat[3..].iter().all(|p| *p < 1e-6));
+    // Weight 0 on ins and no prototypes: p̂ is p_sem.
+    let w2 = FusionWeights {
+        sem: 2.0,
+        text: 1.0,
+        ins: 0.0,
+    };
+    let f = fuse(&cfg(w2, FuseMode::Probabilities, 0.01, 0.5), &logits, &z, None, &buf);
+    close(&f.p_hat, &[0.25, 0.25, 0.5, 0.0, 0.0, 0.0, 0.0]);
+    assert!(f.p_text.is_none());
+}
+
+#[test]
+fn raw_score_fusion_softmaxes_the_weighted_sum() {
+    // 0.5 * [2, 0, 0] + 0.5 * [0, 0, 2] = [1, 0, 1] -> [e/(2e+1), 1/(2e+1), e/(2e+1)].
+    let logits = [2.0, 0.0, 0.0, NEG, NEG, NEG, NEG];
+    let z = unit4([1.0, 0.0, 0.0, 0.0]);
+    let mut buf = Entries::new();
+    buf.add(2, &z);
+    buf.add(0, &unit4([0.0, 1.0, 0.0, 0.0]));
+    buf.add(1, &unit4([0.0, 1.0, 0.0, 0.0]));
+    let w = FusionWeights {
+        sem: 0.5,
+        text: 0.0,
+        ins: 0.5,
+    };
+    let f = fuse(&cfg(w, FuseMode::RawScores, 0.1, 0.5), &logits, &z, None, &buf);
+    let e = std::f32::consts::E;
+    let d = 2.0 * e + 1.0;
+    close(&f.p_hat[..3], &[e / d, 1.0 / d, e / d]);
+}
+
+#[test]
+fn ins_scores_aggregate_per_class_like_the_trainer() {
+    // The trainer's `ins_scores_aggregate_per_class`: class 0 at angles 0 and 1, class 1 at 0.5.
+    let u = |a: f32| vec![a.cos(), a.sin()];
+    let mut buf = Entries::new();
+    buf.add(0, &u(0.0));
+    buf.add(0, &u(1.0));
+    buf.add(1, &u(0.5));
+    let z = [1.0, 0.0];
+    let max = ins_scores(&z, &buf, Aggregate::Max, 0.5);
+    assert!((max[0] - 2.0).abs() < 1e-5 && (max[1] - 0.5f32.cos() / 0.5).abs() < 1e-5);
+    assert_eq!(max[2], EMPTY_CLASS_SCORE);
+    let top2 = ins_scores(&z, &buf, Aggregate::TopKMean(2), 1.0);
+    assert!((top2[0] - (1.0 + 1f32.cos()) / 2.0).abs() < 1e-5, "{top2:?}");
+    assert!((top2[1] - 0.5f32.cos()).abs() < 1e-5, "{top2:?}");
+    assert_eq!("top5".parse::<Aggregate>().unwrap(), Aggregate::TopKMean(5));
+    assert!("top0".parse::<Aggregate>().is_err());
+}

@@ -1,0 +1,130 @@
+//! The semi-supervised options of `train` and `distill`, over the method's (or preset's)
+//! defaults.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use sitfer_trainer::method::{Aggregate, FuseMode, SslConfig, ThresholdMode};
+use sitfer_trainer::text::EncoderKind;
+use sitfer_trainer::train::config::Method;
+use std::path::PathBuf;
+
+/// A bundle of settings reproducing a reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// The SIT-FER reference code: raw-score fusion 0.3/0.2/0.5, threshold 0.75, loss weights
+    /// 0.4/0.4/0.2, Adam 1e-4, batches 16 + 16, labeled-only buffer with max similarity.
+    Reference,
+}
+
+/// Semi-supervised settings; each defaults to the method's (or the preset's) value.
+#[derive(Args)]
+pub struct SslArgs {
+    /// Settings of a reference implementation (implies --method sitfer).
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Unlabeled batch = this × labeled batch [default 1].
+    #[arg(long)]
+    pub unlabeled_ratio: Option<usize>,
+    /// Weight of L_s.
+    #[arg(long)]
+    pub lambda_s: Option<f64>,
+    /// Weight of L_t, the text co-supervision (0 disables it).
+    #[arg(long)]
+    pub lambda_t: Option<f64>,
+    /// Weight of L_u, the pseudo-label loss.
+    #[arg(long)]
+    pub lambda_u: Option<f64>,
+    /// Temperature of p_text.
+    #[arg(long)]
+    pub tau_t: Option<f64>,
+    /// Temperature of p_ins.
+    #[arg(long)]
+    pub tau_i: Option<f64>,
+    /// Fusion weight of p_sem (0 drops it).
+    #[arg(long)]
+    pub w_sem: Option<f64>,
+    /// Fusion weight of p_text (0 drops it).
+    #[arg(long)]
+    pub w_text: Option<f64>,
+    /// Fusion weight of p_ins (0 drops it).
+    #[arg(long)]
+    pub w_ins: Option<f64>,
+    /// probabilities or raw-scores [fixmatch, sitfer: probabilities; reference: raw-scores].
+    #[arg(long)]
+    pub fuse: Option<FuseMode>,
+    /// Confidence threshold of p̂ [fixmatch 0.95, sitfer 0.7, reference 0.75].
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Per-class adaptive thresholds (Ada-CM) with this floor; --threshold is their start.
+    #[arg(long)]
+    pub adaptive_threshold: Option<f64>,
+    /// Steps before p_ins joins the fusion.
+    #[arg(long)]
+    pub ins_warmup: Option<u64>,
+    /// Per-class queue of confident pseudo-labeled embeddings in the buffer (0: labeled only).
+    #[arg(long)]
+    pub queue_per_class: Option<usize>,
+    /// Buffer similarity per class: `max` or `topK` (mean of the K nearest).
+    #[arg(long)]
+    pub aggregate: Option<Aggregate>,
+    /// Text prototype cache (rebuilt with the encoder when the descriptions or encoder change).
+    #[arg(long, default_value = sitfer_trainer::text::DEFAULT_PROTOTYPES)]
+    pub prototypes: PathBuf,
+    /// Directory of the text encoder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, env = "SITFER_TEXT_ENCODER", default_value = sitfer_trainer::text::DEFAULT_ENCODER_DIR)]
+    pub text_encoder: PathBuf,
+    #[arg(long, value_enum, default_value = "minilm")]
+    pub text_encoder_kind: EncoderKind,
+}
+
+impl SslArgs {
+    /// The method's settings with the given overrides.
+    pub fn config(&self, method: Method) -> Result<Option<SslConfig>> {
+        let mut c = match (method, self.preset) {
+            (_, Some(Preset::Reference)) => SslConfig::reference(),
+            (Method::Supervised, None) => {
+                let given = [
+                    self.lambda_t,
+                    self.lambda_u,
+                    self.w_sem,
+                    self.w_text,
+                    self.w_ins,
+                    self.threshold,
+                ];
+                if given.iter().any(Option::is_some) {
+                    bail!("semi-supervised options need --method fixmatch or sitfer");
+                }
+                return Ok(None);
+            }
+            (Method::Fixmatch, None) => SslConfig::fixmatch(),
+            (Method::Sitfer, None) => SslConfig::sitfer(),
+        };
+        macro_rules! set {
+            ($($field:ident => $target:expr),*) => {$(if let Some(v) = self.$field { $target = v; })*};
+        }
+        set!(unlabeled_ratio => c.unlabeled_ratio, lambda_s => c.lambda_s, lambda_t => c.lambda_t,
+            lambda_u => c.lambda_u, tau_t => c.tau_t, tau_i => c.tau_i, w_sem => c.weights.sem,
+            w_text => c.weights.text, w_ins => c.weights.ins, fuse => c.fuse, threshold => c.threshold,
+            ins_warmup => c.ins_warmup_steps, queue_per_class => c.queue_per_class, aggregate => c.aggregate);
+        if let Some(floor) = self.adaptive_threshold {
+            c.threshold_mode = ThresholdMode::Adaptive { floor, momentum: 0.99 };
+        }
+        if method == Method::Fixmatch && (c.lambda_t > 0.0 || c.weights.text > 0.0 || c.weights.ins > 0.0) {
+            bail!("--method fixmatch uses p_sem only: use --method sitfer for text or instance terms");
+        }
+        if c.unlabeled_ratio == 0 {
+            bail!("--unlabeled-ratio must be ≥ 1");
+        }
+        if !(c.threshold > 0.0 && c.threshold <= 1.0) || c.tau_t <= 0.0 || c.tau_i <= 0.0 {
+            bail!("--threshold must be in (0, 1] and temperatures positive");
+        }
+        if c.weights.sem < 0.0 || c.weights.text < 0.0 || c.weights.ins < 0.0 {
+            bail!("fusion weights must be ≥ 0");
+        }
+        if c.weights.sem + c.weights.text + c.weights.ins <= 0.0 {
+            bail!("at least one fusion weight must be positive");
+        }
+        c.text = c.lambda_t > 0.0 || c.weights.text > 0.0 || c.weights.ins > 0.0;
+        Ok(Some(c))
+    }
+}

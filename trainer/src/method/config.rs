@@ -1,0 +1,128 @@
+//! Settings of the semi-supervised methods (saved with the run's `TrainConfig`).
+
+use serde::{Deserialize, Serialize};
+
+/// Weights of the three sources of the fused pseudo-label p̂.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FusionWeights {
+    pub sem: f64,
+    pub text: f64,
+    pub ins: f64,
+}
+
+impl FusionWeights {
+    pub const EQUAL: FusionWeights = FusionWeights {
+        sem: 1.0,
+        text: 1.0,
+        ins: 1.0,
+    };
+}
+
+/// How the sources are combined, and how a class's buffer similarities are aggregated: the
+/// contract's types, so a bundle's fusion means the same on both sides.
+pub use sitfer_contract::fusion::{Aggregate, FuseMode};
+
+/// Fixed or per-class adaptive confidence thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ThresholdMode {
+    Fixed,
+    /// Per class, the running mean confidence on correctly classified labeled samples (Ada-CM),
+    /// clamped to `[floor, 0.99]`.
+    Adaptive {
+        floor: f64,
+        momentum: f64,
+    },
+}
+
+/// Everything the semi-supervised step needs besides the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SslConfig {
+    /// Unlabeled batch = `unlabeled_ratio` × labeled batch.
+    pub unlabeled_ratio: usize,
+    /// Loss weights: L = λ_s L_s + λ_t L_t + λ_u L_u.
+    pub lambda_s: f64,
+    pub lambda_t: f64,
+    pub lambda_u: f64,
+    /// Temperatures of p_text and p_ins.
+    pub tau_t: f64,
+    pub tau_i: f64,
+    pub weights: FusionWeights,
+    pub fuse: FuseMode,
+    pub threshold: f64,
+    pub threshold_mode: ThresholdMode,
+    /// p_ins joins the fusion after this many steps (the buffer first fills with real embeddings).
+    pub ins_warmup_steps: u64,
+    /// Capacity of each class's queue of confidently pseudo-labeled embeddings (0: labeled only).
+    pub queue_per_class: usize,
+    pub aggregate: Aggregate,
+    /// Whether a projection head and text prototypes are used at all (L_t or p_text).
+    pub text: bool,
+}
+
+impl SslConfig {
+    /// FixMatch: p̂ = p_sem, threshold 0.95, λ_u = 1, no text or instance terms.
+    pub fn fixmatch() -> Self {
+        SslConfig {
+            unlabeled_ratio: 1,
+            lambda_s: 1.0,
+            lambda_t: 0.0,
+            lambda_u: 1.0,
+            tau_t: 0.1,
+            tau_i: 0.1,
+            weights: FusionWeights {
+                sem: 1.0,
+                text: 0.0,
+                ins: 0.0,
+            },
+            fuse: FuseMode::Probabilities,
+            threshold: 0.95,
+            threshold_mode: ThresholdMode::Fixed,
+            ins_warmup_steps: 0,
+            queue_per_class: 0,
+            aggregate: Aggregate::Max,
+            text: false,
+        }
+    }
+
+    /// SIT-FER as described: p̂ = (p_sem + p_text + p_ins) / 3, L_t and L_u with weight 1, a
+    /// buffer with per-class queues of confident pseudo-labels.
+    pub fn sitfer() -> Self {
+        SslConfig {
+            lambda_t: 1.0,
+            weights: FusionWeights::EQUAL,
+            threshold: 0.7,
+            ins_warmup_steps: 100,
+            queue_per_class: 256,
+            aggregate: Aggregate::TopKMean(5),
+            text: true,
+            ..Self::fixmatch()
+        }
+    }
+
+    /// The reference code's choices: raw-score fusion 0.3/0.2/0.5, threshold 0.75, loss weights
+    /// 0.4/0.4/0.2, a labeled-only buffer with per-class max similarity. (Adam 1e-4 and batches
+    /// 16 + 16 are set on the run by the `reference` preset.)
+    pub fn reference() -> Self {
+        SslConfig {
+            lambda_s: 0.4,
+            lambda_t: 0.4,
+            lambda_u: 0.2,
+            weights: FusionWeights {
+                sem: 0.3,
+                text: 0.2,
+                ins: 0.5,
+            },
+            fuse: FuseMode::RawScores,
+            threshold: 0.75,
+            queue_per_class: 0,
+            aggregate: Aggregate::Max,
+            ..Self::sitfer()
+        }
+    }
+
+    /// Whether the instance buffer is needed.
+    pub fn uses_memory(&self) -> bool {
+        self.text && self.weights.ins > 0.0
+    }
+}

@@ -1,0 +1,111 @@
+//! The objective of every method: soft cross-entropy, and L = λ_s L_s + λ_t L_t + λ_u L_u.
+
+use candle_core::{D, Result, Tensor};
+
+/// Cross-entropy against target distributions `[B, C]` (one-hot for hard labels), averaged over
+/// the batch.
+pub fn soft_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    (log_p * targets)?.sum(D::Minus1)?.neg()?.mean_all()
+}
+
+/// Loss weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossWeights {
+    pub s: f64,
+    pub t: f64,
+    pub u: f64,
+}
+
+/// The terms of one step (`None` = the term is off).
+pub struct Terms {
+    pub l_s: Tensor,
+    pub l_t: Option<Tensor>,
+    pub l_u: Option<Tensor>,
+}
+
+/// λ_s L_s + λ_t L_t + λ_u L_u over the present terms.
+pub fn combine(terms: &Terms, w: LossWeights) -> Result<Tensor> {
+    let mut total = (&terms.l_s * w.s)?;
+    if let Some(l) = &terms.l_t {
+        total = (total + (l * w.t)?)?;
+    }
+    if let Some(l) = &terms.l_u {
+        total = (total + (l * w.u)?)?;
+    }
+    Ok(total)
+}
+
+/// Cross-entropy of `logits` `[B, C]` against hard `labels`, counted only where `mask` is set
+/// and divided by B (FixMatch's normalisation: the loss grows with the share of confident
+/// samples instead of jumping when few pass).
+pub fn masked_cross_entropy(logits: &Tensor, labels: &[usize], mask: &[bool]) -> Result<Tensor> {
+    let (b, c) = logits.dims2()?;
+    let mut onehot = vec![0f32; b * c];
+    for (i, (&l, &m)) in labels.iter().zip(mask).enumerate() {
+        if m {
+            onehot[i * c + l] = 1.0;
+        }
+    }
+    let targets = Tensor::from_vec(onehot, (b, c), logits.device())?;
+    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    (log_p * targets)?.sum_all()?.neg()? / b as f64
+}
+
+/// Cross-entropy against hard labels (one-hot targets).
+pub fn hard_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
+    let mask = vec![true; labels.len()];
+    masked_cross_entropy(logits, labels, &mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn scalar(t: &Tensor) -> f32 {
+        t.to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn total_is_the_stated_combination() {
+        let d = Device::Cpu;
+        let terms = Terms {
+            l_s: Tensor::new(2f32, &d).unwrap(),
+            l_t: Some(Tensor::new(3f32, &d).unwrap()),
+            l_u: Some(Tensor::new(5f32, &d).unwrap()),
+        };
+        let w = LossWeights { s: 0.4, t: 0.4, u: 0.2 };
+        assert!((scalar(&combine(&terms, w).unwrap()) - (0.8 + 1.2 + 1.0)).abs() < 1e-6);
+        let only_s = Terms {
+            l_s: Tensor::new(2f32, &d).unwrap(),
+            l_t: None,
+            l_u: None,
+        };
+        assert!((scalar(&combine(&only_s, w).unwrap()) - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn masked_ce_counts_confident_rows_over_the_whole_batch() {
+        let d = Device::Cpu;
+        // Row 0: p = [1/4, 1/4, 1/2], label 2 -> ln 2. Row 1 masked out.
+        let logits = Tensor::new(&[[0f32, 0.0, 2f32.ln()], [5.0, 0.0, 0.0]], &d).unwrap();
+        let l = scalar(&masked_cross_entropy(&logits, &[2, 1], &[true, false]).unwrap());
+        assert!((l - std::f32::consts::LN_2 / 2.0).abs() < 1e-6, "{l}");
+        let none = scalar(&masked_cross_entropy(&logits, &[2, 1], &[false, false]).unwrap());
+        assert_eq!(none, 0.0);
+    }
+
+    #[test]
+    fn matches_hand_computed_value() {
+        let dev = Device::Cpu;
+        let logits = Tensor::new(&[[0f32, 0f32, (2f32).ln()]], &dev).unwrap();
+        let target = Tensor::new(&[[0f32, 0f32, 1f32]], &dev).unwrap();
+        // p = [1/4, 1/4, 1/2] -> CE = ln 2.
+        let l = soft_cross_entropy(&logits, &target)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((l - std::f32::consts::LN_2).abs() < 1e-6, "{l}");
+    }
+}

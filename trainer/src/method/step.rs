@@ -1,0 +1,272 @@
+//! One semi-supervised training step, shared by supervised, FixMatch and SIT-FER: the losses on
+//! a labeled and an unlabeled batch, the fused pseudo-labels, and the updates of the instance
+//! memory and thresholds that follow.
+
+use super::config::SslConfig;
+use super::fusion::{SourceScores, confidence, fuse, text_scores};
+use super::loss::soft_cross_entropy;
+use super::loss::{LossWeights, Terms, combine, masked_cross_entropy};
+use super::memory::{InstanceMemory, ins_scores};
+use super::threshold::Thresholds;
+use crate::evaluate::argmax;
+use crate::model::FerModel;
+use crate::model::projection::ProjectionHead;
+use candle_core::{D, Result, Tensor};
+use sitfer_contract::labels::NUM_CLASSES;
+
+/// A labeled batch: the weak view `[B, 3, H, W]`, target distributions `[B, classes]`, the hard
+/// labels, and the samples' indices in the labeled store (their instance-memory slots).
+pub struct LabeledInput<'a> {
+    pub x: &'a Tensor,
+    pub targets: &'a Tensor,
+    pub labels: &'a [usize],
+    pub slots: &'a [usize],
+}
+
+/// An unlabeled batch: a weak and a strong view of each face.
+pub struct UnlabeledInput<'a> {
+    pub weak: &'a Tensor,
+    pub strong: &'a Tensor,
+}
+
+/// What a step produced, for the optimizer and the logs.
+pub struct StepOutput {
+    pub loss: Tensor,
+    pub l_s: f32,
+    pub l_t: Option<f32>,
+    pub l_u: Option<f32>,
+    pub labeled_logits: Tensor,
+    pub unlabeled: Option<PseudoLabels>,
+}
+
+/// The pseudo-labels of an unlabeled batch and what each source predicted (for analysis).
+pub struct PseudoLabels {
+    pub class: Vec<usize>,
+    pub confidence: Vec<f32>,
+    pub mask: Vec<bool>,
+    pub sem: Vec<usize>,
+    pub text: Option<Vec<usize>>,
+    pub ins: Option<Vec<usize>>,
+}
+
+/// The method's state across steps.
+pub struct SslState {
+    pub cfg: SslConfig,
+    /// `[classes, d_text]` unit text prototypes (when the method uses text).
+    pub prototypes: Option<Tensor>,
+    pub proj: Option<ProjectionHead>,
+    pub memory: Option<InstanceMemory>,
+    pub thresholds: Thresholds,
+}
+
+fn argmax_rows(t: &Tensor) -> Result<Vec<usize>> {
+    Ok(t.argmax(D::Minus1)?
+        .to_vec1::<u32>()?
+        .into_iter()
+        .map(|c| c as usize)
+        .collect())
+}
+
+impl SslState {
+    pub fn new(
+        cfg: SslConfig,
+        prototypes: Option<Tensor>,
+        proj: Option<ProjectionHead>,
+        memory: Option<InstanceMemory>,
+    ) -> Self {
+        let thresholds = Thresholds::new(cfg.threshold, cfg.threshold_mode);
+        SslState {
+            cfg,
+            prototypes,
+            proj,
+            memory,
+            thresholds,
+        }
+    }
+
+    fn weights(&self) -> LossWeights {
+        LossWeights {
+            s: self.cfg.lambda_s,
+            t: self.cfg.lambda_t,
+            u: self.cfg.lambda_u,
+        }
+    }
+
+    fn text_head(&self) -> Option<(&ProjectionHead, &Tensor)> {
+        match (&self.proj, &self.prototypes) {
+            (Some(p), Some(t)) if self.cfg.text => Some((p, t)),
+            _ => None,
+        }
+    }
+
+    /// p_ins's scores of unit embeddings `z`, when the memory takes part at `step`.
+    fn ins_source(&self, z: &Tensor, step: u64, labeled_only: bool) -> Result<Option<Tensor>> {
+        let Some(mem) = &self.memory else { return Ok(None) };
+        if self.cfg.weights.ins <= 0.0 || step < self.cfg.ins_warmup_steps || mem.is_empty() {
+            return Ok(None);
+        }
+        let bank = mem.bank(z.device(), labeled_only)?;
+        Ok(Some(ins_scores(z, &bank, self.cfg.aggregate, self.cfg.tau_i)?))
+    }
+
+    /// p_text's scores of unit embeddings `z`, when text takes part in the fusion.
+    fn text_source(&self, z: &Tensor) -> Result<Option<Tensor>> {
+        match self.text_head() {
+            Some((_, protos)) if self.cfg.weights.text > 0.0 => Ok(Some(text_scores(z, protos, self.cfg.tau_t)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Fused class probabilities from logits and unit text-space embeddings (no gradient).
+    pub fn fused(&self, logits: &Tensor, z: Option<&Tensor>, step: u64, labeled_only: bool) -> Result<Tensor> {
+        let (text, ins) = match (z, self.text_head()) {
+            (Some(z), Some(_)) => (self.text_source(z)?, self.ins_source(z, step, labeled_only)?),
+            _ => (None, None),
+        };
+        self.fuse_scores(logits, text.as_ref(), ins.as_ref())
+    }
+
+    /// Fuses the logits with already computed text and instance scores.
+    fn fuse_scores(&self, logits: &Tensor, text: Option<&Tensor>, ins: Option<&Tensor>) -> Result<Tensor> {
+        let sem = (self.cfg.weights.sem > 0.0).then_some(logits);
+        // A configuration with p_sem off still needs some source before text/ins exist.
+        let sem = if sem.is_none() && text.is_none() && ins.is_none() {
+            Some(logits)
+        } else {
+            sem
+        };
+        fuse(&SourceScores { sem, text, ins }, &self.cfg.weights, self.cfg.fuse)
+    }
+
+    /// Fused probabilities for evaluation: the model's outputs with the labeled part of the
+    /// buffer (as the runtime would have it).
+    pub fn fused_eval(&self, logits: &Tensor, embedding: &Tensor) -> Result<Tensor> {
+        let z = match self.text_head() {
+            Some((proj, _)) => Some(proj.forward(embedding)?),
+            None => None,
+        };
+        self.fused(logits, z.as_ref(), u64::MAX, true)
+    }
+
+    /// Losses of one step at `step`, and the memory/threshold updates that follow from it.
+    pub fn step(
+        &mut self,
+        model: &dyn FerModel,
+        step: u64,
+        l: LabeledInput,
+        u: Option<UnlabeledInput>,
+    ) -> Result<StepOutput> {
+        let b = l.x.dim(0)?;
+        // Weak unlabeled view first, without gradient (its batch statistics still update the
+        // running ones, as in FixMatch's joint batch).
+        // On the CPU fast path `no_grad` also keeps the fused layers from saving anything for a
+        // backward pass that never comes.
+        let weak = match &u {
+            Some(u) => Some(crate::ops::no_grad(|| -> Result<_> {
+                let out = model.forward_t(u.weak, true)?;
+                let z = match self.text_head() {
+                    Some((proj, _)) => Some(proj.forward(&out.embedding)?.detach()),
+                    None => None,
+                };
+                Ok((out.logits.detach(), z))
+            })?),
+            None => None,
+        };
+        let x = match &u {
+            Some(u) => Tensor::cat(&[l.x, u.strong], 0)?,
+            None => l.x.clone(),
+        };
+        let out = model.forward_t(&x, true)?;
+        let logits_l = out.logits.narrow(0, 0, b)?;
+        let l_s = soft_cross_entropy(&logits_l, l.targets)?;
+        let (l_t, z_l) = match self.text_head() {
+            Some((proj, protos)) => {
+                let z = proj.forward(&out.embedding.narrow(0, 0, b)?)?;
+                let lt = if self.cfg.lambda_t > 0.0 {
+                    Some(soft_cross_entropy(
+                        &text_scores(&z, protos, self.cfg.tau_t)?,
+                        l.targets,
+                    )?)
+                } else {
+                    None
+                };
+                (lt, Some(z.detach()))
+            }
+            None => (None, None),
+        };
+
+        let mut pseudo = None;
+        let mut l_u = None;
+        if let (Some((logits_w, z_w)), Some(u)) = (&weak, &u) {
+            let labeled_only = self.cfg.queue_per_class == 0;
+            // Each source is scored once: the log's per-source labels (p_ins even during its
+            // warm-up) and p̂ (p_ins only after it) read the same scores.
+            let (text, ins) = match (z_w, self.text_head()) {
+                (Some(z), Some((_, protos))) => (
+                    Some(text_scores(z, protos, self.cfg.tau_t)?),
+                    self.ins_source(z, u64::MAX, labeled_only)?,
+                ),
+                _ => (None, None),
+            };
+            let text_fused = text.as_ref().filter(|_| self.cfg.weights.text > 0.0);
+            let ins_fused = ins.as_ref().filter(|_| step >= self.cfg.ins_warmup_steps);
+            let p_hat = self.fuse_scores(logits_w, text_fused, ins_fused)?;
+            let (conf, class) = confidence(&p_hat)?;
+            let mask = self.thresholds.mask(&conf, &class);
+            let bu = u.strong.dim(0)?;
+            let logits_s = out.logits.narrow(0, b, bu)?;
+            l_u = Some(masked_cross_entropy(&logits_s, &class, &mask)?);
+            pseudo = Some(PseudoLabels {
+                sem: argmax_rows(logits_w)?,
+                text: text.as_ref().map(argmax_rows).transpose()?,
+                ins: ins.as_ref().map(argmax_rows).transpose()?,
+                class,
+                confidence: conf,
+                mask,
+            });
+        }
+
+        let terms = Terms {
+            l_s: l_s.clone(),
+            l_t: l_t.clone(),
+            l_u: l_u.clone(),
+        };
+        let loss = combine(&terms, self.weights())?;
+
+        // Updates from this step's (detached) outputs. The labeled faces' p̂ scores them against
+        // the whole labeled buffer (a 28k-row product and sort per class on FER2013): only worth
+        // it when the thresholds follow it.
+        if self.thresholds.is_adaptive() {
+            let fused_l = self.fused(&logits_l.detach(), z_l.as_ref(), step, true)?;
+            let (conf_l, pred_l) = confidence(&fused_l)?;
+            self.thresholds.update(&conf_l, &pred_l, l.labels);
+        }
+        if let Some(mem) = &mut self.memory {
+            if let Some(z) = &z_l {
+                mem.update_labeled(l.slots, &z.flatten_all()?.to_vec1::<f32>()?);
+            }
+            if let (Some(p), Some((_, Some(z)))) = (&pseudo, &weak) {
+                let rows = z.to_vec2::<f32>()?;
+                for ((row, &c), &m) in rows.iter().zip(&p.class).zip(&p.mask) {
+                    if m {
+                        mem.push_pseudo(c, row);
+                    }
+                }
+            }
+        }
+        let scalar = |t: &Tensor| t.to_scalar::<f32>();
+        Ok(StepOutput {
+            l_s: scalar(&l_s)?,
+            l_t: l_t.as_ref().map(scalar).transpose()?,
+            l_u: l_u.as_ref().map(scalar).transpose()?,
+            loss,
+            labeled_logits: logits_l,
+            unlabeled: pseudo,
+        })
+    }
+}
+
+/// Hard labels of target distributions (argmax).
+pub fn hard_labels(targets: &[[f32; NUM_CLASSES]]) -> Vec<usize> {
+    targets.iter().map(|t| argmax(t)).collect()
+}
