@@ -7,6 +7,7 @@
 //! The trainer computes the similarity matrix on its device and hands each row here
 //! ([`class_similarity`], [`fuse_scores`]); the runtime scores one face at a time ([`fuse`]).
 
+pub mod calibration;
 mod config;
 
 pub use config::{Aggregate, FuseMode, FusionConfig};
