@@ -39,7 +39,8 @@ pub struct ModelArgs {
     pub precision: Option<Precision>,
     #[arg(long, value_enum, default_value = "detect")]
     pub faces: Faces,
-    /// yunet, rustface, mtcnn or blazeface / blazeface-full (shipped), onnx:PATH (UltraFace output format) or
+    /// yunet (yunet:WxH: its largest input), rustface, mtcnn or blazeface / blazeface-full (shipped),
+    /// onnx:PATH (UltraFace output format) or
     /// whole-frame [default: the --board profile's, else rustface].
     #[arg(long)]
     pub detector: Option<DetectorSpec>,

@@ -78,11 +78,11 @@ static YUNET: &[u8] = include_bytes!("../../../models/detectors/yunet/yunet.onnx
 pub const YUNET_FILE: &str = "models/detectors/yunet/yunet.onnx";
 
 /// Which detector to build, as written on the command line or in a board profile:
-/// `yunet`, `blazeface` (short range), `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or
-/// `whole-frame`.
+/// `yunet` (or `yunet:WxH`, the largest input a frame is scaled down to, default 640x480),
+/// `blazeface` (short range), `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DetectorSpec {
-    Yunet,
+    Yunet { width: u32, height: u32 },
     BlazeFaceShort,
     BlazeFaceFull,
     Mtcnn,
@@ -95,23 +95,46 @@ impl std::str::FromStr for DetectorSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "yunet" => Ok(DetectorSpec::Yunet),
+            "yunet" => Ok(DetectorSpec::yunet()),
             "blazeface" | "blazeface-short" => Ok(DetectorSpec::BlazeFaceShort),
             "blazeface-full" => Ok(DetectorSpec::BlazeFaceFull),
             "mtcnn" => Ok(DetectorSpec::Mtcnn),
             "rustface" | "seetaface" => Ok(DetectorSpec::Rustface),
             "whole-frame" => Ok(DetectorSpec::WholeFrame),
-            _ => match s.strip_prefix("onnx:") {
-                Some(p) if !p.is_empty() => Ok(DetectorSpec::Onnx(PathBuf::from(p))),
-                _ => Err(format!(
-                    "`{s}`: expected `yunet`, `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
-                )),
-            },
+            _ => {
+                if let Some(size) = s.strip_prefix("yunet:") {
+                    let dims = size
+                        .split_once('x')
+                        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+                        .filter(|&(w, h)| (32..=4096).contains(&w) && (32..=4096).contains(&h));
+                    return match dims {
+                        Some((width, height)) => Ok(DetectorSpec::Yunet { width, height }),
+                        None => Err(format!(
+                            "`{s}`: expected `yunet:WIDTHxHEIGHT` with each side 32 to 4096, e.g. `yunet:320x240`"
+                        )),
+                    };
+                }
+                match s.strip_prefix("onnx:") {
+                    Some(p) if !p.is_empty() => Ok(DetectorSpec::Onnx(PathBuf::from(p))),
+                    _ => Err(format!(
+                        "`{s}`: expected `yunet`, `yunet:WxH`, `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
+                    )),
+                }
+            }
         }
     }
 }
 
 impl DetectorSpec {
+    /// YuNet at its default input, 640x480.
+    pub fn yunet() -> Self {
+        let d = YunetConfig::default();
+        DetectorSpec::Yunet {
+            width: d.width,
+            height: d.height,
+        }
+    }
+
     /// The crop margin that suits the detector's boxes (the face crops the model learnt from are
     /// framed like rustface's boxes plus 10 %): chosen on FER2013 validation frames
     /// (docs/results/runtime.md); the BlazeFace and ONNX detectors were not measured there.
@@ -136,10 +159,14 @@ impl DetectorSpec {
             Ok(Box::new(OnnxDetector::from_bytes(bytes, &path, cfg)?))
         };
         Ok(match self {
-            DetectorSpec::Yunet => Box::new(YunetDetector::from_bytes(
+            &DetectorSpec::Yunet { width, height } => Box::new(YunetDetector::from_bytes(
                 YUNET,
                 std::path::Path::new(YUNET_FILE),
-                YunetConfig::default(),
+                YunetConfig {
+                    width,
+                    height,
+                    ..YunetConfig::default()
+                },
             )?),
             DetectorSpec::BlazeFaceShort => embedded(
                 BLAZEFACE_SHORT,

@@ -374,8 +374,19 @@ fn yunet_decodes_a_known_output_like_opencv() {
 
 #[test]
 fn yunet_finds_the_demo_face_with_landmarks_at_the_eyes() {
-    assert_eq!("yunet".parse::<DetectorSpec>().unwrap(), DetectorSpec::Yunet);
-    let mut d = DetectorSpec::Yunet.build().unwrap();
+    assert_eq!("yunet".parse::<DetectorSpec>().unwrap(), DetectorSpec::yunet());
+    assert_eq!(
+        "yunet:320x240".parse::<DetectorSpec>().unwrap(),
+        DetectorSpec::Yunet {
+            width: 320,
+            height: 240
+        }
+    );
+    for bad in ["yunet:", "yunet:320", "yunet:0x240", "yunet:320x9999", "yunet:axb"] {
+        let e = bad.parse::<DetectorSpec>().unwrap_err();
+        assert!(e.contains("yunet:WIDTHxHEIGHT"), "{bad}: {e}");
+    }
+    let mut d = DetectorSpec::yunet().build().unwrap();
     assert_eq!(d.name(), "yunet");
     let photo = demo_photo();
     // At the photo's own size (no scaling: the pixels as they are, padded to 512x512 like
@@ -434,17 +445,8 @@ fn yunet_finds_the_demo_face_with_landmarks_at_the_eyes() {
     let shifted = BBox::new(b.x1, b.y1 - 40.0, b.x2, b.y2 - 40.0);
     assert!(moved[0].bbox.iou(&shifted) > 0.9, "{:?} vs {shifted:?}", moved[0].bbox);
     // Scaled down into a 320x240 input (bilinear, padded): still the face, mapped back.
-    let mut small = YunetDetector::from_bytes(
-        super::YUNET,
-        std::path::Path::new("yunet-320.onnx"),
-        YunetConfig {
-            width: 320,
-            height: 240,
-            ..YunetConfig::default()
-        },
-    )
-    .unwrap();
-    assert_eq!(small.name(), "yunet:yunet-320.onnx");
+    let mut small = "yunet:320x240".parse::<DetectorSpec>().unwrap().build().unwrap();
+    assert_eq!(small.name(), "yunet:320x240");
     let s = small.detect(&photo).unwrap();
     assert_eq!(s.len(), 1, "{s:?}");
     assert!(s[0].bbox.iou(&b) > 0.85, "{:?} vs {b:?}", s[0].bbox);

@@ -275,10 +275,15 @@ impl FaceDetector for YunetDetector {
     }
 
     fn name(&self) -> String {
-        if self.file == Path::new(super::YUNET_FILE) {
-            "yunet".into()
+        let size = if (self.cfg.width, self.cfg.height) == (640, 480) {
+            String::new()
         } else {
-            format!("yunet:{}", self.file.display())
+            format!(":{}x{}", self.cfg.width, self.cfg.height)
+        };
+        if self.file == Path::new(super::YUNET_FILE) {
+            format!("yunet{size}")
+        } else {
+            format!("yunet{size} ({})", self.file.display())
         }
     }
 }
