@@ -42,14 +42,14 @@ pub struct YunetConfig {
 }
 
 impl Default for YunetConfig {
-    /// Full VGA resolution, OpenCV Zoo's NMS IoU 0.3 and top-k 5000, and a score threshold of
-    /// 0.6 (OpenCV Zoo's demo uses 0.9, libfacedetection's 0.5): chosen on `sitfer
-    /// bench-detect` (docs/results/detection.md).
+    /// Full VGA resolution, OpenCV Zoo's NMS IoU 0.3 and top-k 5000, and libfacedetection's
+    /// example score threshold 0.5 (OpenCV Zoo's demo uses 0.9; 0.3 and 0.4 find a few more
+    /// small FER2013 faces in `sitfer bench-detect`, docs/results/detection.md).
     fn default() -> Self {
         YunetConfig {
             width: 640,
             height: 480,
-            score_threshold: 0.6,
+            score_threshold: 0.5,
             iou_threshold: 0.3,
             top_k: 5000,
             max_faces: 64,
