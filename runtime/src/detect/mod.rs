@@ -137,7 +137,7 @@ impl DetectorSpec {
 
     /// The crop margin that suits the detector's boxes (the face crops the model learnt from are
     /// framed like rustface's boxes plus 10 %): chosen on FER2013 validation frames
-    /// (docs/results/runtime.md); the BlazeFace and ONNX detectors were not measured there.
+    /// (docs/results/runtime.md); the BlazeFace, YuNet and ONNX detectors were not measured there.
     pub fn default_margin(&self) -> f32 {
         match self {
             DetectorSpec::Mtcnn => -0.1,
