@@ -50,7 +50,7 @@ pub struct InferenceProfile {
     pub threads: u32,
     /// Run the detector every N frames and track between.
     pub detection_interval: u32,
-    /// `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame` (see
+    /// `yunet`, `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame` (see
     /// `detect::DetectorSpec`).
     pub detector: String,
 }

@@ -18,7 +18,7 @@ pub struct BenchDetectArgs {
     /// Folder searched recursively for face crops.
     #[arg(long)]
     pub data: PathBuf,
-    /// Detectors to compare: blazeface, blazeface-full, mtcnn, rustface, onnx:PATH.
+    /// Detectors to compare: yunet, yunet:WxH, blazeface, blazeface-full, mtcnn, rustface, onnx:PATH.
     #[arg(long, value_delimiter = ',', default_value = "rustface")]
     pub detectors: Vec<DetectorSpec>,
     /// Smallest face the cascades (rustface, mtcnn) search, in pixels [default: theirs, 20].

@@ -39,7 +39,8 @@ pub struct ModelArgs {
     pub precision: Option<Precision>,
     #[arg(long, value_enum, default_value = "detect")]
     pub faces: Faces,
-    /// rustface, mtcnn or blazeface / blazeface-full (shipped), onnx:PATH (UltraFace output format) or
+    /// yunet (yunet:WxH: its largest input), rustface, mtcnn or blazeface / blazeface-full (shipped),
+    /// onnx:PATH (UltraFace output format) or
     /// whole-frame [default: the --board profile's, else rustface].
     #[arg(long)]
     pub detector: Option<DetectorSpec>,
@@ -58,7 +59,7 @@ pub struct ModelArgs {
     #[arg(long)]
     pub aggregate: Option<Aggregate>,
     /// Crop faces as boxed, without levelling the eyes when the detector gives landmarks
-    /// (mtcnn, blazeface, blazeface-full).
+    /// (yunet, mtcnn, blazeface, blazeface-full).
     #[arg(long)]
     pub no_align: bool,
     /// Test-time flip: average each face with its mirror image (twice the model time per face).

