@@ -17,7 +17,7 @@
 //! multiples of 32); boxes and landmarks are mapped back to frame pixels.
 
 use super::{BBox, DetectError, Detection, FaceDetector, nms};
-use crate::infer::guard::tract_guarded;
+use crate::infer::panic_guard::tract_guarded;
 use crate::source::Frame;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
