@@ -3,6 +3,7 @@
 //! composed form would allocate the sum, the ReLU, a zeros tensor, a mask and a product).
 
 use super::contiguous_f32;
+use super::relu::ReluGrad;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -10,9 +11,6 @@ const CHUNK: usize = 1 << 14;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AddRelu;
-
-#[derive(Debug, Clone, Copy)]
-struct MaskByOutput;
 
 impl CustomOp2 for AddRelu {
     fn name(&self) -> &'static str {
@@ -35,25 +33,7 @@ impl CustomOp2 for AddRelu {
     }
 
     fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = res.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &MaskByOutput)?;
+        let g = res.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?;
         Ok((Some(g.clone()), Some(g)))
-    }
-}
-
-impl CustomOp2 for MaskByOutput {
-    fn name(&self) -> &'static str {
-        "sitfer-add-relu-grad"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let y = contiguous_f32(s1, l1, "add-relu output")?;
-        let g = contiguous_f32(s2, l2, "add-relu grad")?;
-        let out: Vec<f32> = y
-            .par_iter()
-            .zip(g.par_iter())
-            .with_min_len(CHUNK)
-            .map(|(&y, &g)| if y > 0.0 { g } else { 0.0 })
-            .collect();
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

@@ -11,8 +11,9 @@ const CHUNK: usize = 1 << 14;
 #[derive(Debug, Clone, Copy)]
 pub struct Relu;
 
+/// `(y, grad)` → grad where y > 0, else 0: the backward of any op whose output is a ReLU's.
 #[derive(Debug, Clone, Copy)]
-struct ReluGrad;
+pub(crate) struct ReluGrad;
 
 impl CustomOp1 for Relu {
     fn name(&self) -> &'static str {
