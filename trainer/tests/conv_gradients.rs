@@ -4,6 +4,9 @@
 use candle_core::{Device, Tensor, Var};
 use sitfer_trainer::ops::{self, ConvImpl};
 
+mod tensor_fixtures;
+use tensor_fixtures::{max_rel_diff, rand};
+
 struct Case {
     b: usize,
     c: usize,
@@ -98,19 +101,6 @@ const CASES: [Case; 8] = [
     },
 ];
 
-fn rand(shape: &[usize], seed: u64) -> Tensor {
-    // A fixed pseudo-random fill without pulling in an RNG.
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
 /// Output and the gradients of sum(output * r) with respect to input and weight.
 fn run(case: &Case, imp: ConvImpl) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let x = Var::from_tensor(&rand(&[case.b, case.c, case.hw.0, case.hw.1], 1)).unwrap();
@@ -121,12 +111,6 @@ fn run(case: &Case, imp: ConvImpl) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let grads = loss.backward().unwrap();
     let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     (flat(&y), flat(grads.get(&x).unwrap()), flat(grads.get(&w).unwrap()))
-}
-
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 #[test]

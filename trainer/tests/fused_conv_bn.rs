@@ -9,6 +9,9 @@ use sitfer_trainer::model::{Arch, ModelSpec, Stem, build};
 use sitfer_trainer::ops::conv_bn::{Act, ConvBnSpec, Norm, conv_bn};
 use sitfer_trainer::ops::{self, ConvImpl};
 
+mod tensor_fixtures;
+use tensor_fixtures::{max_rel_diff, rand};
+
 struct Case {
     depthwise: bool,
     b: usize,
@@ -54,26 +57,8 @@ const CASES: [Case; 10] = [
     dw(9, 4, (9, 9), 3, 2, 1),
 ];
 
-fn rand(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
 fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 struct Inputs {

@@ -44,6 +44,14 @@ impl Detection {
     }
 }
 
+/// A detector model file's bytes; a read error names the file.
+pub(crate) fn read_model(path: &std::path::Path) -> Result<Vec<u8>, DetectError> {
+    std::fs::read(path).map_err(|e| DetectError::Model {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 #[derive(Debug, Error)]
 pub enum DetectError {
     #[error("{file}: face detector: {message}")]

@@ -129,11 +129,7 @@ pub struct OnnxDetector {
 
 impl OnnxDetector {
     pub fn load(path: &Path, cfg: OnnxDetectorConfig) -> Result<Self, DetectError> {
-        let bytes = std::fs::read(path).map_err(|e| DetectError::Model {
-            file: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        OnnxDetector::from_bytes(&bytes, path, cfg)
+        OnnxDetector::from_bytes(&super::read_model(path)?, path, cfg)
     }
 
     pub fn from_bytes(bytes: &[u8], path: &Path, cfg: OnnxDetectorConfig) -> Result<Self, DetectError> {

@@ -146,11 +146,7 @@ pub struct YunetDetector {
 
 impl YunetDetector {
     pub fn load(path: &Path, cfg: YunetConfig) -> Result<Self, DetectError> {
-        let bytes = std::fs::read(path).map_err(|e| DetectError::Model {
-            file: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        YunetDetector::from_bytes(&bytes, path, cfg)
+        YunetDetector::from_bytes(&super::read_model(path)?, path, cfg)
     }
 
     pub fn from_bytes(bytes: &[u8], path: &Path, cfg: YunetConfig) -> Result<Self, DetectError> {
