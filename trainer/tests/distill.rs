@@ -81,6 +81,7 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
         },
         data: sitfer_trainer::train::config::DataConfig {
             split_manifest: Some(t_run.path().join("split.json")),
+            calibration_fraction: 0.0,
             ..t_cfg.data.clone()
         },
         distill: Some(DistillConfig {

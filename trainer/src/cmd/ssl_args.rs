@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
-use sitfer_trainer::method::{Aggregate, FuseMode, SslConfig, ThresholdMode};
+use sitfer_trainer::method::{Aggregate, CalibrationConfig, FuseMode, SslConfig, ThresholdMode};
 use sitfer_trainer::text::EncoderKind;
 use sitfer_trainer::train::config::Method;
 use std::path::PathBuf;
@@ -67,6 +67,15 @@ pub struct SslArgs {
     /// Buffer similarity per class: `max` or `topK` (mean of the K nearest).
     #[arg(long)]
     pub aggregate: Option<Aggregate>,
+    /// Fit each source's temperature and the threshold on the labeled calibration hold-out
+    /// (needs --calibration-fraction) before the first step and every this many steps; replaces
+    /// --threshold, --tau-t and --tau-i in p̂ (L_t keeps --tau-t).
+    #[arg(long)]
+    pub calibrate_every: Option<u64>,
+    /// With --calibrate-every: the threshold is the smallest confidence at which p̂ is right this
+    /// often on the hold-out (clamped to [0.5, 0.99]).
+    #[arg(long, default_value_t = 0.9)]
+    pub target_precision: f64,
     /// Text prototype cache (rebuilt with the encoder when the descriptions or encoder change).
     #[arg(long, default_value = sitfer_trainer::text::DEFAULT_PROTOTYPES)]
     pub prototypes: PathBuf,
@@ -106,6 +115,15 @@ impl SslArgs {
             lambda_u => c.lambda_u, tau_t => c.tau_t, tau_i => c.tau_i, w_sem => c.weights.sem,
             w_text => c.weights.text, w_ins => c.weights.ins, fuse => c.fuse, threshold => c.threshold,
             ins_warmup => c.ins_warmup_steps, queue_per_class => c.queue_per_class, aggregate => c.aggregate);
+        if let Some(every) = self.calibrate_every {
+            if every == 0 || !(self.target_precision > 0.0 && self.target_precision <= 1.0) {
+                bail!("--calibrate-every must be ≥ 1 and --target-precision in (0, 1]");
+            }
+            if self.adaptive_threshold.is_some() {
+                bail!("--calibrate-every sets the threshold: drop --adaptive-threshold");
+            }
+            c.calibration = Some(CalibrationConfig::protocol2(every, self.target_precision));
+        }
         if let Some(floor) = self.adaptive_threshold {
             c.threshold_mode = ThresholdMode::Adaptive { floor, momentum: 0.99 };
         }

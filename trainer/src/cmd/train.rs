@@ -31,6 +31,10 @@ pub struct TrainArgs {
     /// Reuse a split manifest (split.json) instead of drawing one.
     #[arg(long)]
     pub split: Option<PathBuf>,
+    /// Share of each class's labeled faces held out to calibrate the fusion (never trained on;
+    /// `--calibrate-every`); supervised runs with it train on the rest (a like-for-like baseline).
+    #[arg(long, default_value_t = 0.0)]
+    pub calibration_fraction: f64,
     /// Fraction of train held out for validation when the dataset has no val split.
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
@@ -124,6 +128,9 @@ pub fn train_config(a: &TrainArgs, method: Method) -> Result<TrainConfig> {
     if batch_size == 0 {
         bail!("--batch-size must be positive");
     }
+    if !(0.0..1.0).contains(&a.calibration_fraction) {
+        bail!("--calibration-fraction must be in [0, 1)");
+    }
     let ssl = a.ssl.config(method)?;
     let text = ssl.as_ref().filter(|c| c.text).map(|_| TextConfig {
         prototypes: a.ssl.prototypes.clone(),
@@ -146,6 +153,7 @@ pub fn train_config(a: &TrainArgs, method: Method) -> Result<TrainConfig> {
             soft_labels: a.data.soft_labels,
             val_fraction: a.val_fraction,
             split_manifest: a.split.clone(),
+            calibration_fraction: a.calibration_fraction,
         },
         norm: a.normalization.normalization(),
         augment: AugmentConfig::default(),

@@ -218,6 +218,20 @@ impl SplitManifest {
     }
 }
 
+/// Splits the labeled faces into (training, calibration hold-out): a stratified, seeded
+/// `fraction` of each class (at least one face of a class that has any) is held out. The draw
+/// depends only on the faces' ids and `seed`, so a resumed run or another method on the same
+/// split holds out the same faces.
+pub fn hold_out(labeled: Vec<LabeledSample>, fraction: f64, seed: u64) -> (Vec<LabeledSample>, Vec<LabeledSample>) {
+    if fraction <= 0.0 {
+        return (labeled, Vec::new());
+    }
+    let drawn = semi_supervised_split(&labeled, LabelBudget::Fraction(fraction.min(1.0)), seed ^ 0x0043_414C);
+    let held: std::collections::HashSet<String> = drawn.labeled.into_iter().map(|s| s.id).collect();
+    let (calibration, train): (Vec<_>, Vec<_>) = labeled.into_iter().partition(|s| held.contains(&s.id));
+    (train, calibration)
+}
+
 /// Moves a stratified, seeded fraction of `train` into `val` when a dataset has no validation
 /// split (RAF-DB), so that model selection never looks at test.
 pub fn carve_validation(dataset: &mut Dataset, fraction: f64, seed: u64) {

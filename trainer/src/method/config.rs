@@ -58,6 +58,34 @@ pub struct SslConfig {
     pub aggregate: Aggregate,
     /// Whether a projection head and text prototypes are used at all (L_t or p_text).
     pub text: bool,
+    /// Fit the fusion's temperatures and the threshold on a labeled calibration hold-out
+    /// (`None`: τ_t, τ_i and `threshold` as configured, p_sem at temperature 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationConfig>,
+}
+
+/// How the sources of p̂ are calibrated on the hold-out (`crate::method::calibrate`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationConfig {
+    /// Refit every this many steps (and once before the first).
+    pub every: u64,
+    /// The threshold is the smallest confidence at which p̂ on the hold-out is right this often.
+    pub target_precision: f64,
+    /// The threshold's bounds; the ceiling also when no confidence reaches the target.
+    pub threshold_floor: f64,
+    pub threshold_ceil: f64,
+}
+
+impl CalibrationConfig {
+    /// Protocol 2's bounds (docs/results/sitfer.md): the threshold within [0.5, 0.99].
+    pub fn protocol2(every: u64, target_precision: f64) -> Self {
+        CalibrationConfig {
+            every,
+            target_precision,
+            threshold_floor: 0.5,
+            threshold_ceil: 0.99,
+        }
+    }
 }
 
 impl SslConfig {
@@ -82,6 +110,7 @@ impl SslConfig {
             queue_per_class: 0,
             aggregate: Aggregate::Max,
             text: false,
+            calibration: None,
         }
     }
 

@@ -10,6 +10,7 @@
 //! The fusion maths is the contract's (`sitfer_contract::fusion`), so p̂ means here what it
 //! means on the device.
 
+pub mod calibrate;
 pub mod config;
 pub mod fusion;
 pub mod loss;
@@ -17,7 +18,8 @@ pub mod memory;
 pub mod step;
 pub mod threshold;
 
-pub use config::{Aggregate, FuseMode, FusionWeights, SslConfig, ThresholdMode};
+pub use calibrate::{CalibrationOutcome, Temperatures};
+pub use config::{Aggregate, CalibrationConfig, FuseMode, FusionWeights, SslConfig, ThresholdMode};
 pub use memory::InstanceMemory;
 pub use step::{SslState, StepOutput};
 pub use threshold::Thresholds;

@@ -2,6 +2,7 @@
 //! a labeled and an unlabeled batch, the fused pseudo-labels, and the updates of the instance
 //! memory and thresholds that follow.
 
+use super::calibrate::Temperatures;
 use super::config::SslConfig;
 use super::fusion::{SourceScores, confidence, fuse, text_scores};
 use super::loss::soft_cross_entropy;
@@ -57,6 +58,9 @@ pub struct SslState {
     pub proj: Option<ProjectionHead>,
     pub memory: Option<InstanceMemory>,
     pub thresholds: Thresholds,
+    /// What p̂'s sources are divided by before their softmax: 1, τ_t and τ_i as configured until
+    /// a calibration fits them (`calibrate.rs`). L_t keeps the configured τ_t.
+    pub temperatures: Temperatures,
 }
 
 fn argmax_rows(t: &Tensor) -> Result<Vec<usize>> {
@@ -75,7 +79,13 @@ impl SslState {
         memory: Option<InstanceMemory>,
     ) -> Self {
         let thresholds = Thresholds::new(cfg.threshold, cfg.threshold_mode);
+        let temperatures = Temperatures {
+            sem: 1.0,
+            text: cfg.tau_t,
+            ins: cfg.tau_i,
+        };
         SslState {
+            temperatures,
             cfg,
             prototypes,
             proj,
@@ -92,7 +102,7 @@ impl SslState {
         }
     }
 
-    fn text_head(&self) -> Option<(&ProjectionHead, &Tensor)> {
+    pub(super) fn text_head(&self) -> Option<(&ProjectionHead, &Tensor)> {
         match (&self.proj, &self.prototypes) {
             (Some(p), Some(t)) if self.cfg.text => Some((p, t)),
             _ => None,
@@ -106,13 +116,15 @@ impl SslState {
             return Ok(None);
         }
         let bank = mem.bank(z.device(), labeled_only)?;
-        Ok(Some(ins_scores(z, &bank, self.cfg.aggregate, self.cfg.tau_i)?))
+        Ok(Some(ins_scores(z, &bank, self.cfg.aggregate, self.temperatures.ins)?))
     }
 
     /// p_text's scores of unit embeddings `z`, when text takes part in the fusion.
     fn text_source(&self, z: &Tensor) -> Result<Option<Tensor>> {
         match self.text_head() {
-            Some((_, protos)) if self.cfg.weights.text > 0.0 => Ok(Some(text_scores(z, protos, self.cfg.tau_t)?)),
+            Some((_, protos)) if self.cfg.weights.text > 0.0 => {
+                Ok(Some(text_scores(z, protos, self.temperatures.text)?))
+            }
             _ => Ok(None),
         }
     }
@@ -128,6 +140,13 @@ impl SslState {
 
     /// Fuses the logits with already computed text and instance scores.
     fn fuse_scores(&self, logits: &Tensor, text: Option<&Tensor>, ins: Option<&Tensor>) -> Result<Tensor> {
+        let scaled;
+        let logits = if self.temperatures.sem == 1.0 {
+            logits
+        } else {
+            scaled = (logits / self.temperatures.sem)?;
+            &scaled
+        };
         let sem = (self.cfg.weights.sem > 0.0).then_some(logits);
         // A configuration with p_sem off still needs some source before text/ins exist.
         let sem = if sem.is_none() && text.is_none() && ins.is_none() {
@@ -203,7 +222,7 @@ impl SslState {
             // warm-up) and p̂ (p_ins only after it) read the same scores.
             let (text, ins) = match (z_w, self.text_head()) {
                 (Some(z), Some((_, protos))) => (
-                    Some(text_scores(z, protos, self.cfg.tau_t)?),
+                    Some(text_scores(z, protos, self.temperatures.text)?),
                     self.ins_source(z, u64::MAX, labeled_only)?,
                 ),
                 _ => (None, None),

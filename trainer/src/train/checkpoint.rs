@@ -78,6 +78,12 @@ pub struct SslRecord {
     pub ins_accuracy: Option<f64>,
     pub buffer_size: Option<usize>,
     pub mean_threshold: f64,
+    /// The temperatures p̂'s sources were divided by (sem, text, ins) at the end of the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperatures: Option<[f64; 3]>,
+    /// The latest calibration on the hold-out in the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::method::CalibrationOutcome>,
 }
 
 /// Everything but the tensors.

@@ -52,6 +52,14 @@ pub struct DataConfig {
     pub val_fraction: f64,
     /// A split manifest to reuse instead of drawing one.
     pub split_manifest: Option<PathBuf>,
+    /// Share of each class's labeled faces held out for calibrating the fusion (never trained
+    /// on); 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub calibration_fraction: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,7 +6,9 @@ use super::error::{TrainError, io_err};
 use super::optimizer::Param;
 use crate::data::decode::decode_all;
 use crate::data::loader::ImageStore;
-use crate::data::split::{SemiSplit, SplitManifest, carve_validation, semi_supervised_split, split_from_manifest};
+use crate::data::split::{
+    SemiSplit, SplitManifest, carve_validation, hold_out, semi_supervised_split, split_from_manifest,
+};
 use crate::data::{LabeledSample, ReadOptions, read_dataset};
 use crate::model::projection::ProjectionHead;
 use crate::model::{FerModel, build, pretrained};
@@ -59,6 +61,8 @@ pub struct PreparedData {
     pub split: SemiSplit,
     pub labeled: ImageStore,
     pub val: ImageStore,
+    /// The labeled calibration hold-out (`calibration_fraction` > 0): never trained on.
+    pub calibration: Option<ImageStore>,
     /// Decoded unlabeled images (semi-supervised methods only) and, for each, its index in
     /// `split.unlabeled` (to look up the hidden label for analysis).
     pub unlabeled: Option<(ImageStore, Vec<usize>)>,
@@ -93,7 +97,28 @@ pub fn prepare_data(cfg: &TrainConfig, run_dir: &Path) -> Result<PreparedData, T
         split.unlabeled.len(),
         manifest_path.display()
     );
+    let mut split = split;
+    let (train_labeled, held) = hold_out(
+        std::mem::take(&mut split.labeled),
+        cfg.data.calibration_fraction,
+        cfg.seed,
+    );
+    split.labeled = train_labeled;
     let size = cfg.model.input_size;
+    let calibration = if held.is_empty() {
+        None
+    } else {
+        let p = run_dir.join("calibration.json");
+        let ids: Vec<&str> = held.iter().map(|s| s.id.as_str()).collect();
+        atomic_write_bytes(&p, &serde_json::to_vec_pretty(&ids).expect("ids serialise")).map_err(io_err(&p))?;
+        log::info!(
+            "calibration hold-out: {} labeled faces never trained on ({}), {} left to train on",
+            held.len(),
+            p.display(),
+            split.labeled.len()
+        );
+        Some(labeled_store(&held, size, "calibration hold-out").0)
+    };
     let (labeled, mut skipped) = labeled_store(&split.labeled, size, "labeled train");
     let (val, s2) = labeled_store(&dataset.val, size, "val");
     skipped.extend(s2);
@@ -143,6 +168,7 @@ pub fn prepare_data(cfg: &TrainConfig, run_dir: &Path) -> Result<PreparedData, T
         split,
         labeled,
         val,
+        calibration,
         unlabeled,
         skipped,
     })

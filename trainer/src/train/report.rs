@@ -5,7 +5,7 @@
 use super::checkpoint::{EpochRecord, SslRecord};
 use super::error::{TrainError, io_err};
 use super::prepare::PreparedData;
-use crate::method::{SslState, StepOutput};
+use crate::method::{CalibrationOutcome, SslState, StepOutput};
 use crate::metrics::EvalReport;
 use crate::plot;
 use sitfer_contract::file_write::atomic_write_bytes;
@@ -31,6 +31,8 @@ pub(super) struct Interval {
     pub(super) ins_correct: Option<usize>,
     /// Unlabeled samples whose instance source was active.
     pub(super) ins_seen: usize,
+    /// The latest calibration on the hold-out in this interval.
+    pub(super) calibration: Option<CalibrationOutcome>,
 }
 
 impl Interval {
@@ -91,6 +93,8 @@ impl Interval {
             ins_accuracy: self.ins_correct.map(|c| c as f64 / self.ins_seen.max(1) as f64),
             buffer_size: ssl.memory.as_ref().map(|m| m.len()),
             mean_threshold: th.iter().sum::<f64>() / th.len() as f64,
+            temperatures: Some(ssl.temperatures.to_array()),
+            calibration: self.calibration.clone(),
         })
     }
 }

@@ -85,6 +85,10 @@ pub(super) fn ssl_state_tensors(ssl: &SslState) -> Result<HashMap<String, Tensor
         format!("{SSL_STATE_PREFIX}thresholds"),
         Tensor::from_vec(th, NUM_CLASSES, &Device::Cpu)?,
     );
+    m.insert(
+        format!("{SSL_STATE_PREFIX}temperatures"),
+        Tensor::from_vec(ssl.temperatures.to_array().to_vec(), 3, &Device::Cpu)?,
+    );
     Ok(m)
 }
 
@@ -94,6 +98,10 @@ fn restore_ssl_state(ssl: &mut SslState, t: &HashMap<String, Tensor>) -> Result<
         let mut a = [0f64; NUM_CLASSES];
         a.copy_from_slice(&v[..NUM_CLASSES]);
         ssl.thresholds.set_per_class(a);
+    }
+    if let Some(temps) = t.get(&format!("{SSL_STATE_PREFIX}temperatures")) {
+        let v = temps.to_vec1::<f64>()?;
+        ssl.temperatures = crate::method::Temperatures::from_array([v[0], v[1], v[2]]);
     }
     if let Some(mem) = &mut ssl.memory {
         mem.load_tensors(t)?;

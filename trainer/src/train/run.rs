@@ -71,6 +71,11 @@ pub fn train_with_targets(
     // Refused before the data is decoded and a teacher scores every face (minutes).
     let resume_from = checkpoint_to_resume(cfg, opts)?;
     let data = retarget(prepare_data(cfg, run_dir)?, &device, run_dir)?;
+    if cfg.ssl.as_ref().is_some_and(|c| c.calibration.is_some()) && data.calibration.is_none() {
+        return Err(TrainError::Config(
+            "calibrating the fusion needs a labeled hold-out: --calibration-fraction > 0".into(),
+        ));
+    }
     let prototypes = run_prototypes(cfg, run_dir)?;
     let ModelVars { varmap, model, proj } = build_model(cfg, &device, prototypes.as_ref().map(|p| p.dim))?;
     let mut ssl = SslState::new(
@@ -227,6 +232,12 @@ impl Run<'_> {
         );
         bar.set_position(self.state.step);
         self.started = Instant::now();
+        if self.state.step == 0 {
+            bar.suspend(|| -> Result<(), TrainError> {
+                self.prefill_memory()?;
+                self.calibrate()
+            })?;
+        }
         while self.state.step < stop_at {
             let batch = stream
                 .next()
@@ -248,6 +259,11 @@ impl Run<'_> {
             let ips = self.interval.seen as f64 / self.interval.train_seconds.max(1e-9);
             bar.set_position(self.state.step);
             bar.set_message(format!("loss {loss:.4}  lr {lr:.2e}  {ips:.0} labeled img/s"));
+            if let Some(c) = self.ssl.cfg.calibration
+                && self.state.step.is_multiple_of(c.every.max(1))
+            {
+                bar.suspend(|| self.calibrate())?;
+            }
             if self.state.step.is_multiple_of(self.eval_every) || self.state.step == self.total_steps {
                 self.validate(lr, ips, &bar)?;
             }
@@ -260,6 +276,72 @@ impl Run<'_> {
             elapsed_seconds: self.elapsed(),
             history: self.state.history,
         })
+    }
+
+    /// Fills the buffer's labeled slots with every labeled face's embedding before the first
+    /// step, so p_ins reads a full buffer from the start instead of the few faces the first
+    /// batches happened to draw.
+    fn prefill_memory(&mut self) -> Result<(), TrainError> {
+        let (Some(proj), Some(mem)) = (&self.ssl.proj, &mut self.ssl.memory) else {
+            return Ok(());
+        };
+        let store = &self.data.labeled;
+        let (_, embedding) = forward_store(
+            self.model.as_ref(),
+            store,
+            self.cfg.norm,
+            self.cfg.batch_size,
+            &self.device,
+        )?;
+        let z = proj.forward(&embedding)?.flatten_all()?.to_vec1::<f32>()?;
+        let slots: Vec<usize> = (0..store.len()).collect();
+        mem.update_labeled(&slots, &z);
+        log::info!(
+            "instance buffer: {} labeled embeddings before the first step",
+            store.len()
+        );
+        Ok(())
+    }
+
+    /// Refits the fusion's temperatures and threshold on the calibration hold-out (when the
+    /// method calibrates).
+    fn calibrate(&mut self) -> Result<(), TrainError> {
+        let (Some(c), Some(store)) = (self.ssl.cfg.calibration, &self.data.calibration) else {
+            return Ok(());
+        };
+        let (logits, embedding) = forward_store(
+            self.model.as_ref(),
+            store,
+            self.cfg.norm,
+            self.cfg.batch_size,
+            &self.device,
+        )?;
+        let labels = hard_labels(store.targets.as_ref().expect("the hold-out is labeled"));
+        let scores = self.ssl.holdout_scores(&logits, &embedding)?;
+        let out = self.ssl.calibrate(&scores, &labels, &c);
+        let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1}", 100.0 * v));
+        log::info!(
+            "step {}: calibrated on {} hold-out faces: τ sem {:.3} text {:.4} ins {:.4}; threshold {:.3}{} admits {:.1} % at {} % precision; accuracy p̂ {:.1} / sem {:.1} / text {} / ins {}",
+            self.state.step,
+            labels.len(),
+            out.temperatures.sem,
+            out.temperatures.text,
+            out.temperatures.ins,
+            out.threshold,
+            if out.reached {
+                ""
+            } else {
+                " (target not reached: ceiling)"
+            },
+            100.0 * out.admitted,
+            pct(out.admitted_precision),
+            100.0 * out.fused_accuracy,
+            100.0 * out.sem_accuracy,
+            pct(out.text_accuracy),
+            pct(out.ins_accuracy),
+        );
+        self.interval.calibration = Some(out);
+        Ok(())
     }
 
     fn elapsed(&self) -> f64 {

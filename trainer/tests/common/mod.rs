@@ -57,6 +57,7 @@ pub fn config(root: &Path, steps: u64) -> TrainConfig {
             soft_labels: false,
             val_fraction: 0.0,
             split_manifest: None,
+            calibration_fraction: 0.0,
         },
         norm: Normalization::default(),
         augment: AugmentConfig::default(),
