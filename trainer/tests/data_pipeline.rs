@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use sitfer_contract::labels::{ALL, Expression};
 use sitfer_trainer::data::augment::{AugmentConfig, Normalization, OPS, ViewKind, apply, augment, to_chw};
 use sitfer_trainer::data::loader::{BatchStream, ImageStore, StreamConfig, batches_per_epoch};
-use sitfer_trainer::data::split::{LabelBudget, SplitManifest, semi_supervised_split, split_from_manifest};
+use sitfer_trainer::data::split::{LabelBudget, SplitManifest, hold_out, semi_supervised_split, split_from_manifest};
 use sitfer_trainer::data::{ImageRef, LabeledSample, Target};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -62,6 +62,30 @@ fn split_is_deterministic_per_class_and_disjoint() {
     let r = semi_supervised_split(&reversed, LabelBudget::PerClass(10), 7);
     let set = |m: &SplitManifest| m.labeled.iter().cloned().collect::<HashSet<_>>();
     assert_eq!(set(&r.manifest), set(&a.manifest));
+}
+
+#[test]
+fn the_calibration_hold_out_is_a_stratified_seeded_subset_of_the_labeled_faces() {
+    let train = samples(&[100, 100, 100, 100, 100, 100, 100]);
+    let labeled = semi_supervised_split(&train, LabelBudget::PerClass(40), 3).labeled;
+    let (rest, held) = hold_out(labeled.clone(), 0.1, 3);
+    let mut per = [0usize; 7];
+    for s in &held {
+        per[s.target.class().index()] += 1;
+    }
+    assert_eq!(per, [4; 7], "N/10 of each class");
+    assert_eq!(rest.len(), 7 * 36);
+    let ids = |v: &[LabeledSample]| v.iter().map(|s| s.id.clone()).collect::<HashSet<_>>();
+    assert!(ids(&rest).is_disjoint(&ids(&held)));
+    assert_eq!(&ids(&rest) | &ids(&held), ids(&labeled));
+    // The same faces whatever the order they come in (a resumed run, another method), others
+    // under another seed, none without a fraction.
+    let mut reversed = labeled.clone();
+    reversed.reverse();
+    assert_eq!(ids(&hold_out(reversed, 0.1, 3).1), ids(&held));
+    assert_ne!(ids(&hold_out(labeled.clone(), 0.1, 4).1), ids(&held));
+    let (all, none) = hold_out(labeled.clone(), 0.0, 3);
+    assert!(none.is_empty() && all.len() == labeled.len());
 }
 
 #[test]

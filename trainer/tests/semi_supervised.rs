@@ -7,8 +7,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use common::{run_opts, semi_config as config, write_dataset, write_prototypes};
 use sitfer_trainer::data::split::LabelBudget;
-use sitfer_trainer::method::step::{LabeledInput, SslState, UnlabeledInput};
-use sitfer_trainer::method::{InstanceMemory, SslConfig, ThresholdMode};
+use sitfer_trainer::method::memory::ins_scores;
+use sitfer_trainer::method::step::{LabeledInput, PseudoLabels, SslState, UnlabeledInput};
+use sitfer_trainer::method::{InstanceMemory, SslConfig, ThresholdMode, Thresholds};
 use sitfer_trainer::model::projection::ProjectionHead;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem, build, init::seeded_var_builder};
 use sitfer_trainer::train::checkpoint::{self, Which};
@@ -61,13 +62,19 @@ fn sitfer_trains_logs_pseudo_labels_and_resumes_exactly() {
     let straight = tempfile::tempdir().unwrap();
     let s = train(&cfg, &run_opts(straight.path(), false, None)).unwrap();
     assert_eq!(s.step, 8);
+    let mut any_passed = false;
     for r in &s.history {
         let ssl = r.ssl.as_ref().expect("semi-supervised statistics are logged");
-        assert!((0.0..=1.0).contains(&ssl.mask_rate.unwrap()), "{ssl:?}");
+        let mask = ssl.mask_rate.expect("every interval saw unlabeled faces");
+        // Precision is defined exactly when something passed.
+        assert_eq!(ssl.pseudo_precision.is_some(), mask > 0.0, "{ssl:?}");
+        any_passed |= mask > 0.0;
         assert!(ssl.loss_t.is_some(), "L_t is on for sitfer");
         assert!(ssl.text_accuracy.is_some());
         assert!(r.val_fused_accuracy.is_some());
     }
+    // Thresholds floored at 0.2 over 7 classes on faces this separable: some pseudo-labels pass.
+    assert!(any_passed, "{:?}", s.history);
     let last = s.history.last().unwrap().ssl.as_ref().unwrap();
     assert!(last.ins_accuracy.is_some(), "p_ins joins after its warm-up");
     // 21 labeled slots (3 per class), all seen within 8 batches of 7, plus queued pseudo-labels.
@@ -291,4 +298,203 @@ fn nothing_passes_a_threshold_of_one() {
     assert_eq!(out.l_u, Some(0.0));
     assert!(out.unlabeled.unwrap().mask.iter().all(|&m| !m));
     assert!(out.l_t.is_none(), "fixmatch has no text term");
+}
+
+/// A labeled and an unlabeled batch for driving the step directly.
+struct Batches {
+    x: Tensor,
+    targets: Tensor,
+    labels: Vec<usize>,
+    weak: Tensor,
+    strong: Tensor,
+}
+
+fn batches(n_unlabeled: usize) -> Batches {
+    let dev = Device::Cpu;
+    let mut onehot = vec![0f32; 49];
+    for i in 0..7 {
+        onehot[i * 7 + i] = 1.0;
+    }
+    Batches {
+        x: Tensor::randn(0f32, 1.0, (7, 3, 16, 16), &dev).unwrap(),
+        targets: Tensor::from_vec(onehot, (7, 7), &dev).unwrap(),
+        labels: (0..7).collect(),
+        weak: Tensor::randn(0f32, 1.0, (n_unlabeled, 3, 16, 16), &dev).unwrap(),
+        strong: Tensor::randn(0f32, 1.0, (n_unlabeled, 3, 16, 16), &dev).unwrap(),
+    }
+}
+
+fn run_step(ssl: &mut SslState, model: &dyn sitfer_trainer::model::FerModel, step: u64, b: &Batches) -> PseudoLabels {
+    let slots: Vec<usize> = (0..7).collect();
+    ssl.step(
+        model,
+        step,
+        LabeledInput {
+            x: &b.x,
+            targets: &b.targets,
+            labels: &b.labels,
+            slots: &slots,
+        },
+        Some(UnlabeledInput {
+            weak: &b.weak,
+            strong: &b.strong,
+        }),
+    )
+    .unwrap()
+    .unlabeled
+    .unwrap()
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+    t.to_vec2::<f32>().unwrap()
+}
+
+/// The three sources of the weak view, each a softmax, computed here from the model, the head,
+/// the prototypes and a copy of the buffer taken before the step (the step changes it after).
+fn sources(
+    model: &dyn sitfer_trainer::model::FerModel,
+    ssl: &SslState,
+    mem: &InstanceMemory,
+    weak: &Tensor,
+) -> [Vec<Vec<f32>>; 3] {
+    let out = model.forward_t(weak, true).unwrap();
+    let z = ssl.proj.as_ref().unwrap().forward(&out.embedding).unwrap();
+    let soft = |t: Tensor| rows(&candle_nn::ops::softmax(&t, 1).unwrap());
+    let sem = soft(out.logits.clone());
+    let text = soft((z.matmul(&ssl.prototypes.as_ref().unwrap().t().unwrap()).unwrap() / ssl.cfg.tau_t).unwrap());
+    let bank = mem.bank(&Device::Cpu, false).unwrap();
+    let ins = soft(ins_scores(&z, &bank, ssl.cfg.aggregate, ssl.cfg.tau_i).unwrap());
+    [sem, text, ins]
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
+}
+
+/// A state whose buffer already holds one labeled embedding per class, so p_ins is informative.
+fn primed(cfg: SslConfig) -> (VarMap, Box<dyn sitfer_trainer::model::FerModel>, SslState) {
+    let (vm, model, mut ssl) = parts(cfg);
+    let z = Tensor::randn(0f32, 1.0, (7, DIM), &Device::Cpu).unwrap();
+    let z = sitfer_trainer::text::encoder::l2_normalize(&z).unwrap();
+    let flat = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    ssl.memory
+        .as_mut()
+        .unwrap()
+        .update_labeled(&(0..7).collect::<Vec<_>>(), &flat);
+    (vm, model, ssl)
+}
+
+#[test]
+fn the_pseudo_label_is_the_argmax_of_the_equal_weight_mean_of_the_three_sources() {
+    let cfg = SslConfig {
+        ins_warmup_steps: 0,
+        threshold: 0.0,
+        ..SslConfig::sitfer()
+    };
+    let (_vm, model, mut ssl) = primed(cfg);
+    let b = batches(9);
+    let mem = ssl.memory.clone().unwrap();
+    let [sem, text, ins] = sources(model.as_ref(), &ssl, &mem, &b.weak);
+    let p = run_step(&mut ssl, model.as_ref(), 0, &b);
+    let mut differs_from_sem = 0;
+    for i in 0..9 {
+        let mean: Vec<f32> = (0..7).map(|k| (sem[i][k] + text[i][k] + ins[i][k]) / 3.0).collect();
+        let want = argmax(&mean);
+        assert_eq!(p.class[i], want, "row {i}: p̂ {mean:?}");
+        assert!(
+            (p.confidence[i] - mean[want]).abs() < 1e-5,
+            "{} vs {}",
+            p.confidence[i],
+            mean[want]
+        );
+        assert_eq!(p.sem[i], argmax(&sem[i]));
+        assert_eq!(p.ins.as_ref().unwrap()[i], argmax(&ins[i]));
+        differs_from_sem += (want != argmax(&sem[i])) as usize;
+    }
+    // Not a test of p_sem alone: on random weights the fused label overrides it somewhere.
+    assert!(
+        differs_from_sem > 0,
+        "p̂ never differed from p_sem: the check would not see p_text/p_ins"
+    );
+}
+
+#[test]
+fn p_ins_stays_out_of_the_pseudo_label_before_its_warm_up() {
+    let cfg = SslConfig {
+        ins_warmup_steps: 5,
+        threshold: 0.0,
+        ..SslConfig::sitfer()
+    };
+    let (_vm, model, mut ssl) = primed(cfg);
+    let b = batches(9);
+    let mem = ssl.memory.clone().unwrap();
+    let [sem, text, ins] = sources(model.as_ref(), &ssl, &mem, &b.weak);
+    let p = run_step(&mut ssl, model.as_ref(), 4, &b);
+    let mut ins_would_change = 0;
+    for i in 0..9 {
+        let two: Vec<f32> = (0..7).map(|k| (sem[i][k] + text[i][k]) / 2.0).collect();
+        let three: Vec<f32> = (0..7).map(|k| (sem[i][k] + text[i][k] + ins[i][k]) / 3.0).collect();
+        assert_eq!(
+            p.class[i],
+            argmax(&two),
+            "row {i}: step 4 < warm-up 5 fuses p_sem and p_text only"
+        );
+        assert!((p.confidence[i] - two[argmax(&two)]).abs() < 1e-5);
+        ins_would_change +=
+            (argmax(&two) != argmax(&three) || (two[argmax(&two)] - three[argmax(&three)]).abs() > 1e-3) as usize;
+    }
+    assert!(
+        ins_would_change > 0,
+        "with p_ins the labels or confidences would differ"
+    );
+    assert!(p.ins.is_some(), "p_ins is still scored for the log during its warm-up");
+}
+
+#[test]
+fn only_the_embeddings_that_pass_the_threshold_are_queued() {
+    let cfg = SslConfig {
+        ins_warmup_steps: 0,
+        queue_per_class: 32,
+        threshold: 0.0,
+        ..SslConfig::sitfer()
+    };
+    let b = batches(12);
+    let (_vm, model, mut ssl) = primed(cfg);
+    let mem = ssl.memory.clone().unwrap();
+    // The confidences p̂ will have (the first test checks this computation against the step);
+    // a threshold at their median splits the batch.
+    let [sem, text, ins] = sources(model.as_ref(), &ssl, &mem, &b.weak);
+    let mut conf: Vec<f32> = (0..12)
+        .map(|i| {
+            (0..7)
+                .map(|k| (sem[i][k] + text[i][k] + ins[i][k]) / 3.0)
+                .fold(0f32, f32::max)
+        })
+        .collect();
+    conf.sort_by(f32::total_cmp);
+    assert!(conf[6] - conf[5] > 1e-4, "distinct confidences to split: {conf:?}");
+    ssl.thresholds = Thresholds::new(((conf[5] + conf[6]) / 2.0) as f64, ThresholdMode::Fixed);
+    let out = model.forward_t(&b.weak, true).unwrap();
+    let z = rows(&ssl.proj.as_ref().unwrap().forward(&out.embedding).unwrap());
+    let p = run_step(&mut ssl, model.as_ref(), 0, &b);
+    let passed = p.mask.iter().filter(|&&m| m).count();
+    assert_eq!(passed, 6, "half the batch passes: {:?}", p.confidence);
+    let after = ssl.memory.as_ref().unwrap();
+    for c in 0..7 {
+        let want: Vec<&Vec<f32>> = (0..12)
+            .filter(|&i| p.mask[i] && p.class[i] == c)
+            .map(|i| &z[i])
+            .collect();
+        let got = after.queued(c);
+        assert_eq!(got.len(), want.len(), "class {c}");
+        for (g, w) in got.iter().zip(want) {
+            let d = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(d < 1e-5, "class {c}: a queued embedding is not a passing face's");
+        }
+    }
+    assert_eq!(
+        after.len(),
+        mem.len() + 6,
+        "7 labeled (refreshed) + the 6 passing faces"
+    );
 }
