@@ -131,7 +131,9 @@ impl SslConfig {
 
     /// The reference code's choices: raw-score fusion 0.3/0.2/0.5, threshold 0.75, loss weights
     /// 0.4/0.4/0.2, a labeled-only buffer with per-class max similarity. (Adam 1e-4 and batches
-    /// 16 + 16 are set on the run by the `reference` preset.)
+    /// 16 + 16 are set on the run by the `reference` preset.) Where it still differs from that
+    /// code (cosines instead of raw dot products, p_ins's warm-up, L_u's normalisation, …) and
+    /// why: docs/results/sitfer.md, "The `reference` preset and the reference code".
     pub fn reference() -> Self {
         SslConfig {
             lambda_s: 0.4,
