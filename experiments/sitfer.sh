@@ -7,7 +7,7 @@
 # (warm-up: batch 64, WARM_STEPS; semi-supervised phase: labeled batch 16 + unlabeled 16, STEPS).
 #
 # Usage: experiments/sitfer.sh [runs-dir]       (then: cargo run --release -p sitfer-trainer
-#        --example sitfer_report -- runs/sitfer docs/results)
+#        --example sitfer_report -- runs/sitfer docs/results sitfer1 --primary best)
 # Defaults take about 2 hours on 2 idle CPU cores (one SSL run: ~6 minutes). On a GPU (build with --features cuda, DEVICE=cuda):
 #   WARM_STEPS=2000 STEPS=20000 EVAL_EVERY=1000 SEEDS="0 1 2" DEVICE=cuda experiments/sitfer.sh
 set -euo pipefail

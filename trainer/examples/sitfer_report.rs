@@ -1,16 +1,24 @@
-//! Summarises the runs of `experiments/sitfer.sh` into the tables of docs/results/sitfer.md
-//! (printed as Markdown) and two pictures: accuracy vs labels per class, and pseudo-label
-//! precision and mask rate over training.
+//! Summarises the runs of `experiments/sitfer.sh` (Protocol 1) or `experiments/sitfer2.sh`
+//! (Protocol 2) into the tables of docs/results/sitfer.md (printed as Markdown), one CSV row per
+//! run, and two pictures: accuracy vs labels per class, and the pseudo-labels over training.
 //!
 //! Usage: cargo run --release -p sitfer-trainer --example sitfer_report -- RUNS_DIR OUT_DIR
+//!        [PREFIX] [--primary last|best]
+//! Runs are directories named `METHOD-LABELS-sSEED` (`warm-*` are the warm-ups). The primary
+//! metric is p_sem's val accuracy at the last step (Protocol 2's rule) or the best over the
+//! evaluations (Protocol 1's); files are written as OUT_DIR/PREFIX-*.
 
 use sitfer_trainer::plot::{Series, line_chart};
-use sitfer_trainer::train::checkpoint::EpochRecord;
+use sitfer_trainer::train::checkpoint::{EpochRecord, SslRecord};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 struct Run {
     name: String,
+    method: String,
+    labels: usize,
+    seed: u64,
     history: Vec<EpochRecord>,
 }
 
@@ -18,11 +26,17 @@ impl Run {
     fn best(&self) -> f64 {
         self.history.iter().map(|r| r.val_accuracy).fold(0.0, f64::max)
     }
+    fn best_fused(&self) -> Option<f64> {
+        self.history
+            .iter()
+            .filter_map(|r| r.val_fused_accuracy)
+            .reduce(f64::max)
+    }
     fn last(&self) -> &EpochRecord {
         self.history.last().expect("non-empty history")
     }
     /// Mean over the run's intervals of an SSL statistic.
-    fn mean_ssl(&self, f: impl Fn(&sitfer_trainer::train::checkpoint::SslRecord) -> Option<f64>) -> Option<f64> {
+    fn mean_ssl(&self, f: impl Fn(&SslRecord) -> Option<f64>) -> Option<f64> {
         let v: Vec<f64> = self
             .history
             .iter()
@@ -30,17 +44,42 @@ impl Run {
             .collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     }
+    /// Precision of all pseudo-labels admitted over the run: the intervals' precisions weighted
+    /// by their mask rates (the share of the run's admissions each interval made).
+    fn pooled_precision(&self) -> Option<f64> {
+        let (mut num, mut den) = (0.0, 0.0);
+        for s in self.history.iter().filter_map(|r| r.ssl.as_ref()) {
+            if let (Some(m), Some(p)) = (s.mask_rate, s.pseudo_precision) {
+                num += m * p;
+                den += m;
+            }
+        }
+        (den > 0.0).then(|| num / den)
+    }
+}
+
+/// `METHOD-LABELS-sSEED`, the method possibly with hyphens (`supervised-9`, `ablation-no-ins`).
+fn parse_name(name: &str) -> Option<(String, usize, u64)> {
+    let mut parts = name.rsplitn(3, '-');
+    let seed = parts.next()?.strip_prefix('s')?.parse().ok()?;
+    let labels = parts.next()?.parse().ok()?;
+    Some((parts.next()?.to_string(), labels, seed))
 }
 
 fn load(dir: &Path) -> Option<Run> {
+    let name = dir.file_name()?.to_string_lossy().into_owned();
+    let (method, labels, seed) = parse_name(&name)?;
     let text = std::fs::read_to_string(dir.join("metrics.jsonl")).ok()?;
     let history: Vec<EpochRecord> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("metrics.jsonl line"))
         .collect();
-    (!history.is_empty()).then(|| Run {
-        name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+    (!history.is_empty()).then_some(Run {
+        name,
+        method,
+        labels,
+        seed,
         history,
     })
 }
@@ -57,72 +96,85 @@ fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{:.1}", 100.0 * x)).unwrap_or_else(|| "–".into())
 }
 
+/// The order methods appear in: the baselines, SIT-FER, then anything else by name.
+fn method_rank(m: &str) -> (usize, String) {
+    let known = ["supervised", "supervised-9", "fixmatch", "sitfer"];
+    (known.iter().position(|k| *k == m).unwrap_or(known.len()), m.to_string())
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let runs_dir = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("runs/sitfer"));
-    let out_dir = PathBuf::from(args.get(2).map(String::as_str).unwrap_or("docs/results"));
-    let mut runs: BTreeMap<String, Run> = BTreeMap::new();
-    for entry in std::fs::read_dir(&runs_dir).expect("runs directory") {
-        let p = entry.unwrap().path();
-        if p.is_dir()
-            && let Some(r) = load(&p)
-        {
-            runs.insert(r.name.clone(), r);
-        }
-    }
-    let methods = ["supervised", "fixmatch", "sitfer"];
-    let mut labels: Vec<usize> = Vec::new();
-    // (method, labels) -> runs over seeds
-    let mut cells: BTreeMap<(String, usize), Vec<&Run>> = BTreeMap::new();
-    for r in runs.values() {
-        let parts: Vec<&str> = r.name.split('-').collect();
-        if parts.len() == 3 && methods.contains(&parts[0]) {
-            let l: usize = parts[1].parse().unwrap();
-            if !labels.contains(&l) {
-                labels.push(l);
-            }
-            cells.entry((parts[0].to_string(), l)).or_default().push(r);
-        }
-    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let primary_last = match args.iter().position(|a| a == "--primary") {
+        Some(i) => args.get(i + 1).map(String::as_str) == Some("last"),
+        None => true,
+    };
+    let pos: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--primary"))
+        .map(|(_, a)| a)
+        .collect();
+    let runs_dir = PathBuf::from(pos.first().map_or("runs/sitfer2", |s| s.as_str()));
+    let out_dir = PathBuf::from(pos.get(1).map_or("docs/results", |s| s.as_str()));
+    let prefix = pos.get(2).map_or("sitfer", |s| s.as_str());
+    let primary = |r: &Run| if primary_last { r.last().val_accuracy } else { r.best() };
+    let primary_name = if primary_last { "last-step" } else { "best" };
+
+    let mut runs: Vec<Run> = std::fs::read_dir(&runs_dir)
+        .expect("runs directory")
+        .filter_map(|e| load(&e.ok()?.path()))
+        .filter(|r| r.method != "warm")
+        .collect();
+    runs.sort_by_key(|r| (method_rank(&r.method), r.labels, r.seed));
+    let mut labels: Vec<usize> = runs.iter().map(|r| r.labels).collect();
     labels.sort();
+    labels.dedup();
+    let mut methods: Vec<&str> = runs.iter().map(|r| r.method.as_str()).collect();
+    methods.dedup();
 
-    println!("### Matrix: best validation accuracy (%), mean ± half-range over seeds\n");
-    print!("| method |");
-    for l in &labels {
-        print!(" {l} labels/class |");
-    }
-    println!();
-    print!("|---|");
-    for _ in &labels {
-        print!("---|");
-    }
-    println!();
-    let mut points: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
-    for m in methods {
-        print!("| {m} |");
-        for &l in &labels {
-            match cells.get(&(m.to_string(), l)) {
-                Some(rs) => {
-                    let (mean, spread) = mean_spread(&rs.iter().map(|r| r.best()).collect::<Vec<_>>());
-                    points.entry(m).or_default().push((l as f64, 100.0 * mean));
-                    print!(" {:.2} ± {:.2} (n={}) |", 100.0 * mean, 100.0 * spread, rs.len());
-                }
-                None => print!(" – |"),
-            }
-        }
-        println!();
-    }
-
-    println!("\n### Every run\n");
     println!(
-        "| run | best val acc | last val acc | last fused p̂ val acc | mask rate (mean) | pseudo-label precision (mean) | p̂ acc on unlabeled (mean) | p_sem / p_text / p_ins acc (last) | wall time |"
+        "### Matrix: {primary_name} val accuracy of p_sem (%), mean ± half-range over seeds (selected on val: no)\n"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for r in runs.values() {
+    let mut head = String::from("| method |");
+    let mut rule = String::from("|---|");
+    for l in &labels {
+        let _ = write!(head, " {l} labels/class |");
+        rule.push_str("---|");
+    }
+    println!("{head}\n{rule}");
+    let mut points: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for &m in &methods {
+        let mut row = format!("| {m} |");
+        for &l in &labels {
+            let v: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.method == m && r.labels == l)
+                .map(primary)
+                .collect();
+            if v.is_empty() {
+                row.push_str(" – |");
+                continue;
+            }
+            let (mean, spread) = mean_spread(&v);
+            points.entry(m).or_default().push((l as f64, 100.0 * mean));
+            let _ = write!(row, " {:.2} ± {:.2} (n={}) |", 100.0 * mean, 100.0 * spread, v.len());
+        }
+        println!("{row}");
+    }
+
+    println!("\n### Every run (best: the best of the evaluations every 50 steps, selected on val)\n");
+    println!(
+        "| run | steps | last val p_sem | last val p̂ | best val p_sem | best val p̂ | mask rate (mean) | pseudo-label precision (pooled) | p_sem / p_text / p_ins acc on unlabeled (last) | τ sem / text / ins, threshold (last) | wall time |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut csv = String::from(
+        "method,labels,seed,steps,best_val_p_sem,best_val_p_hat,mask_rate,pseudo_label_precision,last_val_p_sem,last_val_p_hat\n",
+    );
+    let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
+    for r in &runs {
         let last = r.last();
-        let src = last
-            .ssl
-            .as_ref()
+        let ssl = last.ssl.as_ref();
+        let src = ssl
             .map(|s| {
                 format!(
                     "{} / {} / {}",
@@ -132,21 +184,44 @@ fn main() {
                 )
             })
             .unwrap_or_else(|| "–".into());
+        let cal = ssl
+            .and_then(|s| s.temperatures.map(|t| (t, s.mean_threshold)))
+            .map(|(t, th)| format!("{:.2} / {:.3} / {:.3}, {th:.2}", t[0], t[1], t[2]))
+            .unwrap_or_else(|| "–".into());
         println!(
-            "| {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {:.0} s |",
+            "| {} | {} | {:.2} | {} | {:.2} | {} | {} | {} | {} | {} | {:.0} s |",
             r.name,
-            100.0 * r.best(),
+            last.step,
             100.0 * last.val_accuracy,
             pct(last.val_fused_accuracy),
+            100.0 * r.best(),
+            pct(r.best_fused()),
             pct(r.mean_ssl(|s| s.mask_rate)),
-            pct(r.mean_ssl(|s| s.pseudo_precision)),
-            pct(r.mean_ssl(|s| s.fused_accuracy)),
+            pct(r.pooled_precision()),
             src,
+            cal,
             last.elapsed_seconds
+        );
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{:.4},{},{},{},{:.4},{}",
+            r.method,
+            r.labels,
+            r.seed,
+            last.step,
+            r.best(),
+            num(r.best_fused()),
+            num(r.mean_ssl(|s| s.mask_rate)),
+            num(r.pooled_precision()),
+            last.val_accuracy,
+            num(last.val_fused_accuracy)
         );
     }
 
     std::fs::create_dir_all(&out_dir).unwrap();
+    let p = out_dir.join(format!("{prefix}-matrix.csv"));
+    std::fs::write(&p, csv).unwrap();
+    eprintln!("wrote {}", p.display());
     let series: Vec<Series> = points
         .iter()
         .map(|(m, p)| Series {
@@ -154,12 +229,12 @@ fn main() {
             points: p.clone(),
         })
         .collect();
-    let p = out_dir.join("sitfer-accuracy-vs-labels.png");
+    let p = out_dir.join(format!("{prefix}-accuracy-vs-labels.png"));
     line_chart(
         &p,
-        "FER2013 val accuracy vs labels per class (mean over seeds)",
+        &format!("FER2013 val accuracy of p_sem ({primary_name}) vs labels per class, mean over seeds"),
         "labels per class",
-        "best val accuracy (%)",
+        "val accuracy (%)",
         &series,
         None,
     )
@@ -168,11 +243,16 @@ fn main() {
 
     // Pseudo-labels over training, seed 0 at the smallest label budget.
     if let Some(&l) = labels.first() {
-        type Stat = fn(&sitfer_trainer::train::checkpoint::SslRecord) -> Option<f64>;
-        let stats: [(&str, Stat); 2] = [("precision", |x| x.pseudo_precision), ("mask rate", |x| x.mask_rate)];
+        type Stat = fn(&SslRecord) -> Option<f64>;
+        let stats: [(&str, Stat); 4] = [
+            ("precision", |x| x.pseudo_precision),
+            ("mask rate", |x| x.mask_rate),
+            ("threshold", |x| Some(x.mean_threshold)),
+            ("p̂ acc (all unlabeled)", |x| x.fused_accuracy),
+        ];
         let mut curves: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
         for m in ["fixmatch", "sitfer"] {
-            if let Some(r) = runs.get(&format!("{m}-{l}-s0")) {
+            if let Some(r) = runs.iter().find(|r| r.method == m && r.labels == l && r.seed == 0) {
                 for (what, f) in stats {
                     let pts = r
                         .history
@@ -190,7 +270,7 @@ fn main() {
                 points: p.clone(),
             })
             .collect();
-        let p = out_dir.join("sitfer-pseudo-labels.png");
+        let p = out_dir.join(format!("{prefix}-pseudo-labels.png"));
         line_chart(
             &p,
             &format!("Pseudo-labels at {l} labels/class, seed 0 (vs hidden labels)"),
