@@ -39,9 +39,9 @@ pub struct ModelArgs {
     pub precision: Option<Precision>,
     #[arg(long, value_enum, default_value = "detect")]
     pub faces: Faces,
-    /// yunet (yunet:WxH: its largest input), rustface, mtcnn or blazeface / blazeface-full (shipped),
+    /// yunet (yunet:WxH: its largest input; yunet-tract: the same model in tract), rustface, mtcnn or blazeface / blazeface-full (shipped),
     /// onnx:PATH (UltraFace output format) or
-    /// whole-frame [default: the --board profile's, else rustface].
+    /// whole-frame [default: the --board profile's, else yunet for `run` and rustface for `eval`].
     #[arg(long)]
     pub detector: Option<DetectorSpec>,
     /// Crop margin per side, as a fraction of the face box's longer side [default: the
@@ -121,8 +121,8 @@ pub struct RunArgs {
     pub json: String,
     #[arg(long)]
     pub max_frames: Option<u64>,
-    /// Run the detector every N frames; tracks are carried between [default: the --board
-    /// profile's detection interval, else 1].
+    /// Run the detector every N frames; tracks are carried between, and a lost track makes the
+    /// next frame detect [default: the --board profile's detection interval, else 5].
     #[arg(long)]
     pub detect_every: Option<u32>,
     /// EMA weight of the newest probabilities in a track (1: no smoothing).
@@ -183,6 +183,7 @@ pub fn run(mut a: RunArgs) -> Result<()> {
             b.inference.threads
         );
     }
+    apply_run_defaults(&mut a);
     let camera = match (&a.source, &board) {
         (Some(src), _) if src.starts_with("/dev") => {
             // A V4L2 device: the board's format/size/fps when given, else the device's defaults.
@@ -231,6 +232,19 @@ pub fn run(mut a: RunArgs) -> Result<()> {
 }
 
 const DEFAULT_CAMERA: &str = "/dev/video0";
+
+/// `sitfer run`'s detection interval when neither the flags nor a board profile give one: YuNet
+/// every 5th frame, the tracker carrying the boxes between (and detecting at once when a track
+/// is lost): chosen by `experiments/fps.sh` (docs/results/runtime.md).
+pub const RUN_DETECT_EVERY: u32 = 5;
+
+/// What `sitfer run` uses where neither the flags nor a board profile say: YuNet (native engine)
+/// every [`RUN_DETECT_EVERY`] frames. Only for `run`: `eval` keeps its own default detector, so
+/// its published accuracies stay comparable.
+fn apply_run_defaults(a: &mut RunArgs) {
+    a.model.detector.get_or_insert_with(DetectorSpec::yunet);
+    a.detect_every.get_or_insert(RUN_DETECT_EVERY);
+}
 
 /// The profile's detector and detection interval, where the command line does not say otherwise.
 fn apply_board_inference(a: &mut RunArgs, b: &sitfer_runtime::board::BoardProfile) {
@@ -403,11 +417,15 @@ mod tests {
         apply_board_inference(&mut a, &b);
         assert_eq!(a.model.detector_spec(), DetectorSpec::BlazeFaceShort);
         assert_eq!(a.detect_every, Some(2));
-        // No board: rustface, every frame.
-        let a = args(&[]);
+        // No board: YuNet every 5th frame; flags still win.
+        let mut a = args(&[]);
+        apply_run_defaults(&mut a);
         assert_eq!(
             (a.model.detector_spec(), a.detect_every),
-            (DetectorSpec::Rustface, None)
+            (DetectorSpec::yunet(), Some(RUN_DETECT_EVERY))
         );
+        let mut a = args(&["--detector", "rustface", "--detect-every", "1"]);
+        apply_run_defaults(&mut a);
+        assert_eq!((a.model.detector_spec(), a.detect_every), (DetectorSpec::Rustface, Some(1)));
     }
 }

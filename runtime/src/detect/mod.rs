@@ -5,11 +5,13 @@
 
 mod bbox;
 mod mtcnn;
+mod nhwc;
 mod nms;
 mod onnx;
 mod seeta;
 mod whole_frame;
 mod yunet;
+mod yunet_native;
 
 pub use bbox::BBox;
 pub use mtcnn::{MtcnnConfig, MtcnnDetector, MtcnnTimings};
@@ -86,11 +88,12 @@ static YUNET: &[u8] = include_bytes!("../../../models/detectors/yunet/yunet.onnx
 pub const YUNET_FILE: &str = "models/detectors/yunet/yunet.onnx";
 
 /// Which detector to build, as written on the command line or in a board profile:
-/// `yunet` (or `yunet:WxH`, the largest input a frame is scaled down to, default 640x480),
+/// `yunet` (or `yunet:WxH`, the largest input a frame is scaled down to, default 640x480;
+/// `yunet-tract[:WxH]` runs the same model through tract instead of the native forward pass),
 /// `blazeface` (short range), `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DetectorSpec {
-    Yunet { width: u32, height: u32 },
+    Yunet { width: u32, height: u32, tract: bool },
     BlazeFaceShort,
     BlazeFaceFull,
     Mtcnn,
@@ -104,19 +107,31 @@ impl std::str::FromStr for DetectorSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "yunet" => Ok(DetectorSpec::yunet()),
+            "yunet-tract" => {
+                let d = YunetConfig::default();
+                Ok(DetectorSpec::Yunet {
+                    width: d.width,
+                    height: d.height,
+                    tract: true,
+                })
+            }
             "blazeface" | "blazeface-short" => Ok(DetectorSpec::BlazeFaceShort),
             "blazeface-full" => Ok(DetectorSpec::BlazeFaceFull),
             "mtcnn" => Ok(DetectorSpec::Mtcnn),
             "rustface" | "seetaface" => Ok(DetectorSpec::Rustface),
             "whole-frame" => Ok(DetectorSpec::WholeFrame),
             _ => {
-                if let Some(size) = s.strip_prefix("yunet:") {
+                let yunet = s
+                    .strip_prefix("yunet-tract:")
+                    .map(|size| (size, true))
+                    .or_else(|| s.strip_prefix("yunet:").map(|size| (size, false)));
+                if let Some((size, tract)) = yunet {
                     let dims = size
                         .split_once('x')
                         .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
                         .filter(|&(w, h)| (32..=4096).contains(&w) && (32..=4096).contains(&h));
                     return match dims {
-                        Some((width, height)) => Ok(DetectorSpec::Yunet { width, height }),
+                        Some((width, height)) => Ok(DetectorSpec::Yunet { width, height, tract }),
                         None => Err(format!(
                             "`{s}`: expected `yunet:WIDTHxHEIGHT` with each side 32 to 4096, e.g. `yunet:320x240`"
                         )),
@@ -125,7 +140,7 @@ impl std::str::FromStr for DetectorSpec {
                 match s.strip_prefix("onnx:") {
                     Some(p) if !p.is_empty() => Ok(DetectorSpec::Onnx(PathBuf::from(p))),
                     _ => Err(format!(
-                        "`{s}`: expected `yunet`, `yunet:WxH`, `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
+                        "`{s}`: expected `yunet`, `yunet:WxH`, `yunet-tract[:WxH]`, `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
                     )),
                 }
             }
@@ -140,6 +155,7 @@ impl DetectorSpec {
         DetectorSpec::Yunet {
             width: d.width,
             height: d.height,
+            tract: false,
         }
     }
 
@@ -167,15 +183,19 @@ impl DetectorSpec {
             Ok(Box::new(OnnxDetector::from_bytes(bytes, &path, cfg)?))
         };
         Ok(match self {
-            &DetectorSpec::Yunet { width, height } => Box::new(YunetDetector::from_bytes(
-                YUNET,
-                std::path::Path::new(YUNET_FILE),
-                YunetConfig {
+            &DetectorSpec::Yunet { width, height, tract } => {
+                let cfg = YunetConfig {
                     width,
                     height,
                     ..YunetConfig::default()
-                },
-            )?),
+                };
+                let path = std::path::Path::new(YUNET_FILE);
+                Box::new(if tract {
+                    YunetDetector::from_bytes_tract(YUNET, path, cfg)?
+                } else {
+                    YunetDetector::from_bytes(YUNET, path, cfg)?
+                })
+            }
             DetectorSpec::BlazeFaceShort => embedded(
                 BLAZEFACE_SHORT,
                 "blazeface-short-128.onnx",
@@ -208,3 +228,4 @@ impl DetectorSpec {
 
 #[cfg(test)]
 mod tests;
+

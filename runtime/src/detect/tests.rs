@@ -379,10 +379,20 @@ fn yunet_finds_the_demo_face_with_landmarks_at_the_eyes() {
         "yunet:320x240".parse::<DetectorSpec>().unwrap(),
         DetectorSpec::Yunet {
             width: 320,
-            height: 240
+            height: 240,
+            tract: false
         }
     );
-    for bad in ["yunet:", "yunet:320", "yunet:0x240", "yunet:320x9999", "yunet:axb"] {
+    assert_eq!(
+        "yunet-tract:320x240".parse::<DetectorSpec>().unwrap(),
+        DetectorSpec::Yunet {
+            width: 320,
+            height: 240,
+            tract: true
+        }
+    );
+    assert_eq!("yunet-tract".parse::<DetectorSpec>().unwrap().build().unwrap().name(), "yunet-tract");
+    for bad in ["yunet:", "yunet:320", "yunet:0x240", "yunet:320x9999", "yunet:axb", "yunet-tract:1x1"] {
         let e = bad.parse::<DetectorSpec>().unwrap_err();
         assert!(e.contains("yunet:WIDTHxHEIGHT"), "{bad}: {e}");
     }
@@ -488,4 +498,75 @@ fn yunet_refuses_malformed_models_and_sizes() {
         YunetConfig::default(),
     ));
     assert!(missing.contains("/nonexistent/yunet.onnx"), "{missing}");
+}
+
+/// The largest difference between the native and the tract engine's raw outputs on `frame`, per
+/// output (cls, obj: probabilities; bbox, kps: offsets in cells, log sizes).
+fn yunet_engine_gap(cfg: YunetConfig, frame: &Frame) -> Vec<f32> {
+    let path = std::path::Path::new(super::YUNET_FILE);
+    let mut native = YunetDetector::from_bytes(super::YUNET, path, cfg).unwrap();
+    let mut tract = YunetDetector::from_bytes_tract(super::YUNET, path, cfg).unwrap();
+    let (a, b) = (native.raw_outputs(frame).unwrap(), tract.raw_outputs(frame).unwrap());
+    assert_eq!(a.len(), 12);
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| {
+            assert_eq!(x.len(), y.len());
+            assert!(x.iter().all(|v| v.is_finite()));
+            x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
+        })
+        .collect()
+}
+
+#[test]
+fn yunet_native_forward_matches_tract() {
+    // Both engines compute the same float32 graph, only summing in other orders, so they differ
+    // by rounding: relative ~1e-6 on activations that reach a few hundred (pixels are 0-255).
+    // 2e-3 on the outputs (probabilities and offsets of order 1-10) leaves room for that and is
+    // far below anything decoding notices (a box moves by 2e-3 cells, 0.06 px at stride 32); a
+    // wrong weight layout, tap or channel order gives errors of order 0.1-10.
+    const TOL: f32 = 2e-3;
+    let photo = demo_photo();
+    let at = |w, h| YunetConfig {
+        width: w,
+        height: h,
+        ..YunetConfig::default()
+    };
+    // the photo as it is (512x512) and scaled into 640x480 (384x384, padded)
+    for cfg in [at(512, 512), at(640, 480)] {
+        let gap = yunet_engine_gap(cfg, &photo);
+        assert!(gap.iter().all(|&g| g < TOL), "{}x{}: {gap:?}", cfg.width, cfg.height);
+    }
+    // noise at an odd size (padded to 320x288 inside the network), seeded
+    let mut s = 12345u32;
+    let rgb = (0..301 * 277 * 3)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 24) as u8
+        })
+        .collect();
+    let noise = Frame {
+        width: 301,
+        height: 277,
+        rgb,
+        ..photo.clone()
+    };
+    let gap = yunet_engine_gap(at(301, 277), &noise);
+    assert!(gap.iter().all(|&g| g < TOL), "noise: {gap:?}");
+    // and the two decode to the same faces on the photo
+    let path = std::path::Path::new(super::YUNET_FILE);
+    let n = YunetDetector::from_bytes(super::YUNET, path, at(640, 480)).unwrap().detect(&photo).unwrap();
+    let t = YunetDetector::from_bytes_tract(super::YUNET, path, at(640, 480)).unwrap().detect(&photo).unwrap();
+    assert_eq!(n.len(), t.len());
+    for (a, b) in n.iter().zip(&t) {
+        assert!(a.bbox.iou(&b.bbox) > 0.999 && (a.score - b.score).abs() < 1e-3, "{a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn yunet_native_refuses_graphs_it_cannot_run() {
+    // BlazeFace is a valid ONNX model, but with operators and layouts the native engine lacks
+    let e = yunet_native::YunetNet::from_onnx(super::BLAZEFACE_SHORT, 128, 128).err().expect("an error");
+    assert!(e.contains("not supported") || e.contains("only"), "{e}");
+    assert!(yunet_native::YunetNet::from_onnx(b"not onnx", 64, 64).is_err());
 }

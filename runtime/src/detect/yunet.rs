@@ -16,6 +16,7 @@
 //! kept (a smaller one is used as it is), placed at the top left and padded with zeros at the right and bottom (as libfacedetection pads to
 //! multiples of 32); boxes and landmarks are mapped back to frame pixels.
 
+use super::yunet_native::YunetNet;
 use super::{BBox, DetectError, Detection, FaceDetector, nms};
 use crate::infer::panic_guard::tract_guarded;
 use crate::source::Frame;
@@ -134,22 +135,44 @@ pub fn decode(
     Ok(nms(cands, cfg.iou_threshold, cfg.max_faces))
 }
 
+/// What runs the network: the hand-written channels-last forward pass (the default, ~3x faster;
+/// `yunet_native.rs` says why) or tract (`yunet-tract`, kept to check the other against).
+enum Engine {
+    Native(Box<YunetNet>),
+    Tract {
+        plan: Arc<TypedRunnableModel>,
+        /// `[1, 3, H, W]`
+        input: Vec<f32>,
+    },
+}
+
 pub struct YunetDetector {
-    plan: Arc<TypedRunnableModel>,
+    engine: Engine,
     cfg: YunetConfig,
     file: PathBuf,
     /// Network input size (multiples of 32).
     in_w: usize,
     in_h: usize,
-    input: Vec<f32>,
 }
 
 impl YunetDetector {
+    /// The model file run by the native engine.
     pub fn load(path: &Path, cfg: YunetConfig) -> Result<Self, DetectError> {
         YunetDetector::from_bytes(&super::read_model(path)?, path, cfg)
     }
 
+    /// The model run by the native engine; the graph is also checked by tract (its outputs'
+    /// shapes), so a file both accept is the converter's YuNet.
     pub fn from_bytes(bytes: &[u8], path: &Path, cfg: YunetConfig) -> Result<Self, DetectError> {
+        YunetDetector::with_engine(bytes, path, cfg, false)
+    }
+
+    /// The model run by tract (`yunet-tract`).
+    pub fn from_bytes_tract(bytes: &[u8], path: &Path, cfg: YunetConfig) -> Result<Self, DetectError> {
+        YunetDetector::with_engine(bytes, path, cfg, true)
+    }
+
+    fn with_engine(bytes: &[u8], path: &Path, cfg: YunetConfig, tract: bool) -> Result<Self, DetectError> {
         let err = |message: String| DetectError::Model {
             file: path.to_path_buf(),
             message,
@@ -192,14 +215,25 @@ impl YunetDetector {
                 }
             }
         }
-        let plan = tract_guarded("optimising", || typed.into_optimized()?.into_runnable()).map_err(err)?;
+        let engine = if tract {
+            let plan = tract_guarded("optimising", || typed.into_optimized()?.into_runnable()).map_err(err)?;
+            Engine::Tract {
+                plan,
+                input: vec![0.0; 3 * w * h],
+            }
+        } else {
+            let net = YunetNet::from_onnx(bytes, w, h).map_err(err)?;
+            if net.num_outputs() != 12 {
+                return Err(err(format!("{} outputs, not 12", net.num_outputs())));
+            }
+            Engine::Native(Box::new(net))
+        };
         Ok(YunetDetector {
-            plan,
+            engine,
             cfg,
             file: path.to_path_buf(),
             in_w: w,
             in_h: h,
-            input: vec![0.0; 3 * w * h],
         })
     }
 
@@ -214,12 +248,17 @@ impl YunetDetector {
         }
     }
 
-    /// Fills the input with the frame scaled by `scale` at the top left (BGR, 0–255), zeros
-    /// elsewhere; pixels are copied when the scale is 1, read bilinearly otherwise.
+    /// Fills the engine's input with the frame scaled by `scale` at the top left (BGR, 0–255),
+    /// zeros elsewhere: channels-last for the native engine, planes for tract. Pixels are copied
+    /// when the scale is 1, read bilinearly otherwise.
     fn fill_input(&mut self, frame: &Frame, scale: f32) {
         let (w, h) = (self.in_w, self.in_h);
         let plane = w * h;
-        self.input.fill(0.0);
+        let (input, planar) = match &mut self.engine {
+            Engine::Native(net) => (net.input_mut(), false),
+            Engine::Tract { input, .. } => (&mut input[..], true),
+        };
+        input.fill(0.0);
         let sw = ((frame.width as f32 * scale).round() as usize).min(w);
         let sh = ((frame.height as f32 * scale).round() as usize).min(h);
         let exact = sw == frame.width as usize && sh == frame.height as usize;
@@ -231,12 +270,90 @@ impl YunetDetector {
                     frame.bilinear((x as f32 + 0.5) / scale - 0.5, (y as f32 + 0.5) / scale - 0.5)
                 };
                 let at = y * w + x;
-                self.input[at] = v[2];
-                self.input[plane + at] = v[1];
-                self.input[2 * plane + at] = v[0];
+                if planar {
+                    input[at] = v[2];
+                    input[plane + at] = v[1];
+                    input[2 * plane + at] = v[0];
+                } else {
+                    input[3 * at..3 * at + 3].copy_from_slice(&[v[2], v[1], v[0]]);
+                }
             }
         }
     }
+
+    /// Runs the network on the filled input and decodes its outputs.
+    fn run_and_decode(&mut self, scale: f32, frame_w: u32, frame_h: u32) -> Result<Vec<Detection>, DetectError> {
+        let (w, h) = (self.in_w, self.in_h);
+        let decoded = match &mut self.engine {
+            Engine::Native(net) => {
+                net.run();
+                let o = |i: usize| net.output(i);
+                let outs = YunetOutputs {
+                    cls: [o(0), o(1), o(2)],
+                    obj: [o(3), o(4), o(5)],
+                    bbox: [o(6), o(7), o(8)],
+                    kps: [o(9), o(10), o(11)],
+                };
+                decode(&outs, w, h, scale, frame_w, frame_h, &self.cfg)
+            }
+            Engine::Tract { plan, input } => {
+                match run_tract(plan, input, w, h) {
+                    Ok(flat) => {
+                        let v: Vec<&[f32]> = flat.iter().map(|v| v.as_slice()).collect();
+                        let outs = YunetOutputs {
+                            cls: [v[0], v[1], v[2]],
+                            obj: [v[3], v[4], v[5]],
+                            bbox: [v[6], v[7], v[8]],
+                            kps: [v[9], v[10], v[11]],
+                        };
+                        decode(&outs, w, h, scale, frame_w, frame_h, &self.cfg)
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        decoded.map_err(|e| self.run_err(e))
+    }
+
+    /// The network's 12 outputs for one frame, flat, without decoding: for the test that
+    /// compares the two engines.
+    pub fn raw_outputs(&mut self, frame: &Frame) -> Result<Vec<Vec<f32>>, DetectError> {
+        let scale = self.scale_for(frame);
+        self.fill_input(frame, scale);
+        let (w, h) = (self.in_w, self.in_h);
+        match &mut self.engine {
+            Engine::Native(net) => {
+                net.run();
+                Ok((0..12).map(|i| net.output(i).to_vec()).collect())
+            }
+            Engine::Tract { plan, input } => match run_tract(plan, input, w, h) {
+                Ok(flat) => Ok(flat),
+                Err(e) => {
+                    let e = e.to_string();
+                    Err(self.run_err(e))
+                }
+            },
+        }
+    }
+
+    /// Down to fit the input, never up: a smaller frame runs at its own resolution, padded.
+    fn scale_for(&self, frame: &Frame) -> f32 {
+        (self.cfg.width as f32 / frame.width as f32)
+            .min(self.cfg.height as f32 / frame.height as f32)
+            .min(1.0)
+    }
+}
+
+/// tract's run, its 12 outputs copied out flat.
+fn run_tract(plan: &Arc<TypedRunnableModel>, input: &[f32], w: usize, h: usize) -> TractResult<Vec<Vec<f32>>> {
+    let x = Tensor::from_shape(&[1, 3, h, w], input)?;
+    let out = plan.run(tvec![x.into_tvalue()])?;
+    if out.len() != 12 {
+        anyhow::bail!("{} outputs, expected 12", out.len());
+    }
+    out.iter()
+        .map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect()))
+        .collect()
 }
 
 impl FaceDetector for YunetDetector {
@@ -244,30 +361,9 @@ impl FaceDetector for YunetDetector {
         if frame.width == 0 || frame.height == 0 {
             return Ok(Vec::new());
         }
-        // Down to fit the input, never up: a smaller frame runs at its own resolution, padded.
-        let scale = (self.cfg.width as f32 / frame.width as f32)
-            .min(self.cfg.height as f32 / frame.height as f32)
-            .min(1.0);
+        let scale = self.scale_for(frame);
         self.fill_input(frame, scale);
-        let (w, h) = (self.in_w, self.in_h);
-        let x = Tensor::from_shape(&[1, 3, h, w], &self.input).map_err(|e| self.run_err(e))?;
-        let out = self.plan.run(tvec![x.into_tvalue()]).map_err(|e| self.run_err(e))?;
-        let mut flat: Vec<Vec<f32>> = Vec::with_capacity(12);
-        for t in out.iter() {
-            let v = t.to_plain_array_view::<f32>().map_err(|e| self.run_err(e))?;
-            flat.push(v.iter().copied().collect());
-        }
-        let views: Vec<&[f32]> = flat.iter().map(|v| v.as_slice()).collect();
-        if views.len() != 12 {
-            return Err(self.run_err(format!("{} outputs, expected 12", views.len())));
-        }
-        let o = YunetOutputs {
-            cls: [views[0], views[1], views[2]],
-            obj: [views[3], views[4], views[5]],
-            bbox: [views[6], views[7], views[8]],
-            kps: [views[9], views[10], views[11]],
-        };
-        decode(&o, w, h, scale, frame.width, frame.height, &self.cfg).map_err(|e| self.run_err(e))
+        self.run_and_decode(scale, frame.width, frame.height)
     }
 
     fn name(&self) -> String {
@@ -276,10 +372,14 @@ impl FaceDetector for YunetDetector {
         } else {
             format!(":{}x{}", self.cfg.width, self.cfg.height)
         };
+        let engine = match self.engine {
+            Engine::Native(_) => "yunet",
+            Engine::Tract { .. } => "yunet-tract",
+        };
         if self.file == Path::new(super::YUNET_FILE) {
-            format!("yunet{size}")
+            format!("{engine}{size}")
         } else {
-            format!("yunet{size} ({})", self.file.display())
+            format!("{engine}{size} ({})", self.file.display())
         }
     }
 }

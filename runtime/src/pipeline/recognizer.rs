@@ -12,7 +12,7 @@ use crate::instance_buffer::{AdmissionPolicy, InstanceBuffer};
 use crate::labels::ALL;
 use crate::preprocess::{ColorMode, FacePrep};
 use crate::source::{Frame, SourceError};
-use crate::track::{Tracker, TrackerConfig};
+use crate::track::{Track, Tracker, TrackerConfig};
 use std::time::Instant;
 use thiserror::Error;
 
@@ -95,6 +95,14 @@ impl RecognizerConfig {
         self.admission.stable_frames = 1;
         self.admission.min_interval_frames = 0;
     }
+}
+
+/// Whether frame number `frames` (counted from 0) runs the detector: every `detect_every`-th frame,
+/// and at once whenever the tracks give no face to carry: none yet, or one the last detection
+/// lost (it stays unreported until matched again), so that a face reappearing or a lost track is
+/// picked up on the next frame rather than up to `detect_every - 1` frames later.
+pub fn detect_now(frames: u64, detect_every: u32, tracks: &[Track]) -> bool {
+    frames.is_multiple_of(detect_every.max(1) as u64) || tracks.is_empty() || tracks.iter().any(|t| t.missed > 0)
 }
 
 pub struct Recognizer {
@@ -204,8 +212,7 @@ impl Recognizer {
         if self.cfg.independent_frames {
             self.tracker.clear();
         }
-        let detect_now =
-            self.frames.is_multiple_of(self.cfg.detect_every.max(1) as u64) || self.tracker.tracks().is_empty();
+        let detect_now = detect_now(self.frames, self.cfg.detect_every, self.tracker.tracks());
         let idx = if detect_now {
             let dets = self.detector.detect(frame)?;
             self.tracker.update(frame.index, &dets)

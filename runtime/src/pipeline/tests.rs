@@ -250,3 +250,30 @@ fn frames_the_source_dropped_count_in_the_summary() {
     assert_eq!(s.processed, 10);
     assert_eq!(s.dropped, 20, "{s:?}");
 }
+
+#[test]
+fn detection_runs_on_schedule_and_at_once_when_a_track_is_lost() {
+    use crate::detect::{BBox, Detection};
+    use crate::track::{Tracker, TrackerConfig};
+    let face = Detection {
+        bbox: BBox::new(10.0, 10.0, 60.0, 60.0),
+        score: 0.9,
+        landmarks: None,
+    };
+    let mut tr = Tracker::new(TrackerConfig::default());
+    // no tracks: every frame detects
+    assert!(recognizer::detect_now(1, 5, tr.tracks()));
+    tr.update(0, std::slice::from_ref(&face));
+    // a face tracked: only every 5th frame
+    let scheduled: Vec<u64> = (1..11).filter(|&f| recognizer::detect_now(f, 5, tr.tracks())).collect();
+    assert_eq!(scheduled, vec![5, 10]);
+    // the detector misses it at frame 5: the next frame detects again, not frame 10
+    tr.update(5, &[]);
+    assert_eq!(tr.tracks()[0].missed, 1);
+    assert!(recognizer::detect_now(6, 5, tr.tracks()));
+    // found again: back to the schedule
+    tr.update(6, std::slice::from_ref(&face));
+    assert!(!recognizer::detect_now(7, 5, tr.tracks()));
+    // every frame when asked for 0 or 1
+    assert!(recognizer::detect_now(7, 1, tr.tracks()) && recognizer::detect_now(7, 0, tr.tracks()));
+}
