@@ -426,6 +426,9 @@ mod tests {
         );
         let mut a = args(&["--detector", "rustface", "--detect-every", "1"]);
         apply_run_defaults(&mut a);
-        assert_eq!((a.model.detector_spec(), a.detect_every), (DetectorSpec::Rustface, Some(1)));
+        assert_eq!(
+            (a.model.detector_spec(), a.detect_every),
+            (DetectorSpec::Rustface, Some(1))
+        );
     }
 }

@@ -228,4 +228,3 @@ impl DetectorSpec {
 
 #[cfg(test)]
 mod tests;
-

@@ -25,7 +25,6 @@ impl Shape {
     }
 }
 
-
 /// `acc + a * b`, fused into one instruction (one rounding) when `FMA`: only for code compiled
 /// with the `fma` target feature (x86-64) or on aarch64, where `mul_add` is an instruction; on
 /// plain x86-64 it would be a library call.
@@ -89,7 +88,10 @@ fn matmul_bias<const FMA: bool>(dst: &mut [f32], a: &[f32], b: &[f32], bias: &[f
         }
     }
     let n = bias.len();
-    assert!(dst.len() >= m * n && a.len() >= m * k && b.len() == k * n, "matmul_bias: slices too small");
+    assert!(
+        dst.len() >= m * n && a.len() >= m * k && b.len() == k * n,
+        "matmul_bias: slices too small"
+    );
     let (dst, a) = (&mut dst[..m * n], &a[..m * k]);
     match n {
         1 => fixed::<1, FMA>(dst, a, b, bias, k),
@@ -119,7 +121,9 @@ pub fn pointwise_weights(w_oi: &[f32], c_in: usize, c_out: usize) -> Vec<f32> {
             .map(|(blk, i, j)| w_oi[(blk * 16 + j) * c_in + i])
             .collect()
     } else {
-        (0..c_in * c_out).map(|q| w_oi[(q % c_out) * c_in + q / c_out]).collect()
+        (0..c_in * c_out)
+            .map(|q| w_oi[(q % c_out) * c_in + q / c_out])
+            .collect()
     }
 }
 
@@ -155,8 +159,12 @@ pub fn depthwise3x3<const FMA: bool>(x: &[f32], s: Shape, w: &[f32], bias: &[f32
     for y in 0..h {
         let out = &mut dst[y * row..(y + 1) * row];
         // input rows y-1, y, y+1 where they exist (zeros outside add nothing)
-        let rows: [Option<&[f32]>; 3] =
-            std::array::from_fn(|ky| (y + ky).checked_sub(1).filter(|&r| r < h).map(|r| &x[r * row..(r + 1) * row]));
+        let rows: [Option<&[f32]>; 3] = std::array::from_fn(|ky| {
+            (y + ky)
+                .checked_sub(1)
+                .filter(|&r| r < h)
+                .map(|r| &x[r * row..(r + 1) * row])
+        });
         // Interior runs of 64 floats whose three column shifts (-c, 0, +c) stay inside the row:
         // all 9 taps summed in registers, one store. Their first and last pixels are not at the
         // row's ends, so no padding is involved.
@@ -231,9 +239,24 @@ impl ConvGeom {
 /// the input value times that tap's weight row. `w` is `[ky][kx][c_in][c_out]`. (An im2col copy
 /// of 3 floats per tap cost more than the products here.)
 #[inline(always)]
-pub fn dense_conv<const FMA: bool>(x: &[f32], s: Shape, g: ConvGeom, w: &[f32], bias: &[f32], relu_after: bool, dst: &mut [f32]) {
+pub fn dense_conv<const FMA: bool>(
+    x: &[f32],
+    s: Shape,
+    g: ConvGeom,
+    w: &[f32],
+    bias: &[f32],
+    relu_after: bool,
+    dst: &mut [f32],
+) {
     #[inline(always)]
-    fn fixed<const N: usize, const FMA: bool>(x: &[f32], s: Shape, g: ConvGeom, w: &[f32], bias: &[f32], dst: &mut [f32]) {
+    fn fixed<const N: usize, const FMA: bool>(
+        x: &[f32],
+        s: Shape,
+        g: ConvGeom,
+        w: &[f32],
+        bias: &[f32],
+        dst: &mut [f32],
+    ) {
         let ow = g.out_side(s.w);
         let bias: &[f32; N] = bias.try_into().expect("N outputs");
         for (p, out) in dst.chunks_exact_mut(N).enumerate() {
@@ -411,7 +434,10 @@ mod tests {
             // depthwise: ONNX weights [c][1][3][3], ours [tap][c]
             let wd = noise(9 * c, 2);
             let b = noise(c, 3);
-            let ours_w: Vec<f32> = (0..9).flat_map(|t| (0..c).map(move |ch| (t, ch))).map(|(t, ch)| wd[ch * 9 + t]).collect();
+            let ours_w: Vec<f32> = (0..9)
+                .flat_map(|t| (0..c).map(move |ch| (t, ch)))
+                .map(|(t, ch)| wd[ch * 9 + t])
+                .collect();
             let (want, _) = reference_conv(&x, s, &wd, &b, 3, 1, 1, c);
             let mut got = vec![f32::NAN; s.len()];
             depthwise3x3::<false>(&x, s, &ours_w, &b, false, &mut got);
@@ -435,7 +461,11 @@ mod tests {
             }
 
             // dense 3x3 stride 2 pad 1 to 16 channels: ours [ky][kx][i][o]
-            let g = ConvGeom { k: 3, stride: 2, pad: 1 };
+            let g = ConvGeom {
+                k: 3,
+                stride: 2,
+                pad: 1,
+            };
             let wf = noise(16 * c * 9, 6);
             let bf = noise(16, 7);
             let mut ours_f = vec![0f32; wf.len()];
@@ -453,10 +483,13 @@ mod tests {
             // and to a channel count without a specialised path, with ReLU
             let (wf5, bf5) = (&ours_f[..5 * c * 9], &bf[..5]);
             let w5: Vec<f32> = (0..9 * c).flat_map(|r| wf5[r * 5..r * 5 + 5].to_vec()).collect();
-            let w_oihw5: Vec<f32> = (0..5).flat_map(|o| (0..c * 9).map(move |j| (o, j))).map(|(o, j)| {
-                let (i, t) = (j / 9, j % 9);
-                w5[(t * c + i) * 5 + o]
-            }).collect();
+            let w_oihw5: Vec<f32> = (0..5)
+                .flat_map(|o| (0..c * 9).map(move |j| (o, j)))
+                .map(|(o, j)| {
+                    let (i, t) = (j / 9, j % 9);
+                    w5[(t * c + i) * 5 + o]
+                })
+                .collect();
             let (want5, os5) = reference_conv(&x, s, &w_oihw5, bf5, 3, 2, 1, 1);
             let mut got5 = vec![f32::NAN; os5.len()];
             dense_conv::<false>(&x, s, g, &w5, bf5, true, &mut got5);

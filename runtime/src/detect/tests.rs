@@ -391,8 +391,18 @@ fn yunet_finds_the_demo_face_with_landmarks_at_the_eyes() {
             tract: true
         }
     );
-    assert_eq!("yunet-tract".parse::<DetectorSpec>().unwrap().build().unwrap().name(), "yunet-tract");
-    for bad in ["yunet:", "yunet:320", "yunet:0x240", "yunet:320x9999", "yunet:axb", "yunet-tract:1x1"] {
+    assert_eq!(
+        "yunet-tract".parse::<DetectorSpec>().unwrap().build().unwrap().name(),
+        "yunet-tract"
+    );
+    for bad in [
+        "yunet:",
+        "yunet:320",
+        "yunet:0x240",
+        "yunet:320x9999",
+        "yunet:axb",
+        "yunet-tract:1x1",
+    ] {
         let e = bad.parse::<DetectorSpec>().unwrap_err();
         assert!(e.contains("yunet:WIDTHxHEIGHT"), "{bad}: {e}");
     }
@@ -555,18 +565,29 @@ fn yunet_native_forward_matches_tract() {
     assert!(gap.iter().all(|&g| g < TOL), "noise: {gap:?}");
     // and the two decode to the same faces on the photo
     let path = std::path::Path::new(super::YUNET_FILE);
-    let n = YunetDetector::from_bytes(super::YUNET, path, at(640, 480)).unwrap().detect(&photo).unwrap();
-    let t = YunetDetector::from_bytes_tract(super::YUNET, path, at(640, 480)).unwrap().detect(&photo).unwrap();
+    let n = YunetDetector::from_bytes(super::YUNET, path, at(640, 480))
+        .unwrap()
+        .detect(&photo)
+        .unwrap();
+    let t = YunetDetector::from_bytes_tract(super::YUNET, path, at(640, 480))
+        .unwrap()
+        .detect(&photo)
+        .unwrap();
     assert_eq!(n.len(), t.len());
     for (a, b) in n.iter().zip(&t) {
-        assert!(a.bbox.iou(&b.bbox) > 0.999 && (a.score - b.score).abs() < 1e-3, "{a:?} vs {b:?}");
+        assert!(
+            a.bbox.iou(&b.bbox) > 0.999 && (a.score - b.score).abs() < 1e-3,
+            "{a:?} vs {b:?}"
+        );
     }
 }
 
 #[test]
 fn yunet_native_refuses_graphs_it_cannot_run() {
     // BlazeFace is a valid ONNX model, but with operators and layouts the native engine lacks
-    let e = yunet_native::YunetNet::from_onnx(super::BLAZEFACE_SHORT, 128, 128).err().expect("an error");
+    let e = yunet_native::YunetNet::from_onnx(super::BLAZEFACE_SHORT, 128, 128)
+        .err()
+        .expect("an error");
     assert!(e.contains("not supported") || e.contains("only"), "{e}");
     assert!(yunet_native::YunetNet::from_onnx(b"not onnx", 64, 64).is_err());
 }

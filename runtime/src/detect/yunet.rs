@@ -296,21 +296,19 @@ impl YunetDetector {
                 };
                 decode(&outs, w, h, scale, frame_w, frame_h, &self.cfg)
             }
-            Engine::Tract { plan, input } => {
-                match run_tract(plan, input, w, h) {
-                    Ok(flat) => {
-                        let v: Vec<&[f32]> = flat.iter().map(|v| v.as_slice()).collect();
-                        let outs = YunetOutputs {
-                            cls: [v[0], v[1], v[2]],
-                            obj: [v[3], v[4], v[5]],
-                            bbox: [v[6], v[7], v[8]],
-                            kps: [v[9], v[10], v[11]],
-                        };
-                        decode(&outs, w, h, scale, frame_w, frame_h, &self.cfg)
-                    }
-                    Err(e) => Err(e.to_string()),
+            Engine::Tract { plan, input } => match run_tract(plan, input, w, h) {
+                Ok(flat) => {
+                    let v: Vec<&[f32]> = flat.iter().map(|v| v.as_slice()).collect();
+                    let outs = YunetOutputs {
+                        cls: [v[0], v[1], v[2]],
+                        obj: [v[3], v[4], v[5]],
+                        bbox: [v[6], v[7], v[8]],
+                        kps: [v[9], v[10], v[11]],
+                    };
+                    decode(&outs, w, h, scale, frame_w, frame_h, &self.cfg)
                 }
-            }
+                Err(e) => Err(e.to_string()),
+            },
         };
         decoded.map_err(|e| self.run_err(e))
     }

@@ -87,13 +87,11 @@ pub struct YunetNet {
 }
 
 fn ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    node.attribute.iter().find(|a| a.name == name).map(|a: &AttributeProto| {
-        if a.ints.is_empty() {
-            vec![a.i]
-        } else {
-            a.ints.clone()
-        }
-    })
+    node.attribute.iter().find(|a| a.name == name).map(
+        |a: &AttributeProto| {
+            if a.ints.is_empty() { vec![a.i] } else { a.ints.clone() }
+        },
+    )
 }
 
 fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
@@ -106,7 +104,10 @@ fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
     if !t.raw_data.len().is_multiple_of(4) {
         return Err(format!("initializer `{}` has {} raw bytes", t.name, t.raw_data.len()));
     }
-    Ok(t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    Ok(t.raw_data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 impl YunetNet {
@@ -168,15 +169,23 @@ impl YunetNet {
                 continue;
             }
             let arg = |i: usize| -> Result<Value, String> {
-                let name = node.input.get(i).ok_or_else(|| format!("{}: input {i} missing", what()))?;
+                let name = node
+                    .input
+                    .get(i)
+                    .ok_or_else(|| format!("{}: input {i} missing", what()))?;
                 values
                     .get(name)
                     .copied()
                     .ok_or_else(|| format!("{}: input `{name}` is not a computed value", what()))
             };
             let weight = |i: usize| -> Result<(&TensorProto, Vec<f32>), String> {
-                let name = node.input.get(i).ok_or_else(|| format!("{}: input {i} missing", what()))?;
-                let t = inits.get(name.as_str()).ok_or_else(|| format!("{}: `{name}` is not a weight", what()))?;
+                let name = node
+                    .input
+                    .get(i)
+                    .ok_or_else(|| format!("{}: input {i} missing", what()))?;
+                let t = inits
+                    .get(name.as_str())
+                    .ok_or_else(|| format!("{}: `{name}` is not a weight", what()))?;
                 Ok((t, floats(t)?))
             };
             let value = match node.op_type.as_str() {
@@ -201,17 +210,20 @@ impl YunetNet {
                         ));
                     }
                     if bias.len() != n || x.transposed || ci * group != x.s.c {
-                        return Err(format!("{}: {} channels in, weight {dims:?}, group {group}", what(), x.s.c));
+                        return Err(format!(
+                            "{}: {} channels in, weight {dims:?}, group {group}",
+                            what(),
+                            x.s.c
+                        ));
                     }
                     let g = ConvGeom {
                         k: kh,
                         stride: stride[0] as usize,
                         pad: pads[0] as usize,
                     };
-                    let next_relu = graph
-                        .node
-                        .get(at + 1)
-                        .filter(|r| r.op_type == "Relu" && r.input.first() == Some(out_name) && readers[out_name.as_str()] == 1);
+                    let next_relu = graph.node.get(at + 1).filter(|r| {
+                        r.op_type == "Relu" && r.input.first() == Some(out_name) && readers[out_name.as_str()] == 1
+                    });
                     let relu = next_relu.is_some();
                     fused = relu.then_some(at + 1);
                     let s = Shape {
@@ -220,13 +232,43 @@ impl YunetNet {
                         c: n,
                     };
                     let out = net.new_buf(s);
-                    let step = if group == 1 && g == (ConvGeom { k: 1, stride: 1, pad: 0 }) {
+                    let step = if group == 1
+                        && g == (ConvGeom {
+                            k: 1,
+                            stride: 1,
+                            pad: 0,
+                        }) {
                         let w = nhwc::pointwise_weights(&wv, ci, n);
-                        Step::Pointwise { x: x.buf, s: x.s, w, bias, relu, out }
-                    } else if group == x.s.c && ci == 1 && n == group && g == (ConvGeom { k: 3, stride: 1, pad: 1 }) {
+                        Step::Pointwise {
+                            x: x.buf,
+                            s: x.s,
+                            w,
+                            bias,
+                            relu,
+                            out,
+                        }
+                    } else if group == x.s.c
+                        && ci == 1
+                        && n == group
+                        && g == (ConvGeom {
+                            k: 3,
+                            stride: 1,
+                            pad: 1,
+                        })
+                    {
                         // [c][1][ky][kx] → [ky*3+kx][c]
-                        let w = (0..9).flat_map(|t| (0..n).map(move |c| (t, c))).map(|(t, c)| wv[c * 9 + t]).collect();
-                        Step::Depthwise { x: x.buf, s: x.s, w, bias, relu, out }
+                        let w = (0..9)
+                            .flat_map(|t| (0..n).map(move |c| (t, c)))
+                            .map(|(t, c)| wv[c * 9 + t])
+                            .collect();
+                        Step::Depthwise {
+                            x: x.buf,
+                            s: x.s,
+                            w,
+                            bias,
+                            relu,
+                            out,
+                        }
                     } else if group == 1 && g.k <= x.s.h + 2 * g.pad && g.k <= x.s.w + 2 * g.pad {
                         // [o][i][ky][kx] → [ky][kx][i][o]
                         let kk = g.k * g.k;
@@ -234,12 +276,24 @@ impl YunetNet {
                             .map(|j| (j / (ci * n), j / n % ci, j % n))
                             .map(|(t, i, o)| wv[(o * ci + i) * kk + t])
                             .collect();
-                        Step::Dense { x: x.buf, s: x.s, g, w, bias, relu, out }
+                        Step::Dense {
+                            x: x.buf,
+                            s: x.s,
+                            g,
+                            w,
+                            bias,
+                            relu,
+                            out,
+                        }
                     } else {
                         return Err(format!("{}: group {group} with weight {dims:?} not supported", what()));
                     };
                     net.steps.push(step);
-                    Value { buf: out, s, transposed: false }
+                    Value {
+                        buf: out,
+                        s,
+                        transposed: false,
+                    }
                 }
                 "MaxPool" => {
                     let x = arg(0)?;
@@ -255,7 +309,11 @@ impl YunetNet {
                     };
                     let out = net.new_buf(s);
                     net.steps.push(Step::Pool { x: x.buf, s: x.s, out });
-                    Value { buf: out, s, transposed: false }
+                    Value {
+                        buf: out,
+                        s,
+                        transposed: false,
+                    }
                 }
                 "ConvTranspose" => {
                     // the converter's nearest x2 upsampling: depthwise, 2x2 kernels of ones, stride 2
@@ -270,7 +328,10 @@ impl YunetNet {
                         && wv.iter().all(|&v| v == 1.0)
                         && !x.transposed;
                     if !ok {
-                        return Err(format!("{}: only the x2 upsampling (depthwise 2x2 ones, stride 2)", what()));
+                        return Err(format!(
+                            "{}: only the x2 upsampling (depthwise 2x2 ones, stride 2)",
+                            what()
+                        ));
                     }
                     let s = Shape {
                         h: 2 * x.s.h,
@@ -279,7 +340,11 @@ impl YunetNet {
                     };
                     let out = net.new_buf(s);
                     net.steps.push(Step::Upsample { x: x.buf, s: x.s, out });
-                    Value { buf: out, s, transposed: false }
+                    Value {
+                        buf: out,
+                        s,
+                        transposed: false,
+                    }
                 }
                 "Add" => {
                     let (a, b) = (arg(0)?, arg(1)?);
@@ -287,7 +352,11 @@ impl YunetNet {
                         return Err(format!("{}: shapes {:?} and {:?}", what(), a.s, b.s));
                     }
                     let out = net.new_buf(a.s);
-                    net.steps.push(Step::Add { a: a.buf, b: b.buf, out });
+                    net.steps.push(Step::Add {
+                        a: a.buf,
+                        b: b.buf,
+                        out,
+                    });
                     Value {
                         buf: out,
                         s: a.s,
@@ -324,7 +393,10 @@ impl YunetNet {
                         }
                     });
                     if !x.transposed || dims != Some(vec![1, -1, x.s.c as i64]) {
-                        return Err(format!("{}: only [1, h*w, c] after the transpose, not {dims:?}", what()));
+                        return Err(format!(
+                            "{}: only [1, h*w, c] after the transpose, not {dims:?}",
+                            what()
+                        ));
                     }
                     x
                 }
@@ -333,7 +405,9 @@ impl YunetNet {
             values.insert(out_name.clone(), value);
         }
         for o in &graph.output {
-            let v = values.get(&o.name).ok_or_else(|| format!("output `{}` is not computed", o.name))?;
+            let v = values
+                .get(&o.name)
+                .ok_or_else(|| format!("output `{}` is not computed", o.name))?;
             if !v.transposed {
                 return Err(format!("output `{}` is not laid out as [1, cells, channels]", o.name));
             }
@@ -391,16 +465,20 @@ impl YunetNet {
             };
             let b = &self.bufs;
             match step {
-                Step::Dense { x, s, g, w, bias, relu, .. } => {
-                    nhwc::dense_conv::<FMA>(&b[*x], *s, *g, w, bias, *relu, &mut dst)
-                }
-                Step::Pointwise { x, s, w, bias, relu, .. } => {
+                Step::Dense {
+                    x, s, g, w, bias, relu, ..
+                } => nhwc::dense_conv::<FMA>(&b[*x], *s, *g, w, bias, *relu, &mut dst),
+                Step::Pointwise {
+                    x, s, w, bias, relu, ..
+                } => {
                     nhwc::pointwise::<FMA>(&b[*x], *s, w, bias, &mut dst);
                     if *relu {
                         nhwc::relu(&mut dst);
                     }
                 }
-                Step::Depthwise { x, s, w, bias, relu, .. } => nhwc::depthwise3x3::<FMA>(&b[*x], *s, w, bias, *relu, &mut dst),
+                Step::Depthwise {
+                    x, s, w, bias, relu, ..
+                } => nhwc::depthwise3x3::<FMA>(&b[*x], *s, w, bias, *relu, &mut dst),
                 Step::Pool { x, s, .. } => nhwc::maxpool2(&b[*x], *s, &mut dst),
                 Step::Upsample { x, s, .. } => nhwc::upsample2(&b[*x], *s, &mut dst),
                 Step::Add { a, b: bb, .. } => nhwc::add(&b[*a], &b[*bb], &mut dst),

@@ -98,11 +98,14 @@ impl RecognizerConfig {
 }
 
 /// Whether frame number `frames` (counted from 0) runs the detector: every `detect_every`-th frame,
-/// and at once whenever the tracks give no face to carry: none yet, or one the last detection
-/// lost (it stays unreported until matched again), so that a face reappearing or a lost track is
-/// picked up on the next frame rather than up to `detect_every - 1` frames later.
+/// and at once whenever the tracks give no face to carry: none yet, or only tracks the last
+/// detection lost (kept unreported for re-association), so that a lost face is searched for on
+/// the very next frame rather than up to `detect_every - 1` frames later. A lost track beside
+/// faces still seen waits for the schedule: re-detecting on every frame while any track is
+/// missing would, with a face that moved past the tracker's reach (a new track and a lost one),
+/// turn the interval off for `max_missed` rounds each time.
 pub fn detect_now(frames: u64, detect_every: u32, tracks: &[Track]) -> bool {
-    frames.is_multiple_of(detect_every.max(1) as u64) || tracks.is_empty() || tracks.iter().any(|t| t.missed > 0)
+    frames.is_multiple_of(detect_every.max(1) as u64) || !tracks.iter().any(|t| t.missed == 0)
 }
 
 pub struct Recognizer {

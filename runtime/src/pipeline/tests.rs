@@ -274,6 +274,15 @@ fn detection_runs_on_schedule_and_at_once_when_a_track_is_lost() {
     // found again: back to the schedule
     tr.update(6, std::slice::from_ref(&face));
     assert!(!recognizer::detect_now(7, 5, tr.tracks()));
+    // a face that jumped out of the tracker's reach: a new track and a lost one; the new one is
+    // carried, so the schedule holds
+    let far = Detection {
+        bbox: BBox::new(300.0, 200.0, 350.0, 250.0),
+        ..face.clone()
+    };
+    tr.update(10, std::slice::from_ref(&far));
+    assert!(tr.tracks().iter().any(|t| t.missed > 0) && tr.tracks().iter().any(|t| t.missed == 0));
+    assert!(!recognizer::detect_now(11, 5, tr.tracks()));
     // every frame when asked for 0 or 1
     assert!(recognizer::detect_now(7, 1, tr.tracks()) && recognizer::detect_now(7, 0, tr.tracks()));
 }
