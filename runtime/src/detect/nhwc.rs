@@ -1,15 +1,16 @@
-//! The few convolution kernels YuNet needs, on channels-last (NHWC, batch 1) f32 maps: written by
-//! hand because tract 0.23 runs this network ~4x slower than ONNX Runtime (docs/results/detection.md,
-//! "YuNet (seventh session)"), mostly in the 1x1 and 3x3-depthwise convolutions, and no crate the
-//! runtime can use offers depthwise convolutions. Channels-last makes every kernel a loop over
-//! contiguous channels, which the compiler vectorises; the 1x1 convolutions are matrix products
-//! with few outputs (1 to 64), written here with the accumulators in registers rather than
-//! through the `gemm` crate: adding it to the runtime changes the features its shared
-//! dependencies (tract's) are built with, and its blocking is made for large matrices.
+//! The few convolution kernels YuNet needs, on channels-last (NHWC, batch 1) f32 maps: written
+//! by hand because tract 0.23 runs this network ~4x slower than ONNX Runtime, mostly in the 1x1
+//! and 3x3-depthwise convolutions and the pools (docs/results/detection.md, "YuNet without tract
+//! (seventh session)"), and no crate the runtime can use offers depthwise convolutions.
+//! Channels-last makes every kernel a loop over contiguous channels, which the compiler
+//! vectorises; the 1x1 convolutions are matrix products with few outputs (1 to 64), written here
+//! with the accumulators in registers rather than through the `gemm` crate: its blocking is made
+//! for large matrices, and adding it to the runtime changes the features tract's shared
+//! dependencies are built with.
 //!
 //! Each function writes its whole output; none allocates. All are `#[inline(always)]` so that
-//! [`super::yunet_native`] can compile them a second time inside a function built for AVX2 (the
-//! default x86-64 target has only SSE2), chosen at run time.
+//! [`super::yunet_native`] can compile them a second time inside a function built for AVX2 and
+//! FMA (the default x86-64 target has only SSE2), chosen at run time.
 
 /// A feature map's shape: rows, columns, channels (data is `[h][w][c]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
