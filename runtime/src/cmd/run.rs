@@ -11,6 +11,7 @@ use sitfer_runtime::detect::{DetectorSpec, FaceDetector, WholeFrame};
 use sitfer_runtime::display::{DisplaySink, Framebuffer, MjpegPreview, Screen, Snapshots};
 use sitfer_runtime::fusion::{Aggregate, FuseMode};
 use sitfer_runtime::instance_buffer::{InstanceBuffer, space_id};
+use sitfer_runtime::mqtt::{Message, MqttPublisher, MqttSink, MqttUrl, PublisherConfig};
 use sitfer_runtime::pipeline::{
     CancelToken, DropPolicy, JsonLinesSink, Recognizer, RecognizerConfig, RunOptions, Sink, run_pipeline,
 };
@@ -152,6 +153,15 @@ pub struct RunArgs {
     /// Draw the annotated frames on a Linux framebuffer (e.g. /dev/fb0).
     #[arg(long)]
     pub framebuffer: Option<PathBuf>,
+    /// Also publish each frame's JSON line to an MQTT broker at QoS 1 (mqtt://HOST[:PORT]/TOPIC;
+    /// the run summary goes to TOPIC/summary). A broker outage never stalls the run: results
+    /// queue (--mqtt-queue) and go out after the reconnect.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<MqttUrl>,
+    /// With --mqtt: results held while the broker is away or has not acknowledged them; when
+    /// full the oldest is dropped and counted (the summary's mqtt.dropped).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub mqtt_queue: u64,
     /// A board profile (boards/*.toml name or a path): its camera when no --source is given.
     /// Without --source and --board: /dev/video0 if present, else a built-in demo photo.
     #[arg(long)]
@@ -231,6 +241,9 @@ pub fn run(mut a: RunArgs) -> Result<()> {
 }
 
 const DEFAULT_CAMERA: &str = "/dev/video0";
+
+/// At the end of a run, how long the MQTT publisher keeps trying to deliver what it still holds.
+const MQTT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The profile's detector and detection interval, where the command line does not say otherwise.
 fn apply_board_inference(a: &mut RunArgs, b: &sitfer_runtime::board::BoardProfile) {
@@ -343,6 +356,19 @@ fn run_with(
     if let Some(s) = screen {
         sinks.push(Box::new(DisplaySink::new(s)));
     }
+    let mqtt = match &a.mqtt {
+        Some(url) => {
+            let p = MqttPublisher::start(PublisherConfig::new(url.clone(), a.mqtt_queue as usize))
+                .context("--mqtt: starting the publisher thread")?;
+            log::info!(
+                "mqtt: publishing to {url} (QoS 1, up to {} results queued)",
+                a.mqtt_queue
+            );
+            sinks.push(Box::new(MqttSink::new(p.outbox())));
+            Some(p)
+        }
+        None => None,
+    };
     let result = run_pipeline(source, &mut rec, sinks, &opts);
     // The buffer is saved whatever happened to the stream: what was learnt stays learnt.
     if let Some(p) = &a.buffer
@@ -356,15 +382,40 @@ fn run_with(
             rec.added()
         );
     }
-    let summary = result?;
-    eprintln!(
-        "{}",
-        serde_json::json!({
-            "summary": summary,
-            "added_to_buffer": rec.added(),
-            "buffer_queued": rec.buffer().queued_counts(),
-        })
-    );
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // The frames already queued still go out, within the drain time.
+            if let Some(p) = mqtt {
+                p.close(MQTT_DRAIN);
+            }
+            return Err(e.into());
+        }
+    };
+    let mut line = serde_json::json!({
+        "summary": summary,
+        "added_to_buffer": rec.added(),
+        "buffer_queued": rec.buffer().queued_counts(),
+    });
+    if let Some(p) = mqtt {
+        // The published summary carries the counts as they were when it was queued; the line
+        // on stderr the final ones, after the drain.
+        line["mqtt"] = serde_json::json!(p.stats());
+        p.push(Message {
+            summary: true,
+            payload: line.to_string().into_bytes(),
+        });
+        let stats = p.close(MQTT_DRAIN);
+        if stats.dropped + stats.undelivered > 0 {
+            log::warn!(
+                "mqtt: {} results dropped (queue full), {} undelivered at exit",
+                stats.dropped,
+                stats.undelivered
+            );
+        }
+        line["mqtt"] = serde_json::json!(stats);
+    }
+    eprintln!("{line}");
     Ok(())
 }
 
