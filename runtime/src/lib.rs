@@ -11,6 +11,7 @@ pub mod camera;
 pub mod detect;
 pub mod display;
 pub mod instance_buffer;
+pub mod metrics;
 pub mod mqtt;
 pub mod pipeline;
 pub mod preprocess;

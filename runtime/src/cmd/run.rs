@@ -11,6 +11,7 @@ use sitfer_runtime::detect::{DetectorSpec, FaceDetector, WholeFrame};
 use sitfer_runtime::display::{DisplaySink, Framebuffer, MjpegPreview, Screen, Snapshots};
 use sitfer_runtime::fusion::{Aggregate, FuseMode};
 use sitfer_runtime::instance_buffer::{InstanceBuffer, space_id};
+use sitfer_runtime::metrics::{MetricsServer, RunMetrics};
 use sitfer_runtime::mqtt::{Message, MqttPublisher, MqttSink, MqttUrl, PublisherConfig};
 use sitfer_runtime::pipeline::{
     CancelToken, DropPolicy, JsonLinesSink, Recognizer, RecognizerConfig, RunOptions, Sink, run_pipeline,
@@ -18,6 +19,7 @@ use sitfer_runtime::pipeline::{
 use sitfer_runtime::preprocess::ColorMode;
 use sitfer_runtime::source::{self, FrameSource, Paced};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Faces {
@@ -162,6 +164,14 @@ pub struct RunArgs {
     /// full the oldest is dropped and counted (the summary's mqtt.dropped).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub mqtt_queue: u64,
+    /// Serve Prometheus metrics on --metrics-bind:PORT: GET /metrics (fps, per-stage latency
+    /// histograms, dropped frames, faces, instance-buffer size and admissions, MQTT counts),
+    /// /healthz (liveness) and /readyz (200 once the first frame is processed).
+    #[arg(long, value_name = "PORT")]
+    pub metrics: Option<u16>,
+    /// Address the metrics endpoint listens on (0.0.0.0 for every interface).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1", requires = "metrics")]
+    pub metrics_bind: std::net::IpAddr,
     /// A board profile (boards/*.toml name or a path): its camera when no --source is given.
     /// Without --source and --board: /dev/video0 if present, else a built-in demo photo.
     #[arg(long)]
@@ -340,6 +350,15 @@ fn run_with(
         let f = std::fs::File::create(&a.json).with_context(|| format!("creating {}", a.json))?;
         Box::new(JsonLinesSink::new(std::io::BufWriter::new(f), &a.json))
     };
+    let metrics = match a.metrics {
+        Some(port) => {
+            let m = Arc::new(RunMetrics::new());
+            let server = MetricsServer::bind(std::net::SocketAddr::new(a.metrics_bind, port), m.clone())?;
+            log::info!("metrics on http://{}/metrics", server.local_addr());
+            Some((m, server))
+        }
+        None => None,
+    };
     let cancel = CancelToken::new();
     {
         let c = cancel.clone();
@@ -350,6 +369,7 @@ fn run_with(
         policy,
         max_frames: a.max_frames,
         cancel,
+        metrics: metrics.as_ref().map(|(m, _)| m.clone()),
         ..RunOptions::default()
     };
     let mut sinks = vec![sink];
@@ -365,6 +385,9 @@ fn run_with(
                 a.mqtt_queue
             );
             sinks.push(Box::new(MqttSink::new(p.outbox())));
+            if let Some((m, _)) = &metrics {
+                m.watch_mqtt(p.outbox());
+            }
             Some(p)
         }
         None => None,

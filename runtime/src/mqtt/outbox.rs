@@ -133,6 +133,12 @@ impl Outbox {
         self.lock().waiting.len()
     }
 
+    /// Messages held: waiting and unacknowledged.
+    pub fn held(&self) -> usize {
+        let s = self.lock();
+        s.waiting.len() + s.in_flight
+    }
+
     /// Nothing waiting and nothing unacknowledged.
     pub fn is_drained(&self) -> bool {
         let s = self.lock();
