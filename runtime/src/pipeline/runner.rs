@@ -102,14 +102,14 @@ fn capture(
     mut source: Box<dyn FrameSource>,
     mut prod: <Ring as Split>::Prod,
     policy: DropPolicy,
-    stop: &AtomicBool,
+    stop: &CancelToken,
     drops: &Drops,
     consumer: &std::thread::Thread,
 ) -> Result<u64, SourceError> {
     let mut captured = 0;
     let mut pending: Option<Frame> = None;
     let mut source_drops = 0;
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_cancelled() {
         let next = source.next_frame();
         let d = source.dropped();
         drops.source.fetch_add(d - source_drops.min(d), Ordering::SeqCst);
@@ -124,7 +124,7 @@ fn capture(
                 loop {
                     match prod.try_push(f) {
                         Ok(()) => break,
-                        Err(back) if !stop.load(Ordering::SeqCst) => {
+                        Err(back) if !stop.is_cancelled() => {
                             f = back;
                             consumer.unpark();
                             std::thread::sleep(Duration::from_micros(500));
@@ -148,7 +148,7 @@ fn capture(
     }
     // End of stream: the held-back newest frame still goes through.
     while let Some(f) = pending.take() {
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_cancelled() {
             break;
         }
         if let Err(back) = prod.try_push(f) {
@@ -163,18 +163,21 @@ fn capture(
 /// Runs `source` through `processor` into `sinks` until the source ends, `max_frames` frames
 /// are processed, or `opts.cancel` fires. Sinks are finished in every case.
 pub fn run_pipeline<P: FrameProcessor>(
-    source: Box<dyn FrameSource>,
+    mut source: Box<dyn FrameSource>,
     processor: &mut P,
     mut sinks: Vec<Box<dyn Sink>>,
     opts: &RunOptions,
 ) -> Result<RunSummary, PipelineError> {
     let (prod, mut cons) = Ring::new(opts.ring_capacity.max(1)).split();
-    let stop = Arc::new(AtomicBool::new(false));
+    // Set when the run ends for any reason (end of stream, max_frames, Ctrl-C, an error); the
+    // source watches it too, so a capture thread waiting on an unplugged camera returns.
+    let stop = CancelToken::new();
     let done = Arc::new(AtomicBool::new(false));
     let drops = Arc::new(Drops::default());
     let me = std::thread::current();
     let policy = opts.policy;
     let start = Instant::now();
+    source.watch_stop(stop.clone());
     let capture_thread = {
         let (stop, done, drops, me) = (stop.clone(), done.clone(), drops.clone(), me.clone());
         std::thread::Builder::new()
@@ -283,7 +286,7 @@ pub fn run_pipeline<P: FrameProcessor>(
             break;
         }
     }
-    stop.store(true, Ordering::SeqCst);
+    stop.cancel();
     drop(tx);
     let captured = capture_thread
         .join()

@@ -67,6 +67,10 @@ pub trait FrameSource: Send {
     fn dropped(&self) -> u64 {
         0
     }
+    /// The run's stop signal, handed over before the first `next_frame`. A source whose
+    /// `next_frame` can wait without end (a camera that was unplugged and is being reopened)
+    /// must return `Ok(None)` soon after it fires, or stopping the run would wait for the camera.
+    fn watch_stop(&mut self, _stop: crate::pipeline::CancelToken) {}
 }
 
 impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
@@ -84,6 +88,9 @@ impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
     }
     fn dropped(&self) -> u64 {
         (**self).dropped()
+    }
+    fn watch_stop(&mut self, stop: crate::pipeline::CancelToken) {
+        (**self).watch_stop(stop)
     }
 }
 
