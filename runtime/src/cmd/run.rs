@@ -149,9 +149,17 @@ pub struct RunArgs {
     /// With --snapshots: one PNG every N frames.
     #[arg(long, default_value_t = 1)]
     pub snapshot_every: u32,
-    /// MJPEG-over-HTTP preview of the annotated frames on 127.0.0.1:PORT.
+    /// MJPEG-over-HTTP preview of the annotated frames on --preview-bind:PORT.
     #[arg(long)]
     pub preview: Option<u16>,
+    /// Address the preview listens on: loopback by default, since the picture shows faces
+    /// (0.0.0.0 for every interface).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1", requires = "preview")]
+    pub preview_bind: std::net::IpAddr,
+    /// Preview connections served at once; more get 503 (each costs a thread and a JPEG per frame).
+    #[arg(long, value_name = "N", default_value_t = sitfer_runtime::display::preview::DEFAULT_MAX_VIEWERS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64), requires = "preview")]
+    pub preview_max_viewers: u16,
     /// Draw the annotated frames on a Linux framebuffer (e.g. /dev/fb0).
     #[arg(long)]
     pub framebuffer: Option<PathBuf>,
@@ -267,7 +275,9 @@ fn screen(a: &RunArgs, board: Option<&sitfer_runtime::board::BoardProfile>) -> R
     Ok(if let Some(dir) = &a.snapshots {
         Some(Screen::Snapshots(Snapshots::new(dir, a.snapshot_every.max(1), 100)?))
     } else if let Some(port) = a.preview {
-        let p = MjpegPreview::bind(&format!("127.0.0.1:{port}"))?;
+        let addr = std::net::SocketAddr::new(a.preview_bind, port);
+        let p = MjpegPreview::bind_with_limit(&addr.to_string(), a.preview_max_viewers.into())
+            .with_context(|| format!("--preview on {addr}"))?;
         log::info!("preview on http://{}/", p.local_addr());
         Some(Screen::Preview(p))
     } else if let Some(fb) = &a.framebuffer {
@@ -483,5 +493,26 @@ mod tests {
             (a.model.detector_spec(), a.detect_every),
             (DetectorSpec::Rustface, None)
         );
+    }
+
+    #[test]
+    fn the_preview_listens_where_the_flag_says() {
+        let a = args(&[
+            "--preview",
+            "0",
+            "--preview-bind",
+            "127.0.0.2",
+            "--preview-max-viewers",
+            "2",
+        ]);
+        let Some(Screen::Preview(p)) = screen(&a, None).unwrap() else {
+            panic!("no preview");
+        };
+        assert_eq!(p.local_addr().ip(), std::net::IpAddr::from([127, 0, 0, 2]));
+        // Loopback unless asked.
+        let Some(Screen::Preview(p)) = screen(&args(&["--preview", "0"]), None).unwrap() else {
+            panic!("no preview");
+        };
+        assert_eq!(p.local_addr().ip(), std::net::IpAddr::from([127, 0, 0, 1]));
     }
 }
