@@ -8,6 +8,7 @@
 pub mod adapt;
 pub mod board;
 pub mod camera;
+pub mod default_bundle;
 pub mod detect;
 pub mod display;
 pub mod instance_buffer;
