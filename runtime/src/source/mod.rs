@@ -4,11 +4,13 @@
 mod error;
 mod image_files;
 mod paced;
+mod read_image;
 mod y4m;
 
 pub use error::SourceError;
 pub use image_files::{ImageFolder, SingleImage, is_image_file};
 pub use paced::Paced;
+pub use read_image::{decode_rgb, read_rgb};
 pub use y4m::{Chroma, MAX_Y4M_FRAME_BYTES, Y4mHeader, Y4mReader, encode_y4m_444};
 
 use std::path::Path;
