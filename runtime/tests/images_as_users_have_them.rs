@@ -4,7 +4,8 @@
 use image::GenericImageView;
 use sitfer_runtime::source::open_path;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
 
 /// An uncompressed little-endian TIFF, 8-bit palette indices, whose ColorMap is a grey ramp
 /// (index i is grey i): the same picture as the 8-bit grey `luma`.
@@ -81,13 +82,12 @@ fn a_folder_source_reads_a_palette_tiff_as_its_picture_and_names_a_broken_file()
 }
 
 fn eval(data: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sitfer"))
-        .args(["eval", "--faces", "whole-frame", "--data"])
-        .arg(data)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
+    common::run_sitfer(|c| {
+        c.args(["eval", "--faces", "whole-frame", "--data"])
+            .arg(data)
+            .args(extra)
+            .env("RUST_LOG", "warn");
+    })
 }
 
 #[test]

@@ -8,7 +8,8 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -216,15 +217,14 @@ fn real_sitfer_run_output_matches_the_schema() {
         .local_addr()
         .unwrap()
         .port();
-    let run = Command::new(env!("CARGO_BIN_EXE_sitfer"))
-        .args(["run", "--detect-every", "2", "--source"])
-        .arg(&frames)
-        .arg("--json")
-        .arg(&out)
-        .args(["--mqtt", &format!("mqtt://127.0.0.1:{dead}/schema")])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let run = common::run_sitfer(|c| {
+        c.args(["run", "--detect-every", "2", "--source"])
+            .arg(&frames)
+            .arg("--json")
+            .arg(&out)
+            .args(["--mqtt", &format!("mqtt://127.0.0.1:{dead}/schema")])
+            .env("RUST_LOG", "warn");
+    });
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "sitfer run failed:\n{stderr}");
 
