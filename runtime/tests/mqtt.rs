@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 fn mosquitto_binary() -> Option<PathBuf> {
     let candidates = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto"];
     candidates.iter().map(PathBuf::from).find(|p| p.exists()).or_else(|| {
@@ -342,6 +344,40 @@ fn every_frame_arrives_once_as_json_with_the_summary() {
     assert_eq!(summaries.len(), 1);
     let s: serde_json::Value = serde_json::from_slice(&summaries[0].1).unwrap();
     assert_eq!(s["summary"]["processed"], n);
+}
+
+#[test]
+fn sitfer_run_publishes_every_frame_and_its_summary() {
+    let bin = broker_or_skip!("sitfer_run_publishes_every_frame_and_its_summary");
+    let broker = Broker::start(bin);
+    let sub = Subscriber::start(broker.port, "cli/cam0");
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/demo/astronaut.png");
+    for i in 0..3 {
+        std::fs::copy(&demo, tmp.path().join(format!("{i:03}.png"))).unwrap();
+    }
+    let url = broker.url("cli/cam0").to_string();
+    let out = common::run_sitfer(|c| {
+        c.args(["run", "--json", "/dev/null", "--mqtt", &url, "--source"])
+            .arg(tmp.path())
+            .env("RUST_LOG", "warn");
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got = sub.wait_for(Duration::from_secs(10), |g| g.len() >= 4);
+    let frames = frames_received(&got, "cli/cam0");
+    assert_eq!(frames.keys().copied().collect::<Vec<_>>(), [0, 1, 2], "{stderr}");
+    let summary: Vec<serde_json::Value> = got
+        .iter()
+        .filter(|(t, _)| t == "cli/cam0/summary")
+        .map(|(_, p)| serde_json::from_slice(p).unwrap())
+        .collect();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0]["summary"]["processed"], 3);
+    // The line on stderr has the final counts: every frame and the summary acknowledged.
+    let last: serde_json::Value =
+        serde_json::from_str(stderr.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(last["mqtt"]["delivered"], 4, "{last}");
 }
 
 #[test]
