@@ -8,9 +8,12 @@
 pub mod adapt;
 pub mod board;
 pub mod camera;
+pub mod default_bundle;
 pub mod detect;
 pub mod display;
 pub mod instance_buffer;
+pub mod metrics;
+pub mod mqtt;
 pub mod pipeline;
 pub mod preprocess;
 pub mod source;

@@ -83,6 +83,13 @@ pub struct DisplayProfile {
     /// Loopback by default: the preview shows faces, so exposing it is an explicit choice.
     #[serde(default = "default_http_bind")]
     pub http_bind: String,
+    /// Preview connections served at once (`--preview-max-viewers`).
+    #[serde(default = "default_http_max_viewers")]
+    pub http_max_viewers: usize,
+}
+
+fn default_http_max_viewers() -> usize {
+    crate::display::preview::DEFAULT_MAX_VIEWERS
 }
 
 fn default_framebuffer() -> PathBuf {
@@ -222,6 +229,13 @@ impl BoardProfile {
                 "display.http_bind",
                 format!("{:?}", d.http_bind),
                 "expected an IP address such as 127.0.0.1",
+            );
+        }
+        if !(1..=64).contains(&d.http_max_viewers) {
+            return bad(
+                "display.http_max_viewers",
+                d.http_max_viewers.to_string(),
+                "expected 1 to 64 connections",
             );
         }
         Ok(())

@@ -127,6 +127,10 @@ fn bad_values_name_the_key_and_the_value() {
             with("output = \"headless\"", "output = \"http\"\nhttp_bind = \"everywhere\""),
             "`display.http_bind`",
         ),
+        (
+            with("output = \"headless\"", "output = \"http\"\nhttp_max_viewers = 0"),
+            "`display.http_max_viewers`",
+        ),
         (with("\"test-board\"", "\"my board\""), "`name`"),
     ];
     for (text, want) in cases {

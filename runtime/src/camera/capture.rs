@@ -6,6 +6,7 @@ use super::decode::{BufferLayout, to_rgb};
 use super::device::{CameraConfig, OpenedCamera, open_camera};
 use super::error::CameraError;
 use super::slot::{Slot, Status, Taken};
+use crate::pipeline::CancelToken;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ const SLOT_CAPACITY: usize = 2;
 const BUFFERS: u32 = 4;
 /// How often the thread checks for `stop` while no frame comes.
 const DEQUEUE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often a reader waiting for a frame (the camera reconnecting) checks the run's stop.
+const STOP_POLL: Duration = Duration::from_millis(200);
 /// No frame for this long on an open stream counts as a lost camera (some drivers keep the node
 /// open but stop delivering after a USB reset).
 const STALL: Duration = Duration::from_secs(5);
@@ -41,6 +44,7 @@ pub struct Capture {
     card: String,
     layout: BufferLayout,
     started: Instant,
+    stop: Option<CancelToken>,
 }
 
 /// One decoded frame.
@@ -86,6 +90,7 @@ impl Capture {
             card,
             layout,
             started: Instant::now(),
+            stop: None,
         })
     }
 
@@ -112,22 +117,27 @@ impl Capture {
     /// to decode (a torn MJPEG frame after a USB glitch) is skipped with a warning.
     pub fn next_rgb(&mut self) -> Result<Option<RgbFrame>, CameraError> {
         loop {
-            match self.slot.take(Duration::from_secs(1)) {
-                Taken::Stopped => return Ok(None),
-                Taken::Waiting(_) => continue,
-                Taken::Item(raw) => match to_rgb(raw.layout, &raw.bytes) {
-                    Ok(rgb) => {
-                        return Ok(Some(RgbFrame {
-                            width: raw.layout.width,
-                            height: raw.layout.height,
-                            rgb,
-                            timestamp: raw.captured_at.saturating_duration_since(self.started),
-                        }));
-                    }
-                    Err(e) => log::warn!("camera {}: skipping a frame: {e}", self.device),
-                },
+            let Some(raw) = wait_for_item(&self.slot, self.stop.as_ref(), STOP_POLL) else {
+                return Ok(None);
+            };
+            match to_rgb(raw.layout, &raw.bytes) {
+                Ok(rgb) => {
+                    return Ok(Some(RgbFrame {
+                        width: raw.layout.width,
+                        height: raw.layout.height,
+                        rgb,
+                        timestamp: raw.captured_at.saturating_duration_since(self.started),
+                    }));
+                }
+                Err(e) => log::warn!("camera {}: skipping a frame: {e}", self.device),
             }
         }
+    }
+
+    /// `next_rgb` returns `Ok(None)` within [`STOP_POLL`] of `stop` firing, even while the camera
+    /// is unplugged and being reopened (the run's Ctrl-C would otherwise wait for the camera).
+    pub fn watch_stop(&mut self, stop: CancelToken) {
+        self.stop = Some(stop);
     }
 
     pub fn stop(&mut self) {
@@ -141,6 +151,21 @@ impl Capture {
 impl Drop for Capture {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The next item of `slot`, waiting through reconnects; `None` once the slot is stopped or
+/// `stop` fires (checked every `poll`).
+fn wait_for_item<T>(slot: &Slot<T>, stop: Option<&CancelToken>, poll: Duration) -> Option<T> {
+    loop {
+        if stop.is_some_and(CancelToken::is_cancelled) {
+            return None;
+        }
+        match slot.take(poll) {
+            Taken::Stopped => return None,
+            Taken::Waiting(_) => continue,
+            Taken::Item(item) => return Some(item),
+        }
     }
 }
 
@@ -245,4 +270,42 @@ fn stream_inner(camera: &OpenedCamera, slot: &Slot<RawFrame>, backoff: &mut Back
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_waiting_on_a_reconnecting_camera_returns_when_the_run_stops() {
+        // The capture thread is retrying an unplugged camera: the slot says Reconnecting and no
+        // frame will ever come.
+        let slot = Slot::<u32>::new(2);
+        slot.set_status(Status::Reconnecting {
+            attempt: 3,
+            reason: "unplugged".into(),
+        });
+        let stop = CancelToken::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                tx.send(wait_for_item(&slot, Some(&stop), Duration::from_millis(20)))
+                    .unwrap()
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(rx.try_recv().is_err(), "returned before the stop");
+            stop.cancel();
+            let got = rx.recv_timeout(Duration::from_secs(2));
+            // Unblock the thread if the stop was not seen, so the scope can end and report.
+            slot.stop();
+            assert_eq!(got, Ok(None), "the reader did not see the stop");
+        });
+        // Frames still come through while the run goes on.
+        let slot = Slot::<u32>::new(2);
+        slot.push(7);
+        assert_eq!(
+            wait_for_item(&slot, Some(&CancelToken::new()), Duration::from_millis(20)),
+            Some(7)
+        );
+    }
 }

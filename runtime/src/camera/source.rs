@@ -51,6 +51,10 @@ impl FrameSource for CameraSource {
         self.capture.describe()
     }
 
+    fn watch_stop(&mut self, stop: crate::pipeline::CancelToken) {
+        self.capture.watch_stop(stop);
+    }
+
     /// Frames the capture thread's drop-oldest slot replaced before the pipeline took them.
     fn dropped(&self) -> u64 {
         self.capture.counts().1

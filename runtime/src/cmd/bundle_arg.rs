@@ -1,13 +1,12 @@
 //! `--bundle`: a directory, or the bundle embedded in the binary at build time.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sitfer_runtime::bundle::{Bundle, Precision};
+use sitfer_runtime::default_bundle;
 use sitfer_runtime::infer::Model;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/default_bundle.rs"));
-}
+pub use sitfer_runtime::default_bundle::{EMBEDDED_NAME, Unpacked};
 
 /// Opens `path`, or the embedded default bundle, and loads its model of `precision` (the
 /// bundle's preferred one if `None`).
@@ -29,42 +28,14 @@ fn load(b: &Bundle, precision: Option<Precision>, name: &str) -> Result<Model> {
     Ok(m)
 }
 
-/// The embedded default bundle unpacked into a private temporary directory, removed on drop.
-/// The reader works on directories (it checks paths, sizes and hashes there).
-pub struct Unpacked {
-    pub dir: PathBuf,
-}
-
-impl Drop for Unpacked {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Display name of the embedded bundle.
-pub const EMBEDDED_NAME: &str = "<embedded models/default>";
-
 pub fn unpack_embedded() -> Result<Unpacked> {
-    if embedded::DEFAULT_BUNDLE.is_empty() {
-        bail!(
-            "this binary was built without a default bundle (models/default/ did not exist at build time): pass --bundle DIR"
-        );
-    }
-    let dir: PathBuf = std::env::temp_dir().join(format!("sitfer-default-bundle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let unpacked = Unpacked { dir };
-    for (name, bytes) in embedded::DEFAULT_BUNDLE {
-        let p = unpacked.dir.join(name);
-        std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
-    }
-    Ok(unpacked)
+    default_bundle::unpack().context("no --bundle given")
 }
 
 fn open_embedded(precision: Option<Precision>) -> Result<(Bundle, Model)> {
-    let unpacked = unpack_embedded()?;
-    let mut b = Bundle::open(&unpacked.dir).context("opening the embedded default bundle")?;
-    let m = load(&b, precision, EMBEDDED_NAME)?;
-    b.dir = PathBuf::from(EMBEDDED_NAME);
+    let (b, m) = default_bundle::open(precision).context("no --bundle given")?;
+    let p = precision.unwrap_or_else(|| b.manifest.preferred_precision());
+    log::info!("bundle {EMBEDDED_NAME}: {} model", p.name());
     Ok((b, m))
 }
 

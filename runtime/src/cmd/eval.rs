@@ -44,6 +44,10 @@ pub struct EvalArgs {
     /// Faces that must reach the calibrated threshold for it to count.
     #[arg(long, default_value_t = 50)]
     pub min_admitted: usize,
+    /// Stop at the first image that cannot be read (default: skip it with a warning naming the
+    /// file; the skipped files are counted and listed after the results, and leave the accuracy).
+    #[arg(long)]
+    pub fail_on_unreadable: bool,
 }
 
 /// The folder evaluated, (file, class) of every image in it, and the folders skipped (labels
@@ -116,9 +120,9 @@ fn spread<T: Clone>(items: &[T], limit: Option<usize>) -> Vec<T> {
 }
 
 fn frame_of(path: &Path) -> Result<Frame> {
-    let img = image::open(path)
-        .with_context(|| format!("decoding {}", path.display()))?
-        .to_rgb8();
+    let img = sitfer_runtime::source::read_rgb(path)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("decoding {}", path.display()))?;
     Ok(Frame {
         index: 0,
         timestamp: Duration::ZERO,
@@ -179,12 +183,27 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let t0 = Instant::now();
     let batch = a.batch.max(1);
     let whole_frame = a.model.faces == Faces::WholeFrame;
+    // "decoding FILE: why" of each image skipped.
+    let mut unreadable: Vec<String> = Vec::new();
     for chunk in items.chunks(if whole_frame { batch } else { 1 }) {
-        let frames = chunk
-            .iter()
-            .map(|(path, _)| frame_of(path))
-            .collect::<Result<Vec<_>>>()?;
-        for ((_, class), f) in chunk.iter().zip(rec.fuse_single_faces(&frames, whole_frame)?) {
+        let mut readable = Vec::with_capacity(chunk.len());
+        let mut frames = Vec::with_capacity(chunk.len());
+        for (path, class) in chunk {
+            match frame_of(path) {
+                Ok(f) => {
+                    frames.push(f);
+                    readable.push(*class);
+                }
+                Err(e) if a.fail_on_unreadable => {
+                    return Err(e.context("--fail-on-unreadable: stopping at the first unreadable image"));
+                }
+                Err(e) => {
+                    log::warn!("{e:#}: skipped");
+                    unreadable.push(format!("{e:#}"));
+                }
+            }
+        }
+        for (class, f) in readable.iter().zip(rec.fuse_single_faces(&frames, whole_frame)?) {
             let class = *class;
             match f {
                 Some(f) => {
@@ -205,20 +224,33 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
     }
     let secs = t0.elapsed().as_secs_f64();
+    let scored = items.len() - unreadable.len();
+    if scored == 0 {
+        bail!(
+            "{}: none of the {} images could be read (first: {})",
+            dir.display(),
+            items.len(),
+            unreadable[0]
+        );
+    }
     println!(
-        "eval {} ({} images, faces: {}{}, {:.1} images/s)",
+        "eval {} ({} images{}, faces: {}{}, {:.1} images/s)",
         dir.display(),
-        items.len(),
+        scored,
+        if unreadable.is_empty() {
+            String::new()
+        } else {
+            format!(", {} unreadable skipped", unreadable.len())
+        },
         detector_name,
         if a.model.mirror { ", mirrored and averaged" } else { "" },
-        items.len() as f64 / secs
+        scored as f64 / secs
     );
     let missing: u64 = no_face.iter().sum();
     if a.model.faces == Faces::Detect {
         println!(
-            "no face detected: {missing} of {} ({:.1}%), counted as errors",
-            items.len(),
-            100.0 * missing as f64 / items.len() as f64
+            "no face detected: {missing} of {scored} ({:.1}%), counted as errors",
+            100.0 * missing as f64 / scored as f64
         );
     }
     println!("| source | accuracy |");
@@ -262,7 +294,27 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
         println!();
     }
+    print_unreadable(&unreadable);
     Ok(())
+}
+
+/// The files skipped as unreadable, after the results so they are not missed: how many, and
+/// each with the reason (the first 20; the log has them all).
+fn print_unreadable(unreadable: &[String]) {
+    if unreadable.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "unreadable: {} images skipped, not scored (--fail-on-unreadable stops at the first):",
+        unreadable.len()
+    );
+    for why in unreadable.iter().take(20) {
+        println!("  {why}");
+    }
+    if unreadable.len() > 20 {
+        println!("  … and {} more", unreadable.len() - 20);
+    }
 }
 
 /// Coverage and precision of the faces whose top p̂ reaches each threshold: what continual

@@ -11,12 +11,15 @@ use sitfer_runtime::detect::{DetectorSpec, FaceDetector, WholeFrame};
 use sitfer_runtime::display::{DisplaySink, Framebuffer, MjpegPreview, Screen, Snapshots};
 use sitfer_runtime::fusion::{Aggregate, FuseMode};
 use sitfer_runtime::instance_buffer::{InstanceBuffer, space_id};
+use sitfer_runtime::metrics::{MetricsServer, RunMetrics};
+use sitfer_runtime::mqtt::{Message, MqttPublisher, MqttSink, MqttUrl, PublisherConfig};
 use sitfer_runtime::pipeline::{
     CancelToken, DropPolicy, JsonLinesSink, Recognizer, RecognizerConfig, RunOptions, Sink, run_pipeline,
 };
 use sitfer_runtime::preprocess::ColorMode;
 use sitfer_runtime::source::{self, FrameSource, Paced};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Faces {
@@ -146,12 +149,37 @@ pub struct RunArgs {
     /// With --snapshots: one PNG every N frames.
     #[arg(long, default_value_t = 1)]
     pub snapshot_every: u32,
-    /// MJPEG-over-HTTP preview of the annotated frames on 127.0.0.1:PORT.
+    /// MJPEG-over-HTTP preview of the annotated frames on --preview-bind:PORT.
     #[arg(long)]
     pub preview: Option<u16>,
+    /// Address the preview listens on: loopback by default, since the picture shows faces
+    /// (0.0.0.0 for every interface).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1", requires = "preview")]
+    pub preview_bind: std::net::IpAddr,
+    /// Preview connections served at once; more get 503 (each costs a thread and a JPEG per frame).
+    #[arg(long, value_name = "N", default_value_t = sitfer_runtime::display::preview::DEFAULT_MAX_VIEWERS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64), requires = "preview")]
+    pub preview_max_viewers: u16,
     /// Draw the annotated frames on a Linux framebuffer (e.g. /dev/fb0).
     #[arg(long)]
     pub framebuffer: Option<PathBuf>,
+    /// Also publish each frame's JSON line to an MQTT broker at QoS 1 (mqtt://HOST[:PORT]/TOPIC;
+    /// the run summary goes to TOPIC/summary). A broker outage never stalls the run: results
+    /// queue (--mqtt-queue) and go out after the reconnect.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<MqttUrl>,
+    /// With --mqtt: results held while the broker is away or has not acknowledged them; when
+    /// full the oldest is dropped and counted (the summary's mqtt.dropped).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub mqtt_queue: u64,
+    /// Serve Prometheus metrics on --metrics-bind:PORT: GET /metrics (fps, per-stage latency
+    /// histograms, dropped frames, faces, instance-buffer size and admissions, MQTT counts),
+    /// /healthz (liveness) and /readyz (200 once the first frame is processed).
+    #[arg(long, value_name = "PORT")]
+    pub metrics: Option<u16>,
+    /// Address the metrics endpoint listens on (0.0.0.0 for every interface).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1", requires = "metrics")]
+    pub metrics_bind: std::net::IpAddr,
     /// A board profile (boards/*.toml name or a path): its camera when no --source is given.
     /// Without --source and --board: /dev/video0 if present, else a built-in demo photo.
     #[arg(long)]
@@ -246,6 +274,9 @@ fn apply_run_defaults(a: &mut RunArgs) {
     a.detect_every.get_or_insert(RUN_DETECT_EVERY);
 }
 
+/// At the end of a run, how long the MQTT publisher keeps trying to deliver what it still holds.
+const MQTT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The profile's detector and detection interval, where the command line does not say otherwise.
 fn apply_board_inference(a: &mut RunArgs, b: &sitfer_runtime::board::BoardProfile) {
     a.model.detector.get_or_insert_with(|| b.detector_spec());
@@ -258,7 +289,9 @@ fn screen(a: &RunArgs, board: Option<&sitfer_runtime::board::BoardProfile>) -> R
     Ok(if let Some(dir) = &a.snapshots {
         Some(Screen::Snapshots(Snapshots::new(dir, a.snapshot_every.max(1), 100)?))
     } else if let Some(port) = a.preview {
-        let p = MjpegPreview::bind(&format!("127.0.0.1:{port}"))?;
+        let addr = std::net::SocketAddr::new(a.preview_bind, port);
+        let p = MjpegPreview::bind_with_limit(&addr.to_string(), a.preview_max_viewers.into())
+            .with_context(|| format!("--preview on {addr}"))?;
         log::info!("preview on http://{}/", p.local_addr());
         Some(Screen::Preview(p))
     } else if let Some(fb) = &a.framebuffer {
@@ -341,6 +374,15 @@ fn run_with(
         let f = std::fs::File::create(&a.json).with_context(|| format!("creating {}", a.json))?;
         Box::new(JsonLinesSink::new(std::io::BufWriter::new(f), &a.json))
     };
+    let metrics = match a.metrics {
+        Some(port) => {
+            let m = Arc::new(RunMetrics::new());
+            let server = MetricsServer::bind(std::net::SocketAddr::new(a.metrics_bind, port), m.clone())?;
+            log::info!("metrics on http://{}/metrics", server.local_addr());
+            Some((m, server))
+        }
+        None => None,
+    };
     let cancel = CancelToken::new();
     {
         let c = cancel.clone();
@@ -351,12 +393,29 @@ fn run_with(
         policy,
         max_frames: a.max_frames,
         cancel,
+        metrics: metrics.as_ref().map(|(m, _)| m.clone()),
         ..RunOptions::default()
     };
     let mut sinks = vec![sink];
     if let Some(s) = screen {
         sinks.push(Box::new(DisplaySink::new(s)));
     }
+    let mqtt = match &a.mqtt {
+        Some(url) => {
+            let p = MqttPublisher::start(PublisherConfig::new(url.clone(), a.mqtt_queue as usize))
+                .context("--mqtt: starting the publisher thread")?;
+            log::info!(
+                "mqtt: publishing to {url} (QoS 1, up to {} results queued)",
+                a.mqtt_queue
+            );
+            sinks.push(Box::new(MqttSink::new(p.outbox())));
+            if let Some((m, _)) = &metrics {
+                m.watch_mqtt(p.outbox());
+            }
+            Some(p)
+        }
+        None => None,
+    };
     let result = run_pipeline(source, &mut rec, sinks, &opts);
     // The buffer is saved whatever happened to the stream: what was learnt stays learnt.
     if let Some(p) = &a.buffer
@@ -370,15 +429,40 @@ fn run_with(
             rec.added()
         );
     }
-    let summary = result?;
-    eprintln!(
-        "{}",
-        serde_json::json!({
-            "summary": summary,
-            "added_to_buffer": rec.added(),
-            "buffer_queued": rec.buffer().queued_counts(),
-        })
-    );
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // The frames already queued still go out, within the drain time.
+            if let Some(p) = mqtt {
+                p.close(MQTT_DRAIN);
+            }
+            return Err(e.into());
+        }
+    };
+    let mut line = serde_json::json!({
+        "summary": summary,
+        "added_to_buffer": rec.added(),
+        "buffer_queued": rec.buffer().queued_counts(),
+    });
+    if let Some(p) = mqtt {
+        // The published summary carries the counts as they were when it was queued; the line
+        // on stderr the final ones, after the drain.
+        line["mqtt"] = serde_json::json!(p.stats());
+        p.push(Message {
+            summary: true,
+            payload: line.to_string().into_bytes(),
+        });
+        let stats = p.close(MQTT_DRAIN);
+        if stats.dropped + stats.undelivered > 0 {
+            log::warn!(
+                "mqtt: {} results dropped (queue full), {} undelivered at exit",
+                stats.dropped,
+                stats.undelivered
+            );
+        }
+        line["mqtt"] = serde_json::json!(stats);
+    }
+    eprintln!("{line}");
     Ok(())
 }
 
@@ -430,5 +514,26 @@ mod tests {
             (a.model.detector_spec(), a.detect_every),
             (DetectorSpec::Rustface, Some(1))
         );
+    }
+
+    #[test]
+    fn the_preview_listens_where_the_flag_says() {
+        let a = args(&[
+            "--preview",
+            "0",
+            "--preview-bind",
+            "127.0.0.2",
+            "--preview-max-viewers",
+            "2",
+        ]);
+        let Some(Screen::Preview(p)) = screen(&a, None).unwrap() else {
+            panic!("no preview");
+        };
+        assert_eq!(p.local_addr().ip(), std::net::IpAddr::from([127, 0, 0, 2]));
+        // Loopback unless asked.
+        let Some(Screen::Preview(p)) = screen(&args(&["--preview", "0"]), None).unwrap() else {
+            panic!("no preview");
+        };
+        assert_eq!(p.local_addr().ip(), std::net::IpAddr::from([127, 0, 0, 1]));
     }
 }

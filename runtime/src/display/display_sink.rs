@@ -32,10 +32,10 @@ impl Screen {
                 p.snapshot_every,
                 KEEP_SNAPSHOTS,
             )?)),
-            DisplayOutput::Http => Some(Screen::Preview(MjpegPreview::bind(&format!(
-                "{}:{}",
-                p.http_bind, p.http_port
-            ))?)),
+            DisplayOutput::Http => Some(Screen::Preview(MjpegPreview::bind_with_limit(
+                &format!("{}:{}", p.http_bind, p.http_port),
+                p.http_max_viewers,
+            )?)),
         })
     }
 

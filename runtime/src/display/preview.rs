@@ -4,7 +4,10 @@
 //! plenty for the one or two people watching a board.
 //!
 //! It binds where it is told; the board profiles and the CLI default to loopback because the
-//! picture shows faces.
+//! picture shows faces. Connections are capped (`--preview-max-viewers`): each costs a thread and,
+//! while streaming, a JPEG send per frame, so a page left open in many tabs (or a client opening
+//! connections in a loop) would otherwise take the board's CPU and memory from the camera loop.
+//! Over the cap a client gets `503 Service Unavailable` at once.
 
 use super::error::DisplayError;
 use image::ImageEncoder;
@@ -16,6 +19,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 const BOUNDARY: &str = "sitferframe";
+/// Concurrent connections served when the caller does not say.
+pub const DEFAULT_MAX_VIEWERS: usize = 4;
 const PAGE: &str = "<!doctype html><title>sitfer</title><body style=\"margin:0;background:#000\">\
 <img src=\"/stream\" style=\"width:100%;height:100vh;object-fit:contain\"></body>";
 
@@ -24,7 +29,11 @@ struct Shared {
     latest: Mutex<(u64, Arc<Vec<u8>>)>,
     fresh: Condvar,
     stop: AtomicBool,
+    /// Connections streaming `/stream` (frames are encoded only while there is one).
     viewers: AtomicUsize,
+    /// Connections being served, of any path; at most `max_connections`.
+    connections: AtomicUsize,
+    max_connections: usize,
 }
 
 pub struct MjpegPreview {
@@ -36,8 +45,14 @@ pub struct MjpegPreview {
 }
 
 impl MjpegPreview {
-    /// Listens on `addr` (`127.0.0.1:8090`; port 0 picks a free one).
+    /// Listens on `addr` (`127.0.0.1:8090`; port 0 picks a free one), serving up to
+    /// [`DEFAULT_MAX_VIEWERS`] connections at once.
     pub fn bind(addr: &str) -> Result<MjpegPreview, DisplayError> {
+        Self::bind_with_limit(addr, DEFAULT_MAX_VIEWERS)
+    }
+
+    /// Like [`bind`](Self::bind), serving up to `max_viewers` (≥ 1) connections at once.
+    pub fn bind_with_limit(addr: &str, max_viewers: usize) -> Result<MjpegPreview, DisplayError> {
         let http = |source| DisplayError::Http {
             addr: addr.to_string(),
             source,
@@ -51,6 +66,8 @@ impl MjpegPreview {
             fresh: Condvar::new(),
             stop: AtomicBool::new(false),
             viewers: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            max_connections: max_viewers.max(1),
         });
         let thread = {
             let shared = shared.clone();
@@ -114,12 +131,25 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
+                if shared.connections.load(Ordering::SeqCst) >= shared.max_connections {
+                    log::debug!("preview: {peer} refused, {} viewers already", shared.max_connections);
+                    refuse(stream);
+                    continue;
+                }
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 let shared = shared.clone();
-                let _ = std::thread::Builder::new().name("mjpeg-viewer".into()).spawn(move || {
-                    if let Err(e) = serve(stream, &shared) {
-                        log::debug!("preview viewer {peer}: {e}");
+                let spawned = std::thread::Builder::new().name("mjpeg-viewer".into()).spawn({
+                    let shared = shared.clone();
+                    move || {
+                        if let Err(e) = serve(stream, &shared) {
+                            log::debug!("preview viewer {peer}: {e}");
+                        }
+                        shared.connections.fetch_sub(1, Ordering::SeqCst);
                     }
                 });
+                if spawned.is_err() {
+                    shared.connections.fetch_sub(1, Ordering::SeqCst);
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => {
@@ -127,6 +157,31 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
+    }
+}
+
+/// Answers a connection over the cap from the accept thread: the request is read (briefly, so
+/// the client is not reset before it reads the answer), then `503` and close.
+fn refuse(stream: TcpStream) {
+    let answer = || -> std::io::Result<()> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+        stream.set_write_timeout(Some(Duration::from_millis(100)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut line = String::new();
+        while reader.read_line(&mut line)? > 2 {
+            line.clear();
+        }
+        let body = "too many preview viewers; try again later\n";
+        let mut out = &stream;
+        write!(
+            out,
+            "HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    if let Err(e) = answer() {
+        log::debug!("preview: refusing a viewer: {e}");
     }
 }
 
@@ -268,5 +323,37 @@ mod tests {
         get(addr, "/nope").read_to_string(&mut missing).unwrap();
         assert!(missing.starts_with("HTTP/1.0 404"));
         drop(p);
+    }
+
+    #[test]
+    fn viewers_over_the_cap_get_503_until_one_leaves() {
+        let mut p = MjpegPreview::bind_with_limit("127.0.0.1:0", 1).unwrap();
+        let addr = p.local_addr();
+        let frame = [[0u8, 0, 0]; 8 * 8].concat();
+        p.publish(&frame, 8, 8).unwrap();
+        let mut first = BufReader::new(get(addr, "/stream"));
+        assert!(read_headers(&mut first)[0].contains("200"));
+
+        let mut second = String::new();
+        get(addr, "/frame.jpg").read_to_string(&mut second).unwrap();
+        assert!(second.starts_with("HTTP/1.0 503"), "{second}");
+        assert!(second.contains("too many preview viewers"), "{second}");
+
+        // The first viewer leaves; its thread notices at the next frames it cannot send.
+        drop(first);
+        for _ in 0..200 {
+            if p.shared.connections.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            p.publish(&frame, 8, 8).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut third = Vec::new();
+        get(addr, "/frame.jpg").read_to_end(&mut third).unwrap();
+        assert!(
+            third.starts_with(b"HTTP/1.0 200"),
+            "{:?}",
+            String::from_utf8_lossy(&third[..third.len().min(40)])
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! as there is room, so the newest frame is never the one lost.
 
 use super::{CancelToken, FrameResult, PipelineError, Recognizer, Sink, StageTimes};
+use crate::metrics::RunMetrics;
 use crate::source::{Frame, FrameSource, SourceError};
 use ringbuf::HeapRb;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub cancel: CancelToken,
     /// Interval of the FPS log line.
     pub log_every: Duration,
+    /// Updated after each processed frame (`--metrics`).
+    pub metrics: Option<Arc<RunMetrics>>,
 }
 
 impl Default for RunOptions {
@@ -44,6 +47,7 @@ impl Default for RunOptions {
             max_frames: None,
             cancel: CancelToken::new(),
             log_every: Duration::from_secs(2),
+            metrics: None,
         }
     }
 }
@@ -67,32 +71,48 @@ pub struct RunSummary {
 /// What the inference thread runs on each frame (the [`Recognizer`], or a stand-in in tests).
 pub trait FrameProcessor {
     fn process(&mut self, frame: &Frame) -> Result<FrameResult, PipelineError>;
+    /// Instance-buffer entries (seed, added on the device), for the metrics.
+    fn buffer_entries(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 impl FrameProcessor for Recognizer {
     fn process(&mut self, frame: &Frame) -> Result<FrameResult, PipelineError> {
         Recognizer::process(self, frame)
     }
+    fn buffer_entries(&self) -> Option<(usize, usize)> {
+        let b = self.buffer();
+        Some((b.seed_counts().iter().sum(), b.queued_counts().iter().sum()))
+    }
 }
 
 type Ring = HeapRb<Frame>;
+
+/// Frames dropped before the inference thread saw them: by the source itself (the camera's
+/// slot) and by the capture thread when the ring was full.
+#[derive(Debug, Default)]
+struct Drops {
+    source: AtomicU64,
+    ring: AtomicU64,
+}
 
 /// The capture loop; returns the number of frames read.
 fn capture(
     mut source: Box<dyn FrameSource>,
     mut prod: <Ring as Split>::Prod,
     policy: DropPolicy,
-    stop: &AtomicBool,
-    dropped: &AtomicU64,
+    stop: &CancelToken,
+    drops: &Drops,
     consumer: &std::thread::Thread,
 ) -> Result<u64, SourceError> {
     let mut captured = 0;
     let mut pending: Option<Frame> = None;
     let mut source_drops = 0;
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_cancelled() {
         let next = source.next_frame();
         let d = source.dropped();
-        dropped.fetch_add(d - source_drops.min(d), Ordering::SeqCst);
+        drops.source.fetch_add(d - source_drops.min(d), Ordering::SeqCst);
         source_drops = source_drops.max(d);
         let Some(frame) = next? else {
             break;
@@ -104,7 +124,7 @@ fn capture(
                 loop {
                     match prod.try_push(f) {
                         Ok(()) => break,
-                        Err(back) if !stop.load(Ordering::SeqCst) => {
+                        Err(back) if !stop.is_cancelled() => {
                             f = back;
                             consumer.unpark();
                             std::thread::sleep(Duration::from_micros(500));
@@ -115,7 +135,7 @@ fn capture(
             }
             DropPolicy::DropOldest => {
                 if pending.replace(frame).is_some() {
-                    dropped.fetch_add(1, Ordering::SeqCst);
+                    drops.ring.fetch_add(1, Ordering::SeqCst);
                 }
                 if let Some(f) = pending.take()
                     && let Err(back) = prod.try_push(f)
@@ -128,7 +148,7 @@ fn capture(
     }
     // End of stream: the held-back newest frame still goes through.
     while let Some(f) = pending.take() {
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_cancelled() {
             break;
         }
         if let Err(back) = prod.try_push(f) {
@@ -143,24 +163,27 @@ fn capture(
 /// Runs `source` through `processor` into `sinks` until the source ends, `max_frames` frames
 /// are processed, or `opts.cancel` fires. Sinks are finished in every case.
 pub fn run_pipeline<P: FrameProcessor>(
-    source: Box<dyn FrameSource>,
+    mut source: Box<dyn FrameSource>,
     processor: &mut P,
     mut sinks: Vec<Box<dyn Sink>>,
     opts: &RunOptions,
 ) -> Result<RunSummary, PipelineError> {
     let (prod, mut cons) = Ring::new(opts.ring_capacity.max(1)).split();
-    let stop = Arc::new(AtomicBool::new(false));
+    // Set when the run ends for any reason (end of stream, max_frames, Ctrl-C, an error); the
+    // source watches it too, so a capture thread waiting on an unplugged camera returns.
+    let stop = CancelToken::new();
     let done = Arc::new(AtomicBool::new(false));
-    let source_dropped = Arc::new(AtomicU64::new(0));
+    let drops = Arc::new(Drops::default());
     let me = std::thread::current();
     let policy = opts.policy;
     let start = Instant::now();
+    source.watch_stop(stop.clone());
     let capture_thread = {
-        let (stop, done, dropped, me) = (stop.clone(), done.clone(), source_dropped.clone(), me.clone());
+        let (stop, done, drops, me) = (stop.clone(), done.clone(), drops.clone(), me.clone());
         std::thread::Builder::new()
             .name("sitfer-capture".into())
             .spawn(move || {
-                let r = capture(source, prod, policy, &stop, &dropped, &me);
+                let r = capture(source, prod, policy, &stop, &drops, &me);
                 done.store(true, Ordering::SeqCst);
                 me.unpark();
                 r
@@ -237,6 +260,13 @@ pub fn run_pipeline<P: FrameProcessor>(
         totals.crop += ms.crop;
         totals.infer += ms.infer;
         totals.fuse += ms.fuse;
+        if let Some(m) = &opts.metrics {
+            m.observe_frame(&result, processor.buffer_entries());
+            m.set_dropped(
+                drops.source.load(Ordering::SeqCst),
+                drops.ring.load(Ordering::SeqCst) + consumer_dropped,
+            );
+        }
         if tx.send((frame, result)).is_err() {
             // The sink thread ended early: its error is reported when it is joined.
             break;
@@ -247,7 +277,7 @@ pub fn run_pipeline<P: FrameProcessor>(
                 "{:.1} fps, {} frames, {} dropped",
                 (summary.processed - logged_processed) as f64 / secs,
                 summary.processed,
-                consumer_dropped + source_dropped.load(Ordering::SeqCst)
+                consumer_dropped + drops.source.load(Ordering::SeqCst) + drops.ring.load(Ordering::SeqCst)
             );
             last_log = Instant::now();
             logged_processed = summary.processed;
@@ -256,7 +286,7 @@ pub fn run_pipeline<P: FrameProcessor>(
             break;
         }
     }
-    stop.store(true, Ordering::SeqCst);
+    stop.cancel();
     drop(tx);
     let captured = capture_thread
         .join()
@@ -279,7 +309,7 @@ pub fn run_pipeline<P: FrameProcessor>(
     if let Some(e) = failure {
         return Err(e);
     }
-    summary.dropped = consumer_dropped + source_dropped.load(Ordering::SeqCst);
+    summary.dropped = consumer_dropped + drops.source.load(Ordering::SeqCst) + drops.ring.load(Ordering::SeqCst);
     summary.seconds = secs;
     summary.fps = summary.processed as f64 / secs.max(1e-9);
     let n = summary.processed.max(1) as f64;

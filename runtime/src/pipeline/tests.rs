@@ -286,3 +286,50 @@ fn detection_runs_on_schedule_and_at_once_when_a_track_is_lost() {
     // every frame when asked for 0 or 1
     assert!(recognizer::detect_now(7, 1, tr.tracks()) && recognizer::detect_now(7, 0, tr.tracks()));
 }
+
+#[test]
+fn a_stop_reaches_a_source_that_would_wait_for_ever() {
+    // A camera unplugged mid-run: `next_frame` waits for it to come back, returning only when
+    // the run's stop (handed over through `watch_stop`) fires. Ctrl-C must still end the run.
+    struct Unplugged(Option<CancelToken>);
+    impl FrameSource for Unplugged {
+        fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+            loop {
+                if self.0.as_ref().is_some_and(CancelToken::is_cancelled) {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        fn nominal_fps(&self) -> Option<f64> {
+            None
+        }
+        fn describe(&self) -> String {
+            "unplugged camera".into()
+        }
+        fn watch_stop(&mut self, stop: CancelToken) {
+            self.0 = Some(stop);
+        }
+    }
+    let opts = RunOptions {
+        policy: DropPolicy::DropOldest,
+        ..RunOptions::default()
+    };
+    let ctrl_c = opts.cancel.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut slow = Slow {
+            delay: Duration::ZERO,
+            seen: Vec::new(),
+        };
+        let _ = tx.send(run_pipeline(Box::new(Unplugged(None)), &mut slow, Vec::new(), &opts));
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    ctrl_c.cancel();
+    let summary = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the run did not stop: the source never saw the stop")
+        .unwrap();
+    assert!(summary.cancelled);
+    assert_eq!(summary.processed, 0);
+}

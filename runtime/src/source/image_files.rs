@@ -11,12 +11,10 @@ const DEFAULT_IMAGE_FPS: f64 = 30.0;
 pub use sitfer_contract::image_files::is_image_file;
 
 fn decode(path: &Path, index: u64, fps: f64) -> Result<Frame, SourceError> {
-    let img = image::open(path)
-        .map_err(|e| SourceError::Decode {
-            file: path.to_path_buf(),
-            message: e.to_string(),
-        })?
-        .to_rgb8();
+    let img = super::read_rgb(path).map_err(|message| SourceError::Decode {
+        file: path.to_path_buf(),
+        message,
+    })?;
     Ok(Frame {
         index,
         timestamp: Duration::from_secs_f64(index as f64 / fps),

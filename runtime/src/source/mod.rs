@@ -4,11 +4,13 @@
 mod error;
 mod image_files;
 mod paced;
+mod read_image;
 mod y4m;
 
 pub use error::SourceError;
 pub use image_files::{ImageFolder, SingleImage, is_image_file};
 pub use paced::Paced;
+pub use read_image::{decode_rgb, read_rgb};
 pub use y4m::{Chroma, MAX_Y4M_FRAME_BYTES, Y4mHeader, Y4mReader, encode_y4m_444};
 
 use std::path::Path;
@@ -67,6 +69,10 @@ pub trait FrameSource: Send {
     fn dropped(&self) -> u64 {
         0
     }
+    /// The run's stop signal, handed over before the first `next_frame`. A source whose
+    /// `next_frame` can wait without end (a camera that was unplugged and is being reopened)
+    /// must return `Ok(None)` soon after it fires, or stopping the run would wait for the camera.
+    fn watch_stop(&mut self, _stop: crate::pipeline::CancelToken) {}
 }
 
 impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
@@ -84,6 +90,9 @@ impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
     }
     fn dropped(&self) -> u64 {
         (**self).dropped()
+    }
+    fn watch_stop(&mut self, stop: crate::pipeline::CancelToken) {
+        (**self).watch_stop(stop)
     }
 }
 
