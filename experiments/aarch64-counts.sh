@@ -4,8 +4,8 @@
 # the instruction-counting plugin of ../shared/tools/aarch64-insns/ (count.sh) instead of timed.
 #
 # - Per face, per precision: `sitfer eval --faces whole-frame --precision P` over the first 6 and
-#   the first 23 FER2013 val faces of each class (42 and 161 faces); per face = the difference of
-#   the two counts / 119, so start-up, bundle loading and model optimisation cancel.
+#   the first 23 FER2013 val faces of each class (42 and 161 faces; FACES="6 23"); per face = the
+#   difference of the two counts / 119, so start-up, bundle loading and model optimisation cancel.
 # - Per 640x480 frame with one face, per detector: `sitfer run --detector D --detect-every 1` over
 #   2 and 6 frames made by `sitfer bench-detect` (a FER2013 val face pasted at 200 px, big enough
 #   for BlazeFace); per frame = the difference / 4 (detector + crop + the model on one face).
@@ -18,6 +18,7 @@
 #
 #   experiments/aarch64-counts.sh
 #   CPUS=cortex-a76 PRECISIONS="fp32 fp16" DETECTORS=blazeface FRAME_PRECISION=fp16 experiments/aarch64-counts.sh
+#   CPUS=cortex-a57 PRECISIONS=fp16 DETECTORS= FACES="1 6" ...   (a slow path: 7 and 42 faces)
 # Environment: SITFER (default target/aarch64-unknown-linux-gnu/release/sitfer, built by
 # `cargo build --release -p sitfer-runtime --bin sitfer --target aarch64-unknown-linux-gnu`),
 # SITFER_DATA (default ../shared/data), OUT (default runs/aarch64-counts), COUNT (count.sh).
@@ -28,8 +29,9 @@ DATA=${SITFER_DATA:-../shared/data}
 OUT=${OUT:-runs/aarch64-counts}
 COUNT=${COUNT:-../shared/tools/aarch64-insns/count.sh}
 CPUS=${CPUS:-cortex-a76 cortex-a57}
-PRECISIONS=${PRECISIONS:-fp32 int8 fp16}
-DETECTORS=${DETECTORS:-rustface blazeface yunet mtcnn}
+PRECISIONS=${PRECISIONS-fp32 int8 fp16}
+DETECTORS=${DETECTORS-rustface blazeface yunet mtcnn}
+read -r N1 N2 <<< "${FACES:-6 23}"
 # The model precision of the per-frame counts: per CPU, the one its boards run (boards/*.toml).
 FRAME_PRECISION=${FRAME_PRECISION:-}
 [ -x "$B" ] || { echo "no aarch64 sitfer at $B (see the build command above)" >&2; exit 1; }
@@ -57,14 +59,14 @@ insns() {
   local cpu=$1; shift
   cpuinfo "$cpu" > "$OUT/cpuinfo-$cpu"
   unshare -m sh -c 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"' sh "$OUT/cpuinfo-$cpu" \
-    "$COUNT" -cpu "$cpu" "$B" "$@" 2>"$OUT/last.err" >/dev/null \
-    || { cat "$OUT/last.err" >&2; exit 1; }
-  grep -o 'guest_insns [0-9]*' "$OUT/last.err" | awk '{print $2}'
+    "$COUNT" -cpu "$cpu" "$B" "$@" 2>"$OUT/last-$$.err" >/dev/null \
+    || { cat "$OUT/last-$$.err" >&2; exit 1; }
+  grep -o 'guest_insns [0-9]*' "$OUT/last-$$.err" | awk '{print $2}'
 }
 
 # Faces: the first N of each class, in name order.
-for n in 6 23; do
-  rm -rf "$OUT/faces-$n"
+for n in $N1 $N2 23; do
+  [ -d "$OUT/faces-$n" ] && continue
   for c in "$DATA"/fer2013/val/*/; do
     c=$(basename "$c"); mkdir -p "$OUT/faces-$n/$c"
     mapfile -t files < <(find "$DATA/fer2013/val/$c" -maxdepth 1 -name '*.png' | sort)
@@ -84,13 +86,13 @@ if [ ! -d "$OUT/frames-6" ]; then
 fi
 
 M=$(( 1000000 ))
-echo "| core | what | run 1 | run 2 | per unit |" | tee "$OUT/table.md"
-echo "|---|---|---|---|---|" | tee -a "$OUT/table.md"
+[ -f "$OUT/table.md" ] || printf '| core | what | run 1 | run 2 | per unit |\n|---|---|---|---|---|\n' > "$OUT/table.md"
+cat "$OUT/table.md"
 for cpu in $CPUS; do
   for p in $PRECISIONS; do
-    a=$(insns "$cpu" eval --data "$OUT/faces-6" --faces whole-frame --precision "$p")
-    b=$(insns "$cpu" eval --data "$OUT/faces-23" --faces whole-frame --precision "$p")
-    echo "| $cpu | face, $p | $((a / M)) M (42 faces) | $((b / M)) M (161) | **$(awk "BEGIN{printf \"%.1f\", ($b - $a) / 119 / 1e6}") M / face** |" | tee -a "$OUT/table.md"
+    a=$(insns "$cpu" eval --data "$OUT/faces-$N1" --faces whole-frame --precision "$p")
+    b=$(insns "$cpu" eval --data "$OUT/faces-$N2" --faces whole-frame --precision "$p")
+    echo "| $cpu | face, $p | $((a / M)) M ($((7 * N1)) faces) | $((b / M)) M ($((7 * N2))) | **$(awk "BEGIN{printf \"%.1f\", ($b - $a) / (7 * ($N2 - $N1)) / 1e6}") M / face** |" | tee -a "$OUT/table.md"
   done
   fp=${FRAME_PRECISION:-$([ "$cpu" = cortex-a57 ] && echo fp32 || echo fp16)}
   for d in $DETECTORS; do
