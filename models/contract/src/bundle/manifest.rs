@@ -109,8 +109,8 @@ pub enum Precision {
     Int8,
     /// The fp32 model translated by tract to f16 arithmetic when it is loaded (no file of its
     /// own: the bundle's fp32 model is read). Cheap only on cores with FP16 arithmetic
-    /// (Cortex-A76/A78: Raspberry Pi 5, Jetson Orin), where tract runs its f16 kernels; elsewhere
-    /// tract emulates f16 and it costs several times fp32 (docs/results/boards.md).
+    /// (Cortex-A76/A78: Raspberry Pi 5, Jetson Orin), where tract runs its aarch64 f16 kernels;
+    /// elsewhere tract falls back to its generic Rust f16 kernel (docs/results/boards.md).
     Fp16,
 }
 
@@ -164,10 +164,10 @@ impl Manifest {
 
     /// The model to run when neither `--precision` nor a board profile says, chosen by
     /// measurement (docs/results/boards.md, docs/results/bundle.md):
-    /// - on an aarch64 core with FP16 arithmetic (Cortex-A76/A78), fp16: counted under qemu it
-    ///   executes about half of fp32's instructions per face, and int8 1.5x more than fp32;
+    /// - on an aarch64 core with FP16 arithmetic (Cortex-A76/A78), fp16: counted under qemu as a
+    ///   Cortex-A76 it executes 0.57x fp32's instructions per face, and int8 1.46x fp32's;
     /// - elsewhere fp32: on x86_64 tract's int8 measured 1.6x slower than fp32, and on a core
-    ///   without FP16 (Cortex-A57) int8 counts more instructions than fp32 and f16 is emulated.
+    ///   without FP16 (Cortex-A57) int8 counts 1.93x fp32 and tract has no f16 kernels.
     ///
     /// A bundle without an fp32 model runs its int8 one.
     pub fn preferred_precision(&self) -> Precision {
