@@ -67,8 +67,9 @@ enum Command {
     BenchDetect(cmd::bench_detect::BenchDetectArgs),
 }
 
+/// The precisions the bundle can run (fp16 whenever it has an fp32 model).
 fn precisions(b: &Bundle) -> Vec<Precision> {
-    [Precision::Fp32, Precision::Int8]
+    Precision::ALL
         .into_iter()
         .filter(|p| b.manifest.model(*p).0.is_some())
         .collect()

@@ -1,6 +1,7 @@
 //! The typed board profile and its value checks.
 
 use super::error::BoardError;
+use crate::bundle::Precision;
 use crate::camera::{CameraConfig, FormatRequest, PixelFormat};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -53,6 +54,11 @@ pub struct InferenceProfile {
     /// `yunet`, `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame` (see
     /// `detect::DetectorSpec`).
     pub detector: String,
+    /// The model precision the board runs, `fp32`, `int8` or `fp16` (`--precision` wins); absent:
+    /// the bundle's preferred one (`Manifest::preferred_precision`). The shipped profiles set it
+    /// from the instruction counts of docs/results/boards.md.
+    #[serde(default)]
+    pub precision: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -217,6 +223,11 @@ impl BoardProfile {
         if let Err(e) = i.detector.parse::<crate::detect::DetectorSpec>() {
             return bad("inference.detector", format!("{:?}", i.detector), &e);
         }
+        if let Some(p) = &i.precision
+            && Precision::parse(p).is_none()
+        {
+            return bad("inference.precision", format!("{p:?}"), "expected fp32, int8 or fp16");
+        }
         let d = &self.display;
         if d.snapshot_every == 0 {
             return bad("display.snapshot_every", "0".into(), "expected at least 1 frame");
@@ -260,6 +271,11 @@ impl BoardProfile {
             .detector
             .parse()
             .expect("checked when the profile was loaded")
+    }
+
+    /// The model precision, when the profile sets one (already checked by `validate`).
+    pub fn precision(&self) -> Option<Precision> {
+        self.inference.precision.as_deref().and_then(Precision::parse)
     }
 
     /// `(major, minor)` of `min_glibc`, when the target links glibc.

@@ -65,6 +65,14 @@ fn a_full_profile_maps_to_camera_and_detector_settings() {
     assert_eq!(p.display.output, DisplayOutput::Headless);
     assert_eq!(p.display.http_bind, "127.0.0.1", "preview stays on loopback by default");
     assert_eq!(p.display.framebuffer, PathBuf::from("/dev/fb0"));
+    // No precision key: the bundle's preferred one.
+    assert_eq!(p.precision(), None);
+    let half = with(
+        "detector = \"rustface\"",
+        "detector = \"rustface\"\nprecision = \"fp16\"",
+    );
+    let p = BoardProfile::from_toml("t.toml", &half).unwrap();
+    assert_eq!(p.precision(), Some(crate::bundle::Precision::Fp16));
 }
 
 #[test]
@@ -114,6 +122,13 @@ fn bad_values_name_the_key_and_the_value() {
             "`inference.detection_interval`",
         ),
         (with("\"rustface\"", "\"yolo\""), "`inference.detector` = \"yolo\""),
+        (
+            with(
+                "detector = \"rustface\"",
+                "detector = \"rustface\"\nprecision = \"bf16\"",
+            ),
+            "`inference.precision` = \"bf16\"",
+        ),
         (with("\"headless\"", "\"hdmi\""), "output"),
         (
             with("output = \"headless\"", "output = \"png\"\nsnapshot_every = 0"),

@@ -40,9 +40,5 @@ fn open_embedded(precision: Option<Precision>) -> Result<(Bundle, Model)> {
 }
 
 pub fn parse_precision(s: &str) -> Result<Precision, String> {
-    match s {
-        "fp32" => Ok(Precision::Fp32),
-        "int8" => Ok(Precision::Int8),
-        _ => Err(format!("`{s}`: expected `fp32` or `int8`")),
-    }
+    Precision::parse(s).ok_or_else(|| format!("`{s}`: expected `fp32`, `int8` or `fp16`"))
 }

@@ -36,8 +36,9 @@ pub struct ModelArgs {
     /// models/default/).
     #[arg(long)]
     pub bundle: Option<PathBuf>,
-    /// fp32 or int8 (default: fp32 on x86_64, where it measured faster in tract; int8 elsewhere
-    /// when the bundle has it).
+    /// fp32, int8 or fp16 (the fp32 model run in f16 arithmetic) [default: the --board profile's,
+    /// else fp16 on an aarch64 core with FP16 arithmetic and fp32 elsewhere, chosen by measured
+    /// cost: docs/results/boards.md].
     #[arg(long, value_parser = bundle_arg::parse_precision)]
     pub precision: Option<Precision>,
     #[arg(long, value_enum, default_value = "detect")]
@@ -277,9 +278,13 @@ fn apply_run_defaults(a: &mut RunArgs) {
 /// At the end of a run, how long the MQTT publisher keeps trying to deliver what it still holds.
 const MQTT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The profile's detector and detection interval, where the command line does not say otherwise.
+/// The profile's detector, detection interval and model precision, where the command line does
+/// not say otherwise.
 fn apply_board_inference(a: &mut RunArgs, b: &sitfer_runtime::board::BoardProfile) {
     a.model.detector.get_or_insert_with(|| b.detector_spec());
+    if a.model.precision.is_none() {
+        a.model.precision = b.precision();
+    }
     a.detect_every.get_or_insert(b.inference.detection_interval);
 }
 
@@ -490,6 +495,14 @@ mod tests {
         apply_board_inference(&mut a, &b);
         assert_eq!(a.model.detector_spec(), DetectorSpec::Mtcnn);
         assert_eq!(a.detect_every, Some(7));
+        assert_eq!(a.model.precision, b.precision());
+        b.inference.precision = Some("fp16".into());
+        let mut a = args(&["--board", "x86_64-dev"]);
+        apply_board_inference(&mut a, &b);
+        assert_eq!(a.model.precision, Some(Precision::Fp16));
+        let mut a = args(&["--board", "x86_64-dev", "--precision", "int8"]);
+        apply_board_inference(&mut a, &b);
+        assert_eq!(a.model.precision, Some(Precision::Int8), "the flag wins");
         let mut a = args(&[
             "--board",
             "x86_64-dev",

@@ -107,33 +107,74 @@ pub struct FileEntry {
 pub enum Precision {
     Fp32,
     Int8,
+    /// The fp32 model translated by tract to f16 arithmetic when it is loaded (no file of its
+    /// own: the bundle's fp32 model is read). Cheap only on cores with FP16 arithmetic
+    /// (Cortex-A76/A78: Raspberry Pi 5, Jetson Orin), where tract runs its aarch64 f16 kernels;
+    /// elsewhere tract falls back to its generic Rust f16 kernel (docs/results/boards.md).
+    Fp16,
 }
 
 impl Precision {
+    /// Every precision, in the order `sitfer bench` and `info` list them.
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Int8, Precision::Fp16];
+
     pub fn name(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Int8 => "int8",
+            Precision::Fp16 => "fp16",
+        }
+    }
+
+    /// `fp32`, `int8` or `fp16`.
+    pub fn parse(s: &str) -> Option<Precision> {
+        Precision::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// The model file a precision runs: fp16 is computed from the fp32 model.
+    pub fn file_precision(self) -> Precision {
+        match self {
+            Precision::Int8 => Precision::Int8,
+            Precision::Fp32 | Precision::Fp16 => Precision::Fp32,
         }
     }
 }
 
+/// Whether this CPU has FP16 arithmetic (Armv8.2 FEAT_FP16: Cortex-A55/A75/A76/A78, not the
+/// Jetson Nano's Cortex-A57), the condition for tract's f16 kernels. Always false off aarch64.
+pub fn cpu_has_fp16() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("fp16")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
 impl Manifest {
-    /// The model entry of `precision` and its manifest field name.
+    /// The model entry of `precision` and its manifest field name (fp16 reads the fp32 model).
     pub fn model(&self, precision: Precision) -> (Option<&FileEntry>, &'static str) {
-        match precision {
-            Precision::Fp32 => (self.models.fp32.as_ref(), "models.fp32"),
+        match precision.file_precision() {
             Precision::Int8 => (self.models.int8.as_ref(), "models.int8"),
+            _ => (self.models.fp32.as_ref(), "models.fp32"),
         }
     }
 
-    /// The model to run when none is asked for. On x86_64, fp32: tract's int8 path measured
-    /// slower there (1 face: 11.5 ms int8 vs 6.9 ms fp32 per inference, 4 faces 39 vs 30 ms;
-    /// docs/results/runtime.md). Elsewhere (the aarch64 boards) the int8 model if there is one.
+    /// The model to run when neither `--precision` nor a board profile says, chosen by
+    /// measurement (docs/results/boards.md, docs/results/bundle.md):
+    /// - on an aarch64 core with FP16 arithmetic (Cortex-A76/A78), fp16: counted under qemu as a
+    ///   Cortex-A76 it executes 0.57x fp32's instructions per face, and int8 1.46x fp32's;
+    /// - elsewhere fp32: on x86_64 tract's int8 measured 1.6x slower than fp32, and on a core
+    ///   without FP16 (Cortex-A57) int8 counts 1.93x fp32 and tract has no f16 kernels.
+    ///
+    /// A bundle without an fp32 model runs its int8 one.
     pub fn preferred_precision(&self) -> Precision {
-        let int8_pays = !cfg!(target_arch = "x86_64");
-        if int8_pays && self.models.int8.is_some() || self.models.fp32.is_none() {
+        if self.models.fp32.is_none() {
             Precision::Int8
+        } else if cpu_has_fp16() {
+            Precision::Fp16
         } else {
             Precision::Fp32
         }

@@ -16,7 +16,7 @@ mod tensors;
 pub mod writer;
 
 pub use error::BundleError;
-pub use manifest::{FileEntry, Fusion, FusionWeights, InputSpec, Manifest, Models, Precision};
+pub use manifest::{FileEntry, Fusion, FusionWeights, InputSpec, Manifest, Models, Precision, cpu_has_fp16};
 pub use pack::{pack, unpack};
 pub use prototypes::TextPrototypes;
 pub use reader::{Bundle, sha256_hex};

@@ -62,6 +62,9 @@ pub struct Model {
     feature_dim: Option<usize>,
     /// Average every face with its mirror image ([`Model::set_mirror`]).
     mirror: bool,
+    /// The plan's input type: f32, or f16 for [`Precision::Fp16`] (the image is converted at
+    /// the door; outputs are read back as f32 whatever their type).
+    input_dt: DatumType,
 }
 
 impl std::fmt::Debug for Model {
@@ -76,15 +79,29 @@ impl std::fmt::Debug for Model {
 
 impl Model {
     /// Loads the bundle's model of `precision` (its hash is checked again).
+    /// [`Precision::Fp16`] reads the fp32 model and translates it to f16 ([`to_f16_trunk`]).
     pub fn load(bundle: &Bundle, precision: Precision) -> Result<Model, BundleError> {
         let (path, bytes) = bundle.model_bytes(precision)?;
-        Model::from_onnx(&bytes, &path, bundle.manifest.model(precision).1, &bundle.manifest)
+        let field = bundle.manifest.model(precision).1;
+        Model::from_onnx_with(
+            &bytes,
+            &path,
+            field,
+            &bundle.manifest,
+            false,
+            precision == Precision::Fp16,
+        )
     }
 
     /// Builds a model from ONNX bytes, checking its input and outputs against `manifest`.
     /// `file` and `field` name the model in errors.
     pub fn from_onnx(bytes: &[u8], file: &Path, field: &str, manifest: &Manifest) -> Result<Model, BundleError> {
-        Model::from_onnx_with(bytes, file, field, manifest, false)
+        Model::from_onnx_with(bytes, file, field, manifest, false, false)
+    }
+
+    /// As [`Model::from_onnx`], with the convolutional trunk run in f16 ([`Precision::Fp16`]).
+    pub fn from_onnx_f16(bytes: &[u8], file: &Path, field: &str, manifest: &Manifest) -> Result<Model, BundleError> {
+        Model::from_onnx_with(bytes, file, field, manifest, false, true)
     }
 
     /// Loads the bundle's model of `precision` with the pooled feature ([`FEATURE`]) as a
@@ -97,6 +114,7 @@ impl Model {
             bundle.manifest.model(precision).1,
             &bundle.manifest,
             true,
+            precision == Precision::Fp16,
         )
     }
 
@@ -106,6 +124,7 @@ impl Model {
         field: &str,
         manifest: &Manifest,
         with_feature: bool,
+        half: bool,
     ) -> Result<Model, BundleError> {
         let err = |message: String| BundleError::Model {
             file: file.to_path_buf(),
@@ -152,6 +171,12 @@ impl Model {
         } else {
             None
         };
+        let typed = if half {
+            tract_guarded("translating the model to f16", || to_f16_trunk(typed)).map_err(err)?
+        } else {
+            typed
+        };
+        let input_dt = typed.input_fact(0).map_err(|e| err(e.to_string()))?.datum_type;
         let plan = tract_guarded("optimising the model", || typed.into_optimized()?.into_runnable()).map_err(err)?;
         Ok(Model {
             plan,
@@ -161,6 +186,7 @@ impl Model {
             dim,
             feature_dim,
             mirror: false,
+            input_dt,
         })
     }
 
@@ -232,10 +258,16 @@ impl Model {
             file: self.file.clone(),
             message: format!("{e:#}"),
         };
-        let x = Tensor::from_shape(&[1, self.channels, self.size, self.size], image).map_err(run_err)?;
+        let mut x = Tensor::from_shape(&[1, self.channels, self.size, self.size], image).map_err(run_err)?;
+        if self.input_dt != f32::datum_type() {
+            x = x.cast_to_dt(self.input_dt).map_err(run_err)?.into_owned();
+        }
         let out = self.plan.run(tvec![x.into_tvalue()]).map_err(run_err)?;
         let take = |i: usize, width: usize, to: &mut Vec<f32>| -> Result<(), InferError> {
-            let v = out[i].to_plain_array_view::<f32>().map_err(run_err)?;
+            // f32 already for logits and embedding (the f16 translation keeps the head in f32);
+            // the pooled feature of an f16 trunk is f16.
+            let t = out[i].cast_to::<f32>().map_err(run_err)?;
+            let v = t.to_plain_array_view::<f32>().map_err(run_err)?;
             if v.shape() != [1, width] {
                 return Err(InferError::Run {
                     file: self.file.clone(),
@@ -252,6 +284,34 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// `model` (a typed plan for one f32 image) with the convolutional trunk in f16: every node the
+/// pooled [`FEATURE`] depends on, input included, computes in f16, so tract picks its f16 matrix
+/// kernels (FP16 arithmetic on Cortex-A76/A78: twice the lanes of f32 per NEON instruction).
+/// The heads (`Gemm` logits and projection, the L2 normalisation) stay f32: they cost little
+/// and the normalisation's sum of squares could overflow f16's 65504. A graph without a
+/// `feature` tensor is translated whole.
+fn to_f16_trunk(model: TypedModel) -> TractResult<TypedModel> {
+    use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
+    use tract_onnx::tract_core::transform::ModelTransform;
+    let trunk: Option<std::collections::HashSet<usize>> = model.find_outlet_label(FEATURE).map(|f| {
+        let mut seen = std::collections::HashSet::new();
+        let mut todo = vec![f.node];
+        while let Some(n) = todo.pop() {
+            if seen.insert(n) {
+                todo.extend(model.node(n).inputs.iter().map(|i| i.node));
+            }
+        }
+        seen
+    });
+    let translator = match trunk {
+        Some(trunk) => FloatPrecisionTranslator::with_filter(f32::datum_type(), f16::datum_type(), move |node| {
+            trunk.contains(&node.id)
+        }),
+        None => FloatPrecisionTranslator::new(f32::datum_type(), f16::datum_type()),
+    };
+    translator.transform_into(model)
 }
 
 /// Replaces the last two `width`-wide rows of `rows` by their mean, returned as the new last row.
