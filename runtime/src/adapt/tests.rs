@@ -315,6 +315,7 @@ fn selection_takes_the_most_confident_then_the_most_distinct_within_caps() {
     let cfg = SelectConfig {
         per_class: 2,
         per_track: 1,
+        faces_per_entry: 4,
         min_distance: 0.01,
     };
     assert_eq!(select(&cands, &cfg), vec![1, 3, 5]);
