@@ -52,11 +52,14 @@ pub struct RecognizerConfig {
     pub observe: bool,
 }
 
-/// One face's model outputs: the classifier's logits and the unit embedding.
+/// One face's model outputs: the classifier's logits, the unit embedding and, when asked
+/// for, the pooled feature.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaceOutputs {
     pub logits: Probs,
     pub embedding: Vec<f32>,
+    /// The pooled feature, when the model was loaded with it.
+    pub feature: Option<Vec<f32>>,
 }
 
 /// One face as the offline adaptation sees it: the same fusion and admission decision as the
@@ -196,6 +199,7 @@ impl Recognizer {
             faces[k] = Some(FaceOutputs {
                 logits: std::array::from_fn(|c| out.logits_row(j)[c]),
                 embedding: out.embedding_row(j).to_vec(),
+                feature: out.feature_row(j).map(<[f32]>::to_vec),
             });
         }
         Ok(faces)
