@@ -131,7 +131,7 @@ fn a_track_keeps_the_roll_of_its_last_detection_between_detections() {
 /// A unit vector near `base` (a person's look) turned a little toward axis `axis` (an
 /// expression, a pose), by `amount`.
 fn look(base: usize, axis: usize, amount: f32) -> Vec<f32> {
-    let mut v = vec![0f32; 16];
+    let mut v = [0f32; 16];
     v[base] = 1.0;
     v[axis] += amount;
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
