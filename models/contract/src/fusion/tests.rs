@@ -172,3 +172,16 @@ fn tau_sem_divides_the_logits_before_p_sem_and_p_hat() {
     c.tau_sem = 2.0;
     close(&fuse(&c, &sharp, &z, None, &buf).p_hat, &f.p_sem);
 }
+
+#[test]
+fn top_k_mean_is_the_mean_of_the_k_largest_for_every_k() {
+    let sims: Vec<f32> = (0..97).map(|i| ((i * 37 % 97) as f32 * 0.7).sin()).collect();
+    let mut sorted = sims.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    for k in [1, 2, 5, 20, 96, 97, 500] {
+        let want = sorted[..k.min(97)].iter().sum::<f32>() / k.min(97) as f32;
+        let got = class_similarity(&mut sims.clone(), Aggregate::TopKMean(k)).unwrap();
+        assert!((got - want).abs() < 1e-5, "top{k}: {got} vs {want}");
+    }
+    assert_eq!(class_similarity(&mut [], Aggregate::TopKMean(3)), None);
+}
