@@ -7,6 +7,7 @@
 
 pub mod adapt;
 pub mod board;
+pub mod calibrate;
 pub mod camera;
 pub mod default_bundle;
 pub mod detect;

@@ -58,6 +58,9 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Accuracy of a bundle on a labeled ImageFolder: p_sem and fused p̂ side by side.
     Eval(cmd::eval::EvalArgs),
+    /// A copy of a bundle with its fusion calibrated on labeled faces it is not scored on: a
+    /// temperature per source, the buffer aggregate, a class-balanced seed buffer, the threshold.
+    Calibrate(cmd::calibrate::CalibrateArgs),
     /// The on-device instance buffer: `stats`, `reset` (keep the bundle's seed), `export` (JSON lines).
     Buffer(cmd::buffer::BufferArgs),
     /// Adapt a bundle to unlabeled footage of this camera: a new bundle with a domain buffer (and
@@ -162,6 +165,7 @@ fn main() -> Result<()> {
         Command::Bench { bundle, batches, runs } => bench(bundle, &batches, runs.max(1))?,
         Command::Run(a) => cmd::run::run(a)?,
         Command::Eval(a) => cmd::eval::eval(a)?,
+        Command::Calibrate(a) => cmd::calibrate::calibrate(a)?,
         Command::Buffer(a) => cmd::buffer::buffer(a)?,
         Command::Adapt(a) => cmd::adapt::adapt(a)?,
         Command::BenchDetect(a) => cmd::bench_detect::bench_detect(a)?,

@@ -91,6 +91,7 @@ fn trainer_and_runtime_fuse_alike_for_every_mode_and_aggregate() {
             .to_vec2::<f32>()
             .unwrap();
             let cfg = FusionConfig {
+                tau_sem: 1.0,
                 tau_t,
                 tau_i,
                 weights,

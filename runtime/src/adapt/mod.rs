@@ -23,11 +23,12 @@ pub use select::{Candidate, SelectConfig, select};
 
 use crate::bundle::{SeedBuffer, TextPrototypes};
 use crate::fusion::{FusionConfig, argmax, fuse};
+use crate::instance_buffer::AdmissionPolicy;
 use crate::instance_buffer::InstanceBuffer;
 use crate::labels::NUM_CLASSES;
 use crate::pipeline::{Observation, Recognizer};
 use crate::source::FrameSource;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdaptConfig {
@@ -62,6 +63,8 @@ pub struct Observed {
     pub frames: u64,
     pub faces: u64,
     pub tracks: usize,
+    /// Faces observed per track.
+    pub track_faces: HashMap<u64, u64>,
     /// Every admitted face: the pseudo-labels.
     pub candidates: Vec<Candidate>,
     /// An evenly thinned sample of all faces.
@@ -73,12 +76,15 @@ impl Observed {
     /// Counts one face: its confidence, and its pseudo-label when it was admitted.
     pub fn record(&mut self, o: &Observation) {
         self.faces += 1;
+        *self.track_faces.entry(o.track).or_default() += 1;
         self.confidence.add(argmax(&o.p_hat).1);
         if let Some(class) = o.admitted {
             self.candidates.push(Candidate {
                 class,
                 confidence: o.p_hat[class],
                 track: o.track,
+                // Known once the footage ends; set by `plan`.
+                track_faces: 0,
                 embedding: o.embedding.clone(),
                 feature: o.feature.clone(),
             });
@@ -146,6 +152,20 @@ pub fn observe(
     Ok(out)
 }
 
+/// Admission for an offline pass over recorded footage: the live policy without its frame
+/// interval. Live, the interval keeps a camera at 30 fps from queueing near-identical frames
+/// of one track; offline, the selection that follows (ranking within each class, per-class and
+/// per-track caps, farthest-point choice) does that, and the interval would only starve a
+/// one-person camera: one long track then gives one face per interval (8 of 108 frames, 4
+/// pseudo-labels after ranking, before this), too few for the collapse guard. The near-duplicate
+/// check against the track's earlier admissions stays.
+pub fn offline_admission(live: AdmissionPolicy) -> AdmissionPolicy {
+    AdmissionPolicy {
+        min_interval_frames: 0,
+        ..live
+    }
+}
+
 /// The adapted state, ready to be written as a bundle.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -198,7 +218,13 @@ pub fn plan(original: &Original, observed: &Observed, cfg: &AdaptConfig) -> Resu
     let mut report = AdaptReport::new(observed, original.buffer);
     let pseudo: Vec<Candidate> = top_per_class(&observed.candidates, cfg.top_fraction)
         .into_iter()
-        .map(|i| observed.candidates[i].clone())
+        .map(|i| {
+            let c = &observed.candidates[i];
+            Candidate {
+                track_faces: observed.track_faces.get(&c.track).copied().unwrap_or(0),
+                ..c.clone()
+            }
+        })
         .collect();
     report.pseudo_labels = counts_of(pseudo.iter().map(|c| c.class));
     report.findings = cfg.guard.check_pseudo_labels(&report.pseudo_labels);
@@ -280,5 +306,7 @@ pub fn plan(original: &Original, observed: &Observed, cfg: &AdaptConfig) -> Resu
     Ok(Plan { buffer, refit, report })
 }
 
+#[cfg(test)]
+mod long_track_tests;
 #[cfg(test)]
 mod tests;

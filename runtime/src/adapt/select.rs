@@ -1,7 +1,9 @@
 //! Which confident faces become the domain's buffer entries. Footage is redundant (consecutive
 //! frames of one person are near-duplicates), so each class takes its most confident face
 //! first, then the faces farthest from what it already holds, weighted by confidence, and no
-//! track gives more than a few: a buffer that covers the domain, not one moment of it.
+//! track gives more than its share: a buffer that covers the domain, not one moment of it. A
+//! track's share grows with its length, so one person in front of the camera for minutes (one
+//! long track) is not held to the few entries of someone walking past.
 
 use crate::labels::NUM_CLASSES;
 use std::collections::HashMap;
@@ -10,8 +12,10 @@ use std::collections::HashMap;
 pub struct SelectConfig {
     /// Entries per class at most.
     pub per_class: usize,
-    /// Entries from one track at most (over all classes).
+    /// Entries from one track at most (over all classes), however short the track.
     pub per_track: usize,
+    /// A track may also give one entry per this many of its faces (0: `per_track` only).
+    pub faces_per_entry: u64,
     /// Cosine distance (1 - cos) to the class's chosen entries below which a face is a
     /// duplicate and never chosen.
     pub min_distance: f32,
@@ -22,6 +26,7 @@ impl Default for SelectConfig {
         SelectConfig {
             per_class: 64,
             per_track: 4,
+            faces_per_entry: 4,
             min_distance: 0.01,
         }
     }
@@ -33,9 +38,19 @@ pub struct Candidate {
     pub class: usize,
     pub confidence: f32,
     pub track: u64,
+    /// Faces observed on the candidate's track over the whole footage (for its share).
+    pub track_faces: u64,
     /// Unit embedding.
     pub embedding: Vec<f32>,
     pub feature: Option<Vec<f32>>,
+}
+
+impl SelectConfig {
+    /// Entries a track of `faces` observed faces may give.
+    pub fn track_cap(&self, faces: u64) -> usize {
+        let by_length = faces.checked_div(self.faces_per_entry).unwrap_or(0);
+        self.per_track.max(by_length as usize)
+    }
 }
 
 fn cos_distance(a: &[f32], b: &[f32]) -> f32 {
@@ -59,7 +74,7 @@ pub fn select(cands: &[Candidate], cfg: &SelectConfig) -> Vec<usize> {
             let mut best: Option<(usize, f32)> = None;
             for (k, &i) in pool.iter().enumerate() {
                 let c = &cands[i];
-                let track_full = from_track.get(&c.track).copied().unwrap_or(0) >= cfg.per_track;
+                let track_full = from_track.get(&c.track).copied().unwrap_or(0) >= cfg.track_cap(c.track_faces);
                 if taken[k] || track_full || nearest[k] < cfg.min_distance {
                     continue;
                 }

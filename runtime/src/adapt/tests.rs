@@ -21,13 +21,14 @@ impl Lcg {
     }
 }
 
-fn unit(v: &[f32]) -> Vec<f32> {
+pub(super) fn unit(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter().map(|x| x / n).collect()
 }
 
-fn fusion() -> FusionConfig {
+pub(super) fn fusion() -> FusionConfig {
     FusionConfig {
+        tau_sem: 1.0,
         tau_t: 0.1,
         tau_i: 0.1,
         weights: FusionWeights {
@@ -44,7 +45,7 @@ fn fusion() -> FusionConfig {
 /// Two domains over the same 7 class centres: the target adds a shift shared by all classes
 /// (other light, other camera) and a per-class offset (other people), so the source head and
 /// the source buffer misjudge part of it.
-struct Toy {
+pub(super) struct Toy {
     means: Vec<Vec<f32>>,
     shift: Vec<f32>,
     offsets: Vec<Vec<f32>>,
@@ -52,7 +53,7 @@ struct Toy {
 }
 
 impl Toy {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut rng = Lcg(7);
         let means = (0..NUM_CLASSES)
             .map(|_| (0..F).map(|_| 0.9 * rng.normal()).collect())
@@ -68,7 +69,7 @@ impl Toy {
             rng,
         }
     }
-    fn sample(&mut self, class: usize, target: bool) -> Vec<f32> {
+    pub(super) fn sample(&mut self, class: usize, target: bool) -> Vec<f32> {
         (0..F)
             .map(|i| {
                 let t = if target {
@@ -81,7 +82,7 @@ impl Toy {
             .collect()
     }
     /// The source head: nearest class mean as a linear classifier.
-    fn head(&self) -> Head {
+    pub(super) fn head(&self) -> Head {
         Head {
             dim: F,
             weight: self.means.iter().flatten().copied().collect(),
@@ -91,7 +92,7 @@ impl Toy {
 }
 
 /// `per_class` source-domain embeddings of every class.
-fn source_seed(toy: &mut Toy, per_class: usize) -> SeedBuffer {
+pub(super) fn source_seed(toy: &mut Toy, per_class: usize) -> SeedBuffer {
     let mut seed = SeedBuffer {
         dim: F,
         embeddings: Vec::new(),
@@ -122,7 +123,7 @@ fn observation(head: &Head, cfg: &FusionConfig, buf: &InstanceBuffer, f: Vec<f32
     }
 }
 
-fn observed_from(obs: Vec<Observation>) -> Observed {
+pub(super) fn observed_from(obs: Vec<Observation>) -> Observed {
     let mut o = Observed {
         frames: obs.len() as u64,
         tracks: obs.len(),
@@ -295,6 +296,7 @@ fn cand(class: usize, confidence: f32, track: u64, e: &[f32]) -> Candidate {
         class,
         confidence,
         track,
+        track_faces: 0,
         embedding: unit(e),
         feature: None,
     }
@@ -313,6 +315,7 @@ fn selection_takes_the_most_confident_then_the_most_distinct_within_caps() {
     let cfg = SelectConfig {
         per_class: 2,
         per_track: 1,
+        faces_per_entry: 4,
         min_distance: 0.01,
     };
     assert_eq!(select(&cands, &cfg), vec![1, 3, 5]);

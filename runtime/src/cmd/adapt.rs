@@ -57,9 +57,18 @@ pub struct AdaptArgs {
     /// Buffer entries added per class at most.
     #[arg(long, default_value_t = 64)]
     pub per_class: usize,
-    /// Buffer entries from one track at most.
-    #[arg(long, default_value_t = 4)]
+    /// Buffer entries from one track at most, however short the track (a longer track may give
+    /// more: --faces-per-entry).
+    #[arg(long, default_value_t = SelectConfig::default().per_track)]
     pub per_track: usize,
+    /// A track may give one buffer entry per this many of its faces, beyond --per-track, so one
+    /// person filmed for minutes is not held to a passer-by's share (0: --per-track only).
+    #[arg(long, default_value_t = SelectConfig::default().faces_per_entry)]
+    pub faces_per_entry: u64,
+    /// Frames between two admissions from one track [default: 0 offline: the selection thins
+    /// the footage's faces; `sitfer run` admits at most one per 15 frames per track].
+    #[arg(long)]
+    pub min_interval: Option<u64>,
     /// Also refit the classifier head on the footage's features.
     #[arg(long)]
     pub refit: bool,
@@ -140,7 +149,11 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     let original_fusion = cfg.fusion;
     cfg.continual = true;
     cfg.observe = true;
+    cfg.admission = adapt::offline_admission(cfg.admission);
     cfg.admission.threshold = a.threshold;
+    if let Some(n) = a.min_interval {
+        cfg.admission.min_interval_frames = n;
+    }
     if a.model.is_crop_folder(&a.footage) {
         cfg.for_unrelated_faces();
     }
@@ -175,6 +188,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         select: SelectConfig {
             per_class: a.per_class,
             per_track: a.per_track.max(1),
+            faces_per_entry: a.faces_per_entry,
             ..SelectConfig::default()
         },
         refit: a.refit.then_some(RefitConfig {

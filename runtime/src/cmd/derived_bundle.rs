@@ -1,10 +1,12 @@
-//! A bundle derived from another (`sitfer adapt`, `sitfer eval --calibrate-out`): the source's
+//! A bundle derived from another (`sitfer adapt`, `sitfer calibrate`, `sitfer eval --calibrate-out`): the source's
 //! files with some parts replaced, written by the bundle writer's atomic swap, then re-opened and
 //! its models loaded as any user would. The source is only read.
 
 use anyhow::{Context, Result, bail};
 use sitfer_runtime::adapt::{Head, onnx_head};
-use sitfer_runtime::bundle::{Bundle, BundleContents, BundleSettings, Precision, SeedBuffer, write_bundle_with_extras};
+use sitfer_runtime::bundle::{
+    Bundle, BundleContents, BundleSettings, Fusion, Precision, SeedBuffer, write_bundle_with_extras,
+};
 use sitfer_runtime::infer::Model;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,6 +16,8 @@ pub struct Changes<'a> {
     /// A refitted classifier head, written into every model file.
     pub head: Option<&'a Head>,
     pub buffer: Option<&'a SeedBuffer>,
+    /// The whole fusion (temperatures, aggregate, threshold); `threshold` applies after it.
+    pub fusion: Option<Fusion>,
     /// The admission threshold (`fusion.threshold`).
     pub threshold: Option<f32>,
     /// Added to (or replacing keys of) the source's provenance.
@@ -57,7 +61,7 @@ pub fn write_derived(bundle: &Bundle, out: &Path, c: Changes) -> Result<()> {
     }
     let mut provenance = m.provenance.clone();
     provenance.extend(c.provenance);
-    let mut fusion = m.fusion;
+    let mut fusion = c.fusion.unwrap_or(m.fusion);
     if let Some(t) = c.threshold {
         fusion.threshold = t;
     }

@@ -52,13 +52,13 @@ pub struct EvalArgs {
 
 /// The folder evaluated, (file, class) of every image in it, and the folders skipped (labels
 /// outside the 7 classes).
-struct Listing {
-    dir: PathBuf,
-    items: Vec<(PathBuf, usize)>,
-    skipped: Vec<String>,
+pub struct Listing {
+    pub dir: PathBuf,
+    pub items: Vec<(PathBuf, usize)>,
+    pub skipped: Vec<String>,
 }
 
-fn list(root: &Path, split: Option<&str>) -> Result<Listing> {
+pub fn list(root: &Path, split: Option<&str>) -> Result<Listing> {
     let is_class_dir = |d: &Path| {
         d.is_dir()
             && d.file_name()
@@ -119,7 +119,7 @@ fn spread<T: Clone>(items: &[T], limit: Option<usize>) -> Vec<T> {
     }
 }
 
-fn frame_of(path: &Path) -> Result<Frame> {
+pub fn frame_of(path: &Path) -> Result<Frame> {
     let img = sitfer_runtime::source::read_rgb(path)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("decoding {}", path.display()))?;

@@ -4,6 +4,7 @@ pub mod adapt;
 pub mod bench_detect;
 pub mod buffer;
 pub mod bundle_arg;
+pub mod calibrate;
 pub mod derived_bundle;
 pub mod eval;
 pub mod run;

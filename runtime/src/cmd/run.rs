@@ -18,6 +18,7 @@ use sitfer_runtime::pipeline::{
 };
 use sitfer_runtime::preprocess::ColorMode;
 use sitfer_runtime::source::{self, FrameSource, Paced};
+use sitfer_runtime::track::DEFAULT_MIN_IDENTITY_COS;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -73,6 +74,10 @@ pub struct ModelArgs {
     /// faster (fewer pyramid levels) and misses smaller faces.
     #[arg(long, value_parser = clap::value_parser!(u32).range(12..=4096))]
     pub min_face: Option<u32>,
+    /// A face whose embedding's cosine to its track's running embedding is below this starts a
+    /// new track (someone else in the same spot); -1 links by boxes alone.
+    #[arg(long, allow_negative_numbers = true, default_value_t = DEFAULT_MIN_IDENTITY_COS)]
+    pub min_identity_cos: f32,
 }
 
 impl ModelArgs {
@@ -82,6 +87,7 @@ impl ModelArgs {
         cfg.margin = self.margin.unwrap_or(self.detector_spec().default_margin());
         cfg.align = !self.no_align;
         cfg.color = self.color;
+        cfg.tracker.min_identity_cos = self.min_identity_cos;
         cfg.fusion.mode = self.fuse_mode.unwrap_or(cfg.fusion.mode);
         cfg.fusion.aggregate = self.aggregate.unwrap_or(cfg.fusion.aggregate);
         cfg

@@ -2,9 +2,15 @@
 //! camera for a minute would flood a class with near-identical embeddings. A face is admitted
 //! when p̂ is confident and of the same class for several consecutive observations of its
 //! track, no sooner than a minimum number of frames after the track's last admission, and only
-//! if its embedding moved away from that last admitted one.
+//! if its embedding is not a near-duplicate of one the track already gave (the last
+//! [`TRACK_MEMORY`] of them: a face that returns to an earlier look adds nothing).
 
 use crate::fusion::{Probs, argmax};
+use std::collections::VecDeque;
+
+/// Admitted embeddings a track remembers for the near-duplicate check: bounded so a track that
+/// lasts hours costs the same per face as a new one (at most this many dot products).
+pub const TRACK_MEMORY: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdmissionPolicy {
@@ -14,7 +20,8 @@ pub struct AdmissionPolicy {
     pub stable_frames: u32,
     /// Frames between two admissions from one track.
     pub min_interval_frames: u64,
-    /// Cosine distance (1 - cos) to the track's last admitted embedding needed.
+    /// Cosine distance (1 - cos) needed to every embedding the track gave before (its last
+    /// [`TRACK_MEMORY`]).
     pub min_change: f32,
 }
 
@@ -49,14 +56,15 @@ impl AdmissionPolicy {
         {
             return None;
         }
-        if let Some(prev) = &st.last_embedding {
-            let cos: f32 = prev.iter().zip(z).map(|(a, b)| a * b).sum();
-            if 1.0 - cos < self.min_change {
-                return None;
-            }
+        let near = |prev: &Vec<f32>| 1.0 - prev.iter().zip(z).map(|(a, b)| a * b).sum::<f32>() < self.min_change;
+        if st.admitted.iter().any(near) {
+            return None;
         }
         st.last_frame = Some(frame);
-        st.last_embedding = Some(z.to_vec());
+        if st.admitted.len() == TRACK_MEMORY {
+            st.admitted.pop_front();
+        }
+        st.admitted.push_back(z.to_vec());
         Some(class)
     }
 }
@@ -67,5 +75,6 @@ pub struct TrackAdmission {
     streak_class: Option<usize>,
     streak: u32,
     last_frame: Option<u64>,
-    last_embedding: Option<Vec<f32>>,
+    /// The track's admitted embeddings, oldest first.
+    admitted: VecDeque<Vec<f32>>,
 }

@@ -5,7 +5,7 @@
 mod admission;
 mod store;
 
-pub use admission::{AdmissionPolicy, TrackAdmission};
+pub use admission::{AdmissionPolicy, TRACK_MEMORY, TrackAdmission};
 pub use store::{BUFFER_FORMAT, BUFFER_VERSION, BufferError, MAX_QUEUE_PER_CLASS, space_id};
 
 use crate::bundle::SeedBuffer;

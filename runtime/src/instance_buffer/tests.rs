@@ -129,3 +129,34 @@ fn admission_needs_stability_rate_limit_and_change() {
     // A class change restarts the streak.
     assert_eq!(pol.consider(&mut st, 40, &p(0, 0.99), &[0.6, 0.8]), None);
 }
+
+#[test]
+fn a_track_returning_to_an_earlier_look_is_a_duplicate_of_any_admission_not_just_the_last() {
+    let pol = AdmissionPolicy {
+        threshold: 0.9,
+        stable_frames: 1,
+        min_interval_frames: 0,
+        min_change: 0.05,
+    };
+    let axis = |k: usize| -> Vec<f32> { (0..TRACK_MEMORY + 4).map(|i| (i == k) as u8 as f32).collect() };
+    let mut st = TrackAdmission::default();
+    let (a, b) = (axis(0), axis(1));
+    assert_eq!(pol.consider(&mut st, 0, &p(3, 0.95), &a), Some(3));
+    assert_eq!(pol.consider(&mut st, 1, &p(3, 0.95), &b), Some(3));
+    // Back to the first look: the last admission (b) is far, the first one is not.
+    assert_eq!(pol.consider(&mut st, 2, &p(3, 0.95), &a), None);
+    // Without a frame interval, every new look is admitted at once.
+    let mut c = vec![0f32; TRACK_MEMORY + 4];
+    (c[0], c[1]) = (0.6, 0.8);
+    assert_eq!(pol.consider(&mut st, 3, &p(3, 0.95), &c), Some(3));
+    // The memory is bounded: after TRACK_MEMORY other admissions the first look is new again.
+    for k in 0..TRACK_MEMORY {
+        let other = axis(2 + k % (TRACK_MEMORY + 2));
+        assert_eq!(
+            pol.consider(&mut st, 10 + k as u64, &p(3, 0.95), &other),
+            Some(3),
+            "{k}"
+        );
+    }
+    assert_eq!(pol.consider(&mut st, 100, &p(3, 0.95), &a), Some(3));
+}

@@ -11,7 +11,7 @@ mod runner;
 mod sink;
 
 pub use cancel::CancelToken;
-pub use recognizer::{Observation, PipelineError, Recognizer, RecognizerConfig};
+pub use recognizer::{FaceOutputs, Observation, PipelineError, Recognizer, RecognizerConfig};
 pub use result::{FaceResult, FrameResult, StageTimes};
 pub use runner::{DropPolicy, FrameProcessor, RunOptions, RunSummary, run_pipeline};
 pub use sink::{JsonLinesSink, Sink, SinkError};

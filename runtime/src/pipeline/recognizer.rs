@@ -52,6 +52,16 @@ pub struct RecognizerConfig {
     pub observe: bool,
 }
 
+/// One face's model outputs: the classifier's logits, the unit embedding and, when asked
+/// for, the pooled feature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceOutputs {
+    pub logits: Probs,
+    pub embedding: Vec<f32>,
+    /// The pooled feature, when the model was loaded with it.
+    pub feature: Option<Vec<f32>>,
+}
+
 /// One face as the offline adaptation sees it: the same fusion and admission decision as the
 /// live continual mode, plus the vectors it needs to select entries and refit heads.
 #[derive(Debug, Clone)]
@@ -167,14 +177,13 @@ impl Recognizer {
 
     /// Each frame as an unrelated image holding one face: the detector's most confident face
     /// (or, with `whole_frame`, the whole image), cropped as [`Self::process`] crops, all of
-    /// them in one model batch and fused with the current buffer. No tracks, smoothing or
-    /// admission: a labeled folder scored face by face (`sitfer eval`). `None` where no face
-    /// was found.
-    pub fn fuse_single_faces(
+    /// them in one model batch. No tracks, smoothing or admission. `None` where no face was
+    /// found.
+    pub fn embed_single_faces(
         &mut self,
         frames: &[Frame],
         whole_frame: bool,
-    ) -> Result<Vec<Option<Fused>>, PipelineError> {
+    ) -> Result<Vec<Option<FaceOutputs>>, PipelineError> {
         let mut input = Vec::new();
         let mut owners = Vec::new();
         for (k, frame) in frames.iter().enumerate() {
@@ -192,21 +201,43 @@ impl Recognizer {
                 owners.push(k);
             }
         }
-        let mut fused = vec![None; frames.len()];
+        let mut faces = vec![None; frames.len()];
         if owners.is_empty() {
-            return Ok(fused);
+            return Ok(faces);
         }
         let out = self.model.run(&input, owners.len())?;
         for (j, &k) in owners.iter().enumerate() {
-            fused[k] = Some(fuse(
-                &self.cfg.fusion,
-                out.logits_row(j),
-                out.embedding_row(j),
-                self.prototypes.as_ref(),
-                &self.buffer,
-            ));
+            faces[k] = Some(FaceOutputs {
+                logits: std::array::from_fn(|c| out.logits_row(j)[c]),
+                embedding: out.embedding_row(j).to_vec(),
+                feature: out.feature_row(j).map(<[f32]>::to_vec),
+            });
         }
-        Ok(fused)
+        Ok(faces)
+    }
+
+    /// [`Self::embed_single_faces`], each face fused with the current buffer: a labeled folder
+    /// scored face by face (`sitfer eval`).
+    pub fn fuse_single_faces(
+        &mut self,
+        frames: &[Frame],
+        whole_frame: bool,
+    ) -> Result<Vec<Option<Fused>>, PipelineError> {
+        Ok(self
+            .embed_single_faces(frames, whole_frame)?
+            .into_iter()
+            .map(|f| {
+                f.map(|f| {
+                    fuse(
+                        &self.cfg.fusion,
+                        &f.logits,
+                        &f.embedding,
+                        self.prototypes.as_ref(),
+                        &self.buffer,
+                    )
+                })
+            })
+            .collect())
     }
 
     pub fn process(&mut self, frame: &Frame) -> Result<FrameResult, PipelineError> {
@@ -253,6 +284,9 @@ impl Recognizer {
         if let Some(out) = &out {
             for (k, &ti) in idx.iter().enumerate() {
                 let z = out.embedding_row(k);
+                // Before smoothing and admission: a different person in the track's box must
+                // not inherit its p̂ history or admission state.
+                self.tracker.check_identity(ti, z);
                 let f = fuse(
                     &self.cfg.fusion,
                     out.logits_row(k),

@@ -127,3 +127,66 @@ fn a_track_keeps_the_roll_of_its_last_detection_between_detections() {
     let idx = t.update(2, &[det(12.0, 10.0, 50.0)]);
     assert_eq!(t.tracks()[idx[0]].roll, 0.0);
 }
+
+/// A unit vector near `base` (a person's look) turned a little toward axis `axis` (an
+/// expression, a pose), by `amount`.
+fn look(base: usize, axis: usize, amount: f32) -> Vec<f32> {
+    let mut v = [0f32; 16];
+    v[base] = 1.0;
+    v[axis] += amount;
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+#[test]
+fn two_people_in_the_same_box_are_two_tracks_and_one_person_who_changes_slowly_is_one() {
+    let mut t = Tracker::new(TrackerConfig::default());
+    let mut ids_seen = Vec::new();
+    // Person A for 30 frames, her expression drifting (axis 8 grows to 1.2: cos 0.64 between
+    // the first and last frames), then person B in exactly the same box for 30 frames.
+    for f in 0..60u64 {
+        let idx = t.update(f, &[det(100.0, 80.0, 120.0)]);
+        let z = if f < 30 {
+            look(0, 8, 1.2 * f as f32 / 29.0)
+        } else {
+            look(1, 9, 0.3 * (f - 30) as f32 / 29.0)
+        };
+        let split = t.check_identity(idx[0], &z);
+        assert_eq!(split, f == 30, "frame {f}");
+        ids_seen.push(t.tracks()[idx[0]].id);
+    }
+    assert!(ids_seen[..30].iter().all(|&i| i == ids_seen[0]));
+    assert!(ids_seen[30..].iter().all(|&i| i == ids_seen[30]));
+    assert_ne!(ids_seen[0], ids_seen[30]);
+    assert_eq!(t.tracks().len(), 1, "the first person's track ended");
+    // The new track starts fresh: its smoothing has no history from the first person.
+    let tr = &t.tracks()[0];
+    assert_eq!(tr.hits, 30, "one hit at the split, 29 matched since");
+
+    // With the check off (-1), the boxes alone make one track of both.
+    let mut boxes_only = Tracker::new(TrackerConfig {
+        min_identity_cos: -1.0,
+        ..TrackerConfig::default()
+    });
+    for f in 0..60u64 {
+        let idx = boxes_only.update(f, &[det(100.0, 80.0, 120.0)]);
+        let z = if f < 30 { look(0, 8, 0.0) } else { look(1, 9, 0.0) };
+        assert!(!boxes_only.check_identity(idx[0], &z));
+    }
+    assert_eq!(boxes_only.tracks()[0].id, 1);
+}
+
+#[test]
+fn a_split_keeps_the_other_tracks_and_their_indices() {
+    let mut t = Tracker::new(TrackerConfig::default());
+    let idx = t.update(0, &[det(0.0, 0.0, 50.0), det(300.0, 0.0, 50.0)]);
+    t.check_identity(idx[0], &look(0, 8, 0.0));
+    t.check_identity(idx[1], &look(2, 8, 0.0));
+    let idx = t.update(1, &[det(0.0, 0.0, 50.0), det(300.0, 0.0, 50.0)]);
+    assert!(t.check_identity(idx[1], &look(3, 8, 0.0)), "someone else on the right");
+    assert!(!t.check_identity(idx[0], &look(0, 8, 0.1)));
+    assert_eq!(ids(&t, &idx), vec![1, 3]);
+    // The new track follows its box like any other.
+    let idx = t.update(2, &[det(2.0, 0.0, 50.0), det(304.0, 0.0, 50.0)]);
+    assert_eq!(ids(&t, &idx), vec![1, 3]);
+}

@@ -1,8 +1,13 @@
-//! IoU association with constant-velocity prediction.
+//! IoU association with constant-velocity prediction, and an identity check on the face
+//! embedding: boxes alone cannot tell two people who sit in the same spot apart.
 
 use super::Ema;
 use crate::detect::{BBox, Detection};
 use crate::instance_buffer::TrackAdmission;
+
+/// See [`TrackerConfig::min_identity_cos`]; the measurement behind it is in
+/// docs/results/runtime.md ("One track per person").
+pub const DEFAULT_MIN_IDENTITY_COS: f32 = 0.5;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerConfig {
@@ -14,6 +19,12 @@ pub struct TrackerConfig {
     pub smoothing: f32,
     /// Weight of the newest displacement in the velocity estimate.
     pub velocity_gain: f32,
+    /// A face whose unit embedding has a cosine below this to its track's running embedding is
+    /// someone else: the track ends and the face starts a new one ([`Tracker::check_identity`]).
+    /// -1 never splits.
+    pub min_identity_cos: f32,
+    /// Weight of the newest embedding in a track's running embedding.
+    pub identity_gain: f32,
 }
 
 impl Default for TrackerConfig {
@@ -23,6 +34,8 @@ impl Default for TrackerConfig {
             max_missed: 3,
             smoothing: 0.4,
             velocity_gain: 0.5,
+            min_identity_cos: DEFAULT_MIN_IDENTITY_COS,
+            identity_gain: 0.3,
         }
     }
 }
@@ -45,6 +58,8 @@ pub struct Track {
     pub hits: u32,
     pub ema: Ema,
     pub admission: TrackAdmission,
+    /// Running unit embedding of the face (`None` until the model has seen it).
+    appearance: Option<Vec<f32>>,
 }
 
 impl Track {
@@ -170,6 +185,7 @@ impl Tracker {
                         hits: 1,
                         ema: Ema::new(self.cfg.smoothing),
                         admission: TrackAdmission::default(),
+                        appearance: None,
                     });
                     self.next_id += 1;
                     out.push(self.tracks.len() - 1);
@@ -188,5 +204,44 @@ impl Tracker {
             t.last_frame = frame;
         }
         (0..self.tracks.len()).filter(|&i| self.tracks[i].missed == 0).collect()
+    }
+
+    /// Checks that the face of track `i` with unit embedding `z` is the one the track has
+    /// followed; if not, track `i` ends and a new track (new id, fresh smoothing and admission,
+    /// the same box) takes its place at the same index. Returns whether it split. Called once
+    /// per face after the model ran, before its p̂ is smoothed or admitted.
+    pub fn check_identity(&mut self, i: usize, z: &[f32]) -> bool {
+        let gain = self.cfg.identity_gain;
+        let t = &mut self.tracks[i];
+        let Some(a) = &mut t.appearance else {
+            t.appearance = Some(z.to_vec());
+            return false;
+        };
+        let cos: f32 = a.iter().zip(z).map(|(x, y)| x * y).sum();
+        if cos >= self.cfg.min_identity_cos {
+            for (x, y) in a.iter_mut().zip(z) {
+                *x = (1.0 - gain) * *x + gain * y;
+            }
+            let n = a.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            a.iter_mut().for_each(|x| *x /= n);
+            return false;
+        }
+        let old = &self.tracks[i];
+        self.tracks[i] = Track {
+            id: self.next_id,
+            bbox: old.bbox,
+            score: old.score,
+            roll: old.roll,
+            velocity: [0.0; 4],
+            last_detected: old.last_detected,
+            last_frame: old.last_frame,
+            missed: 0,
+            hits: 1,
+            ema: Ema::new(self.cfg.smoothing),
+            admission: TrackAdmission::default(),
+            appearance: Some(z.to_vec()),
+        };
+        self.next_id += 1;
+        true
     }
 }

@@ -151,6 +151,7 @@ pub fn write_model_bundle(out: &Path, inputs: BundleInputs) -> Result<BundleSumm
 pub fn default_fusion(with_text: bool) -> Fusion {
     let third = 1.0 / 3.0;
     Fusion {
+        tau_sem: 1.0,
         tau_t: 0.1,
         tau_i: 0.1,
         weights: FusionWeights {
@@ -169,6 +170,7 @@ pub fn default_fusion(with_text: bool) -> Fusion {
 pub fn fusion_of(cfg: &crate::train::config::TrainConfig, with_text: bool) -> Fusion {
     match &cfg.ssl {
         Some(s) => Fusion {
+            tau_sem: 1.0,
             tau_t: s.tau_t as f32,
             tau_i: s.tau_i as f32,
             weights: FusionWeights {

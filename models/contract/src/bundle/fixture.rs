@@ -19,6 +19,7 @@ pub fn settings(size: u32, dim: usize) -> BundleSettings {
         },
         embedding_dim: dim,
         fusion: Fusion {
+            tau_sem: 1.0,
             tau_t: 0.1,
             tau_i: 0.1,
             weights: FusionWeights {

@@ -50,11 +50,16 @@ pub struct InputSpec {
 }
 
 /// How the runtime fuses the semantic (classifier), text (prototype) and instance (buffer)
-/// predictions, with the temperatures of the two similarity softmaxes: the settings the model
-/// was trained with, so the device fuses as the trainer did.
+/// predictions, with a temperature per source: the settings the model was trained with (or
+/// calibrated at export), so the device fuses as the trainer did.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fusion {
+    /// Temperature of the classifier's logits. Bundles written before it existed fused raw
+    /// logits, which is τ = 1; it is left out of the file when 1 so that such bundles, and
+    /// uncalibrated new ones, stay readable by runtimes that predate the field.
+    #[serde(default = "unit_temperature", skip_serializing_if = "is_unit_temperature")]
+    pub tau_sem: f32,
     pub tau_t: f32,
     pub tau_i: f32,
     pub weights: FusionWeights,
@@ -66,6 +71,14 @@ pub struct Fusion {
     pub mode: FuseMode,
     #[serde(default = "legacy_aggregate")]
     pub aggregate: Aggregate,
+}
+
+fn unit_temperature() -> f32 {
+    1.0
+}
+
+fn is_unit_temperature(t: &f32) -> bool {
+    *t == 1.0
 }
 
 fn legacy_mode() -> FuseMode {

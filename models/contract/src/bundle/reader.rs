@@ -218,7 +218,11 @@ pub(crate) fn validate(m: &Manifest, path: &Path) -> Result<(), BundleError> {
         );
     }
     let f = &m.fusion;
-    for (field, v) in [("fusion.tau_t", f.tau_t), ("fusion.tau_i", f.tau_i)] {
+    for (field, v) in [
+        ("fusion.tau_sem", f.tau_sem),
+        ("fusion.tau_t", f.tau_t),
+        ("fusion.tau_i", f.tau_i),
+    ] {
         if !v.is_finite() || v <= 0.0 {
             return bad(field, format!("{v} must be finite and > 0"));
         }

@@ -207,6 +207,31 @@ fn fusion_mode_and_aggregate_round_trip_and_older_manifests_keep_the_old_fusion(
 }
 
 #[test]
+fn tau_sem_round_trips_is_left_out_at_one_and_must_be_positive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = settings(4);
+    s.fusion.tau_sem = 1.7;
+    let contents = BundleContents {
+        model_fp32: Some(b"not really onnx"),
+        model_int8: None,
+        prototypes: Some(&prototypes(4)),
+        buffer: &buffer(4),
+    };
+    write_bundle(tmp.path(), &s, contents).unwrap();
+    assert_eq!(Bundle::open(tmp.path()).unwrap().manifest.fusion.tau_sem, 1.7);
+    // At 1 the field is not written, so an uncalibrated bundle reads as before it existed (and
+    // older runtimes, which refuse unknown fields, still open it); missing, it means 1.
+    s.fusion.tau_sem = 1.0;
+    write_bundle(tmp.path(), &s, contents).unwrap();
+    let text = std::fs::read_to_string(tmp.path().join(MANIFEST_FILE)).unwrap();
+    assert!(!text.contains("tau_sem"), "{text}");
+    assert_eq!(Bundle::open(tmp.path()).unwrap().manifest.fusion.tau_sem, 1.0);
+    edit_manifest(tmp.path(), |v| v["fusion"]["tau_sem"] = serde_json::json!(0.0));
+    let e = open_err(tmp.path());
+    assert!(e.contains("fusion.tau_sem") && e.contains("manifest.json"), "{e}");
+}
+
+#[test]
 fn paths_may_not_leave_the_bundle() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("b");

@@ -1,5 +1,5 @@
 //! The fused prediction p̂, written once for the trainer and the runtime: p_sem =
-//! softmax(logits); p_text = softmax(cos(z, T) / τ_t); p_ins = softmax over classes of the
+//! softmax(logits / τ_sem); p_text = softmax(cos(z, T) / τ_t); p_ins = softmax over classes of the
 //! per-class aggregated cosine similarity of z to the instance buffer's entries / τ_i (a class
 //! with no entry scores -1e4, so ~0); p̂ = Σ w_k p_k / Σ w_k over the sources with weight > 0,
 //! or, in raw-scores mode, softmax(Σ w_k s_k).
@@ -69,8 +69,12 @@ pub fn class_similarity(sims: &mut [f32], aggregate: Aggregate) -> Option<f32> {
     Some(match aggregate {
         Aggregate::Max => sims.iter().copied().fold(f32::NEG_INFINITY, f32::max),
         Aggregate::TopKMean(k) => {
-            sims.sort_by(|a, b| b.total_cmp(a));
+            // A partial selection, not a sort: with a few hundred entries per class the sort
+            // was most of a face's fusion time.
             let k = k.clamp(1, sims.len());
+            if k < sims.len() {
+                sims.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+            }
             sims[..k].iter().sum::<f32>() / k as f32
         }
     })
@@ -119,6 +123,11 @@ pub fn fuse_scores(sources: [(Option<&[f32]>, f32); 3], mode: FuseMode) -> Optio
     }
 }
 
+/// The classifier's scores at temperature `tau_sem`: logits / τ_sem.
+pub fn sem_scores(logits: &[f32], tau_sem: f32) -> Probs {
+    std::array::from_fn(|i| logits[i] / tau_sem)
+}
+
 /// Fuses one face's sources. `logits` and unit `z` come from the model.
 pub fn fuse(
     cfg: &FusionConfig,
@@ -127,7 +136,7 @@ pub fn fuse(
     prototypes: Option<&TextPrototypes>,
     buffer: &impl ClassEntries,
 ) -> Fused {
-    let s_sem: Probs = std::array::from_fn(|i| logits[i]);
+    let s_sem = sem_scores(logits, cfg.tau_sem);
     let s_text = prototypes.map(|t| text_scores(z, t, cfg.tau_t));
     let s_ins = ins_scores(z, buffer, cfg.aggregate, cfg.tau_i);
     let w = cfg.weights;

@@ -31,6 +31,7 @@ fn unit4(v: [f32; 4]) -> Vec<f32> {
 
 fn cfg(w: FusionWeights, mode: FuseMode, tau_t: f32, tau_i: f32) -> FusionConfig {
     FusionConfig {
+        tau_sem: 1.0,
         tau_t,
         tau_i,
         weights: w,
@@ -139,4 +140,48 @@ fn ins_scores_aggregate_per_class_like_the_trainer() {
     assert!((top2[1] - 0.5f32.cos()).abs() < 1e-5, "{top2:?}");
     assert_eq!("top5".parse::<Aggregate>().unwrap(), Aggregate::TopKMean(5));
     assert!("top0".parse::<Aggregate>().is_err());
+}
+
+#[test]
+fn tau_sem_divides_the_logits_before_p_sem_and_p_hat() {
+    // logits [0, 0, 2 ln 2] at τ_sem = 2: softmax([0, 0, ln 2]) = [.25, .25, .5], the same as
+    // logits [0, 0, ln 2] at τ_sem = 1; with only p_sem weighted, p̂ follows it.
+    let l2 = 2f32.ln();
+    let z = unit4([1.0, 0.0, 0.0, 0.0]);
+    let buf = Entries::new();
+    let w = FusionWeights {
+        sem: 1.0,
+        text: 0.0,
+        ins: 0.0,
+    };
+    let mut c = cfg(w, FuseMode::Probabilities, 0.1, 0.1);
+    c.tau_sem = 2.0;
+    let sharp = [0.0, 0.0, 2.0 * l2, NEG, NEG, NEG, NEG];
+    let f = fuse(&c, &sharp, &z, None, &buf);
+    close(&f.p_sem, &[0.25, 0.25, 0.5, 0.0, 0.0, 0.0, 0.0]);
+    close(&f.p_hat, &f.p_sem);
+    c.tau_sem = 1.0;
+    let f1 = fuse(&c, &sharp, &z, None, &buf);
+    assert!(
+        f1.p_sem[2] > 0.6,
+        "at τ_sem = 1 the same logits are sharper: {:?}",
+        f1.p_sem
+    );
+    // Raw-scores fusion reads the same scaled logits.
+    c.mode = FuseMode::RawScores;
+    c.tau_sem = 2.0;
+    close(&fuse(&c, &sharp, &z, None, &buf).p_hat, &f.p_sem);
+}
+
+#[test]
+fn top_k_mean_is_the_mean_of_the_k_largest_for_every_k() {
+    let sims: Vec<f32> = (0..97).map(|i| ((i * 37 % 97) as f32 * 0.7).sin()).collect();
+    let mut sorted = sims.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    for k in [1, 2, 5, 20, 96, 97, 500] {
+        let want = sorted[..k.min(97)].iter().sum::<f32>() / k.min(97) as f32;
+        let got = class_similarity(&mut sims.clone(), Aggregate::TopKMean(k)).unwrap();
+        assert!((got - want).abs() < 1e-5, "top{k}: {got} vs {want}");
+    }
+    assert_eq!(class_similarity(&mut [], Aggregate::TopKMean(3)), None);
 }
