@@ -367,6 +367,13 @@ fn sources(
     [sem, text, ins]
 }
 
+/// The equal-weight mean of probability rows: p̂ as the method defines it.
+fn mean(rows: &[&Vec<f32>]) -> Vec<f32> {
+    (0..7)
+        .map(|k| rows.iter().map(|r| r[k]).sum::<f32>() / rows.len() as f32)
+        .collect()
+}
+
 fn argmax(v: &[f32]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }
@@ -398,7 +405,7 @@ fn the_pseudo_label_is_the_argmax_of_the_equal_weight_mean_of_the_three_sources(
     let p = run_step(&mut ssl, model.as_ref(), 0, &b);
     let mut differs_from_sem = 0;
     for i in 0..9 {
-        let mean: Vec<f32> = (0..7).map(|k| (sem[i][k] + text[i][k] + ins[i][k]) / 3.0).collect();
+        let mean: Vec<f32> = mean(&[&sem[i], &text[i], &ins[i]]);
         let want = argmax(&mean);
         assert_eq!(p.class[i], want, "row {i}: p̂ {mean:?}");
         assert!(
@@ -432,8 +439,8 @@ fn p_ins_stays_out_of_the_pseudo_label_before_its_warm_up() {
     let p = run_step(&mut ssl, model.as_ref(), 4, &b);
     let mut ins_would_change = 0;
     for i in 0..9 {
-        let two: Vec<f32> = (0..7).map(|k| (sem[i][k] + text[i][k]) / 2.0).collect();
-        let three: Vec<f32> = (0..7).map(|k| (sem[i][k] + text[i][k] + ins[i][k]) / 3.0).collect();
+        let two: Vec<f32> = mean(&[&sem[i], &text[i]]);
+        let three: Vec<f32> = mean(&[&sem[i], &text[i], &ins[i]]);
         assert_eq!(
             p.class[i],
             argmax(&two),
@@ -465,11 +472,7 @@ fn only_the_embeddings_that_pass_the_threshold_are_queued() {
     // a threshold at their median splits the batch.
     let [sem, text, ins] = sources(model.as_ref(), &ssl, &mem, &b.weak);
     let mut conf: Vec<f32> = (0..12)
-        .map(|i| {
-            (0..7)
-                .map(|k| (sem[i][k] + text[i][k] + ins[i][k]) / 3.0)
-                .fold(0f32, f32::max)
-        })
+        .map(|i| mean(&[&sem[i], &text[i], &ins[i]]).into_iter().fold(0f32, f32::max))
         .collect();
     conf.sort_by(f32::total_cmp);
     assert!(conf[6] - conf[5] > 1e-4, "distinct confidences to split: {conf:?}");

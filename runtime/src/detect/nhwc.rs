@@ -1,7 +1,7 @@
 //! The few convolution kernels YuNet needs, on channels-last (NHWC, batch 1) f32 maps: written
 //! by hand because tract 0.23 runs this network ~4x slower than ONNX Runtime, mostly in the 1x1
 //! and 3x3-depthwise convolutions and the pools (docs/results/detection.md, "YuNet without tract
-//! (seventh session)"), and no crate the runtime can use offers depthwise convolutions.
+//! (tenth session)"), and no crate the runtime can use offers depthwise convolutions.
 //! Channels-last makes every kernel a loop over contiguous channels, which the compiler
 //! vectorises; the 1x1 convolutions are matrix products with few outputs (1 to 64), written here
 //! with the accumulators in registers rather than through the `gemm` crate: its blocking is made

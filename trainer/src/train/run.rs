@@ -282,25 +282,32 @@ impl Run<'_> {
     /// step, so p_ins reads a full buffer from the start instead of the few faces the first
     /// batches happened to draw.
     fn prefill_memory(&mut self) -> Result<(), TrainError> {
-        let (Some(proj), Some(mem)) = (&self.ssl.proj, &mut self.ssl.memory) else {
+        if self.ssl.proj.is_none() || self.ssl.memory.is_none() {
             return Ok(());
-        };
-        let store = &self.data.labeled;
-        let (_, embedding) = forward_store(
+        }
+        let n = self.data.labeled.len();
+        let (_, embedding) = self.forward(&self.data.labeled)?;
+        let proj = self.ssl.proj.as_ref().expect("checked above");
+        let z = proj.forward(&embedding)?.flatten_all()?.to_vec1::<f32>()?;
+        let slots: Vec<usize> = (0..n).collect();
+        self.ssl
+            .memory
+            .as_mut()
+            .expect("checked above")
+            .update_labeled(&slots, &z);
+        log::info!("instance buffer: {n} labeled embeddings before the first step");
+        Ok(())
+    }
+
+    /// The model's logits and embeddings over a store (eval mode, no augmentation).
+    fn forward(&self, store: &crate::data::loader::ImageStore) -> Result<(Tensor, Tensor), TrainError> {
+        Ok(forward_store(
             self.model.as_ref(),
             store,
             self.cfg.norm,
             self.cfg.batch_size,
             &self.device,
-        )?;
-        let z = proj.forward(&embedding)?.flatten_all()?.to_vec1::<f32>()?;
-        let slots: Vec<usize> = (0..store.len()).collect();
-        mem.update_labeled(&slots, &z);
-        log::info!(
-            "instance buffer: {} labeled embeddings before the first step",
-            store.len()
-        );
-        Ok(())
+        )?)
     }
 
     /// Refits the fusion's temperatures and threshold on the calibration hold-out (when the
@@ -309,13 +316,7 @@ impl Run<'_> {
         let (Some(c), Some(store)) = (self.ssl.cfg.calibration, &self.data.calibration) else {
             return Ok(());
         };
-        let (logits, embedding) = forward_store(
-            self.model.as_ref(),
-            store,
-            self.cfg.norm,
-            self.cfg.batch_size,
-            &self.device,
-        )?;
+        let (logits, embedding) = self.forward(store)?;
         let labels = hard_labels(store.targets.as_ref().expect("the hold-out is labeled"));
         let scores = self.ssl.holdout_scores(&logits, &embedding)?;
         let out = self.ssl.calibrate(&scores, &labels, &c);
@@ -413,7 +414,7 @@ impl Run<'_> {
     fn validate(&mut self, lr: f64, ips: f64, bar: &ProgressBar) -> Result<(), TrainError> {
         let cfg = self.cfg;
         let val = &self.data.val;
-        let (logits, embedding) = forward_store(self.model.as_ref(), val, cfg.norm, cfg.batch_size, &self.device)?;
+        let (logits, embedding) = self.forward(val)?;
         let preds = Predictions {
             probs: prob_rows(&crate::method::fusion::softmax(&logits)?)?,
         };
