@@ -8,8 +8,12 @@
 #   sitfer         9N/10; temperatures and threshold fitted on the N/10 hold-out every 250 steps
 # Every run resumes with --resume, so killing and rerunning this script continues where it was.
 #
+# Protocol 3 (PHASE=p3, pre-registered in sitfer.md before its runs; its own runs directory and
+# frozen binary, e.g. runs/sitfer3): the sitfer arm with the threshold fixed at 0.5 on the
+# calibrated p̂ (sitfer-cal), against the same baselines, on the fresh split seeds 2 and 3.
+#
 # Usage: nice -n 10 experiments/sitfer2.sh [runs-dir]
-#   PHASE=matrix (default) | confirm | ablation;  LABELS, SEEDS override the phase's cells.
+#   PHASE=matrix (default) | confirm | ablation | p3 | p3-ablation;  LABELS, SEEDS override.
 #   Report: cargo run --release -p sitfer-trainer --example sitfer_report -- runs/sitfer2 docs/results
 set -euo pipefail
 RUNS=${1:-runs/sitfer2}
@@ -20,7 +24,10 @@ case "$PHASE" in
   matrix) LABELS=${LABELS:-"100 400"}; SEEDS=${SEEDS:-"0 1"}; METHODS=${METHODS:-"supervised supervised-9 fixmatch sitfer"} ;;
   confirm) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"2 3"}; METHODS=${METHODS:-"supervised supervised-9 fixmatch sitfer"} ;;
   ablation) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"0"}; METHODS=${METHODS:-"no-sem no-text no-ins no-lt"} ;;
-  *) echo "PHASE must be matrix, confirm or ablation" >&2; exit 2 ;;
+  # The new arm first in each cell, so a cut-short phase still pairs it with FixMatch.
+  p3) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"2 3"}; METHODS=${METHODS:-"sitfer-cal fixmatch supervised supervised-9"} ;;
+  p3-ablation) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"2"}; METHODS=${METHODS:-"cal-no-sem cal-no-text cal-no-ins cal-no-lt"} ;;
+  *) echo "PHASE must be matrix, confirm, ablation, p3 or p3-ablation" >&2; exit 2 ;;
 esac
 WARM_STEPS=${WARM_STEPS:-200}
 STEPS=${STEPS:-3000}
@@ -66,6 +73,9 @@ warm() {  # labels seed hold -> prints the warm-up's last weights
 stage2=(--steps "$STEPS" --batch-size 16 --lr 3e-4 --weight-decay 5e-4 --warmup-steps 50)
 sitfer=(--method sitfer --calibration-fraction 0.1 --calibrate-every 250 --target-precision 0.9
   --unlabeled-ratio 2 --ins-warmup 0)
+# Protocol 3: the same, with the threshold fixed at 0.5 on the calibrated p̂.
+sitfer_cal=(--method sitfer --calibration-fraction 0.1 --calibrate-every 250 --calibrated-threshold 0.5
+  --unlabeled-ratio 2 --ins-warmup 0)
 
 cell() {  # labels seed method
   local labels=$1 seed=$2 m=$3 split init
@@ -92,6 +102,16 @@ cell() {  # labels seed method
       case "$m" in no-sem) off=(--w-sem 0) ;; no-text) off=(--w-text 0) ;; no-ins) off=(--w-ins 0) ;; no-lt) off=(--lambda-t 0) ;; esac
       init=$(warm "$labels" "$seed" 0.1)
       run "ablation-$m-$labels-s$seed" "${sitfer[@]}" "${off[@]}" --labels-per-class "$labels" --seed "$seed" \
+        --split "$split" --pretrained "$init" "${stage2[@]}" ;;
+    sitfer-cal)
+      init=$(warm "$labels" "$seed" 0.1)
+      run "$m-$labels-s$seed" "${sitfer_cal[@]}" --labels-per-class "$labels" --seed "$seed" --split "$split" \
+        --pretrained "$init" "${stage2[@]}" ;;
+    cal-no-sem|cal-no-text|cal-no-ins|cal-no-lt)
+      local off
+      case "$m" in cal-no-sem) off=(--w-sem 0) ;; cal-no-text) off=(--w-text 0) ;; cal-no-ins) off=(--w-ins 0) ;; cal-no-lt) off=(--lambda-t 0) ;; esac
+      init=$(warm "$labels" "$seed" 0.1)
+      run "ablation-$m-$labels-s$seed" "${sitfer_cal[@]}" "${off[@]}" --labels-per-class "$labels" --seed "$seed" \
         --split "$split" --pretrained "$init" "${stage2[@]}" ;;
     *) echo "unknown method $m" >&2; exit 2 ;;
   esac

@@ -190,3 +190,29 @@ fn temperatures_follow_each_sources_reliability_and_the_threshold_its_precision(
     assert_eq!(both.thresholds.per_class(), [out.threshold; NUM_CLASSES]);
     assert_eq!(both.temperatures, out.temperatures);
 }
+
+#[test]
+fn a_fixed_calibrated_threshold_keeps_its_value_and_admits_by_calibrated_confidence() {
+    let (s, y) = scores(700, 20.0, 0.7);
+    let sem_only = || {
+        state(FusionWeights {
+            sem: 1.0,
+            text: 0.0,
+            ins: 0.0,
+        })
+    };
+    // The same temperatures as the precision-target rule; the threshold is the configured one,
+    // although no confidence reaches 90 % precision here (that rule falls to the ceiling).
+    let target = sem_only().calibrate(&s, &y, &CalibrationConfig::protocol2(1, 0.9));
+    let mut fixed = sem_only();
+    let out = fixed.calibrate(&s, &y, &CalibrationConfig::protocol3(1, 0.5));
+    assert_eq!(out.temperatures, target.temperatures);
+    assert!(out.reached && out.threshold == 0.5, "{out:?}");
+    assert_eq!(fixed.thresholds.per_class(), [0.5; NUM_CLASSES]);
+    // Calibrated, every face's confidence is ≈ 0.7 ≥ 0.5: all admitted, at p_sem's 70 %.
+    assert_eq!(out.admitted, 1.0, "{out:?}");
+    assert!((out.admitted_precision.unwrap() - 0.7).abs() < 0.01, "{out:?}");
+    // Above every calibrated confidence nothing passes.
+    let out = sem_only().calibrate(&s, &y, &CalibrationConfig::protocol3(1, 0.8));
+    assert_eq!((out.threshold, out.admitted, out.admitted_precision), (0.8, 0.0, None));
+}

@@ -164,6 +164,27 @@ fn cli_trains_and_evaluates() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/fer"));
+    // A calibrated threshold without calibration, or outside [0, 1], is refused by name.
+    for (extra, says) in [
+        (&["--calibrated-threshold", "0.5"][..], "needs --calibrate-every"),
+        (
+            &["--calibrated-threshold", "1.5", "--calibrate-every", "10"][..],
+            "--calibrated-threshold 1.5",
+        ),
+    ] {
+        let out = std::process::Command::new(bin)
+            .args(["train", "--method", "sitfer"])
+            .args(extra)
+            .arg("--data")
+            .arg(data.path())
+            .arg("--out")
+            .arg(run.path().join("y"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    }
 }
 
 #[test]

@@ -76,6 +76,10 @@ pub struct SslArgs {
     /// often on the hold-out (clamped to [0.5, 0.99]).
     #[arg(long, default_value_t = 0.9)]
     pub target_precision: f64,
+    /// With --calibrate-every: a fixed threshold on the calibrated p̂ instead of the precision
+    /// target (the temperatures are still fitted).
+    #[arg(long, conflicts_with = "target_precision")]
+    pub calibrated_threshold: Option<f64>,
     /// Text prototype cache (rebuilt with the encoder when the descriptions or encoder change).
     #[arg(long, default_value = sitfer_trainer::text::DEFAULT_PROTOTYPES)]
     pub prototypes: PathBuf,
@@ -115,6 +119,9 @@ impl SslArgs {
             lambda_u => c.lambda_u, tau_t => c.tau_t, tau_i => c.tau_i, w_sem => c.weights.sem,
             w_text => c.weights.text, w_ins => c.weights.ins, fuse => c.fuse, threshold => c.threshold,
             ins_warmup => c.ins_warmup_steps, queue_per_class => c.queue_per_class, aggregate => c.aggregate);
+        if self.calibrated_threshold.is_some() && self.calibrate_every.is_none() {
+            bail!("--calibrated-threshold needs --calibrate-every (a threshold on calibrated p̂)");
+        }
         if let Some(every) = self.calibrate_every {
             if every == 0 || !(self.target_precision > 0.0 && self.target_precision <= 1.0) {
                 bail!("--calibrate-every must be ≥ 1 and --target-precision in (0, 1]");
@@ -122,7 +129,11 @@ impl SslArgs {
             if self.adaptive_threshold.is_some() {
                 bail!("--calibrate-every sets the threshold: drop --adaptive-threshold");
             }
-            c.calibration = Some(CalibrationConfig::protocol2(every, self.target_precision));
+            c.calibration = Some(match self.calibrated_threshold {
+                Some(t) if (0.0..=1.0).contains(&t) => CalibrationConfig::protocol3(every, t),
+                Some(t) => bail!("--calibrated-threshold {t}: a probability in [0, 1]"),
+                None => CalibrationConfig::protocol2(every, self.target_precision),
+            });
         }
         if let Some(floor) = self.adaptive_threshold {
             c.threshold_mode = ThresholdMode::Adaptive { floor, momentum: 0.99 };

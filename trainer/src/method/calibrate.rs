@@ -107,7 +107,8 @@ impl SslState {
         Ok(HoldoutScores { sem, text, ins })
     }
 
-    /// Fits the temperatures and the threshold on the hold-out and sets them.
+    /// Fits the temperatures and the threshold (unless the configuration fixes it) on the hold-out
+    /// and sets them.
     pub fn calibrate(&mut self, s: &HoldoutScores, labels: &[usize], c: &CalibrationConfig) -> CalibrationOutcome {
         let fit = |rows: &[Row], fallback: f64| fit_temperature(rows, labels, T_RANGE.0, T_RANGE.1).unwrap_or(fallback);
         let t = Temperatures {
@@ -143,7 +144,10 @@ impl SslState {
             conf.push(p[k]);
             correct.push(k == y);
         }
-        let found = precision_threshold(&conf, &correct, c.target_precision, c.threshold_floor, c.threshold_ceil);
+        let found = match c.fixed_threshold {
+            Some(t) => Some(t),
+            None => precision_threshold(&conf, &correct, c.target_precision, c.threshold_floor, c.threshold_ceil),
+        };
         let threshold = found.unwrap_or(c.threshold_ceil);
         let admitted: Vec<bool> = conf.iter().map(|&v| v >= threshold as f32).collect();
         let n_adm = admitted.iter().filter(|&&a| a).count();

@@ -71,17 +71,33 @@ pub struct CalibrationConfig {
     pub every: u64,
     /// The threshold is the smallest confidence at which p̂ on the hold-out is right this often.
     pub target_precision: f64,
+    /// Instead of the precision target: this fixed threshold on the calibrated p̂ (Protocol 3).
+    /// After temperature scaling a confidence estimates the chance the label is right, so 0.5
+    /// admits the pseudo-labels more likely right than all other classes together, without
+    /// reading a precision off a hold-out of a few dozen faces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_threshold: Option<f64>,
     /// The threshold's bounds; the ceiling also when no confidence reaches the target.
     pub threshold_floor: f64,
     pub threshold_ceil: f64,
 }
 
 impl CalibrationConfig {
+    /// Protocol 3 (docs/results/sitfer.md): temperatures fitted as in Protocol 2, the threshold
+    /// fixed at `threshold` on the calibrated p̂.
+    pub fn protocol3(every: u64, threshold: f64) -> Self {
+        CalibrationConfig {
+            fixed_threshold: Some(threshold),
+            ..Self::protocol2(every, 0.9)
+        }
+    }
+
     /// Protocol 2's bounds (docs/results/sitfer.md): the threshold within [0.5, 0.99].
     pub fn protocol2(every: u64, target_precision: f64) -> Self {
         CalibrationConfig {
             every,
             target_precision,
+            fixed_threshold: None,
             threshold_floor: 0.5,
             threshold_ceil: 0.99,
         }
