@@ -211,6 +211,19 @@ fn main() -> Result<()> {
         rules.push(rule(&format!("p_text/{tag}"), &x));
         rules.push(rule(&format!("p_ins/{tag}"), &i));
     }
+    // FixMatch's admission (raw p_sem's confidence) with the calibrated fusion's label: what the
+    // fusion adds at FixMatch's coverage.
+    if let Some(t) = cal_t {
+        let fused = rule(
+            "p̂/cal label, p_sem/cfg conf",
+            &mean3(&scaled(&u.sem, t[0]), &scaled(text, t[1]), &scaled(ins, t[2])),
+        );
+        let sem = rule("", &scaled(&u.sem, cfg_t[0]));
+        rules.push(Rule {
+            conf: sem.conf,
+            ..fused
+        });
+    }
     for r in &rules {
         report(r, &truth);
     }
