@@ -516,7 +516,17 @@ fn yunet_engine_gap(cfg: YunetConfig, frame: &Frame) -> Vec<f32> {
     let path = std::path::Path::new(super::YUNET_FILE);
     let mut native = YunetDetector::from_bytes(super::YUNET, path, cfg).unwrap();
     let mut tract = YunetDetector::from_bytes_tract(super::YUNET, path, cfg).unwrap();
-    let (a, b) = (native.raw_outputs(frame).unwrap(), tract.raw_outputs(frame).unwrap());
+    // the native engine on one thread (a board's setting) and on three (rows cut unevenly into
+    // bands): every output is computed by the same code whatever band it falls in, so the two
+    // agree to the bit, and each run twice reuses its buffers
+    let on = |threads: usize, native: &mut YunetDetector| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| native.raw_outputs(frame).unwrap())
+    };
+    let a = on(1, &mut native);
+    assert!(a == on(3, &mut native), "1 and 3 threads differ");
+    assert!(a == on(1, &mut native), "a second pass differs");
+    let b = tract.raw_outputs(frame).unwrap();
     assert_eq!(a.len(), 12);
     a.iter()
         .zip(&b)
