@@ -3,16 +3,16 @@
 //! and 3x3-depthwise convolutions and the pools (docs/results/detection.md, "YuNet without tract
 //! (tenth session)"), and no crate the runtime can use offers depthwise convolutions.
 //! Channels-last makes every kernel a loop over contiguous channels; the convolutions keep their
-//! accumulators in fixed-size arrays (a block of output channels for a few pixels at once), which
-//! the compiler holds in vector registers, so each weight row loaded serves several pixels. That
-//! is written once, generic over the block widths; not through the `gemm` crate: its blocking is
-//! made for large matrices, YuNet's have 1 to 64 outputs, and adding it to the runtime changes the
-//! features tract's shared dependencies are built with.
+//! accumulators in registers (a block of output channels for a few pixels at once), so each
+//! weight row loaded serves several pixels. They are written once over the [`Lanes`] trait
+//! (`nhwc_lanes.rs`: AVX2 + FMA, SSE2, NEON, plain floats), not through the `gemm` crate: its
+//! blocking is made for large matrices, YuNet's have 1 to 64 outputs, and adding it to the
+//! runtime changes the features tract's shared dependencies are built with.
 //!
 //! Every kernel computes a band of output rows (`y0` and as many rows as `dst` holds), so a layer
 //! can be split across threads by rows; none allocates. All are `#[inline(always)]` so that
-//! [`super::yunet_exec`] compiles them a second time inside a function built for AVX2 and FMA (the
-//! default x86-64 target has only SSE2), chosen at run time.
+//! [`super::yunet_exec`] compiles them inside its function built for AVX2 and FMA (the default
+//! x86-64 target has only SSE2), chosen at run time.
 
 pub use super::nhwc_dw::depthwise3x3;
 pub use super::nhwc_lanes::Lanes;

@@ -1,15 +1,16 @@
 //! YuNet's forward pass without tract: the ONNX graph written by `scripts/convert-yunet.sh` is
-//! read once (its convolutions' weights and how they connect) into a fixed list of steps over
-//! channels-last buffers sized for one input size, run by the kernels in [`super::nhwc`].
+//! read once (its convolutions' weights and how they connect) into a fixed list of layers over
+//! channels-last buffers sized for one input size, run by [`super::yunet_exec`] on the kernels in
+//! [`super::nhwc`].
 //!
 //! Why by hand: tract 0.23 takes 22–28 ms per 640x480 frame on this network where ONNX Runtime
 //! takes 6.9 ms on one thread (docs/results/detection.md); profiled per node, tract spends 47 %
 //! in the 1x1 convolutions (packed matrix products, the packing alone 15 %), 21 % in the
 //! channels-first depthwise convolutions and 15 % in the max pools, and none of its settings
-//! changes that. No crate the runtime could use runs depthwise convolutions channels-last. Only the operators the converter emits are accepted (dense and depthwise 3x3,
-//! 1x1, ReLU, 2x2 max pool, the x2 nearest upsampling it writes as a depthwise transposed
-//! convolution of ones, Add, Sigmoid, and the NCHW→NHWC Transpose + Reshape of the outputs, which
-//! channels-last makes free); anything else is refused at load, so a different graph cannot be
+//! changes that. No crate the runtime could use runs depthwise convolutions channels-last. Only
+//! the operators the converter emits are accepted (dense and depthwise 3x3, 1x1, ReLU, 2x2 max
+//! pool, the x2 nearest upsampling it writes as a depthwise transposed convolution of ones, Add,
+//! Sigmoid, and the NCHW→NHWC Transpose + Reshape of the outputs, which channels-last makes free); anything else is refused at load, so a different graph cannot be
 //! run wrongly. The tract path stays (`yunet-tract`), and a test checks both give the same
 //! outputs.
 
