@@ -233,3 +233,5 @@ impl DetectorSpec {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod yunet_tests;
