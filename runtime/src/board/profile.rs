@@ -46,8 +46,9 @@ pub struct CameraProfile {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceProfile {
-    /// Threads of the detector's pool (rustface runs on rayon; tract runs the model on one
-    /// thread, which measured fastest on x86).
+    /// Threads of the detector's pool (rustface and YuNet's native engine run on rayon; tract
+    /// runs the models on one thread, which measured fastest on x86); 1 keeps detection on the
+    /// inference thread.
     pub threads: u32,
     /// Run the detector every N frames and track between.
     pub detection_interval: u32,

@@ -202,8 +202,8 @@ pub fn run(mut a: RunArgs) -> Result<()> {
         .context("--board")?;
     if let Some(b) = &board {
         apply_board_inference(&mut a, b);
-        // rustface's pyramid runs on rayon's global pool; the profile leaves cores to the
-        // capture and sink threads (tract itself runs on one thread).
+        // rustface's pyramid and YuNet's native layers run on rayon's global pool; the profile
+        // leaves cores to the capture and sink threads (tract itself runs on one thread).
         if let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(b.inference.threads as usize)
             .build_global()

@@ -6,11 +6,16 @@
 mod bbox;
 mod mtcnn;
 mod nhwc;
+mod nhwc_dw;
+mod nhwc_lanes;
+#[cfg(test)]
+mod nhwc_tests;
 mod nms;
 mod onnx;
 mod seeta;
 mod whole_frame;
 mod yunet;
+mod yunet_exec;
 mod yunet_native;
 
 pub use bbox::BBox;
@@ -228,3 +233,5 @@ impl DetectorSpec {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod yunet_tests;

@@ -1,73 +1,23 @@
 //! YuNet's forward pass without tract: the ONNX graph written by `scripts/convert-yunet.sh` is
-//! read once (its convolutions' weights and how they connect) into a fixed list of steps over
-//! channels-last buffers sized for one input size, run by the kernels in [`super::nhwc`].
+//! read once (its convolutions' weights and how they connect) into a fixed list of layers over
+//! channels-last buffers sized for one input size, run by [`super::yunet_exec`] on the kernels in
+//! [`super::nhwc`].
 //!
 //! Why by hand: tract 0.23 takes 22–28 ms per 640x480 frame on this network where ONNX Runtime
 //! takes 6.9 ms on one thread (docs/results/detection.md); profiled per node, tract spends 47 %
 //! in the 1x1 convolutions (packed matrix products, the packing alone 15 %), 21 % in the
 //! channels-first depthwise convolutions and 15 % in the max pools, and none of its settings
-//! changes that. No crate the runtime could use runs depthwise convolutions channels-last. Only the operators the converter emits are accepted (dense and depthwise 3x3,
-//! 1x1, ReLU, 2x2 max pool, the x2 nearest upsampling it writes as a depthwise transposed
-//! convolution of ones, Add, Sigmoid, and the NCHW→NHWC Transpose + Reshape of the outputs, which
-//! channels-last makes free); anything else is refused at load, so a different graph cannot be
+//! changes that. No crate the runtime could use runs depthwise convolutions channels-last. Only
+//! the operators the converter emits are accepted (dense and depthwise 3x3, 1x1, ReLU, 2x2 max
+//! pool, the x2 nearest upsampling it writes as a depthwise transposed convolution of ones, Add,
+//! Sigmoid, and the NCHW→NHWC Transpose + Reshape of the outputs, which channels-last makes free); anything else is refused at load, so a different graph cannot be
 //! run wrongly. The tract path stays (`yunet-tract`), and a test checks both give the same
 //! outputs.
 
 use super::nhwc::{self, ConvGeom, Shape};
+use super::yunet_exec::{self, Layer, Op};
 use std::collections::HashMap;
 use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto, tensor_proto::DataType};
-
-/// One step of the forward pass; `x`, `a`, `b`, `out` index [`YunetNet::bufs`].
-#[derive(Debug)]
-enum Step {
-    Dense {
-        x: usize,
-        s: Shape,
-        g: ConvGeom,
-        /// `[ky][kx][c_in][c_out]`
-        w: Vec<f32>,
-        bias: Vec<f32>,
-        relu: bool,
-        out: usize,
-    },
-    Pointwise {
-        x: usize,
-        s: Shape,
-        /// as [`nhwc::pointwise_weights`] lays them out
-        w: Vec<f32>,
-        bias: Vec<f32>,
-        relu: bool,
-        out: usize,
-    },
-    Depthwise {
-        x: usize,
-        s: Shape,
-        /// `[ky*3+kx][c]`
-        w: Vec<f32>,
-        bias: Vec<f32>,
-        relu: bool,
-        out: usize,
-    },
-    Pool {
-        x: usize,
-        s: Shape,
-        out: usize,
-    },
-    Upsample {
-        x: usize,
-        s: Shape,
-        out: usize,
-    },
-    Add {
-        a: usize,
-        b: usize,
-        out: usize,
-    },
-    /// In place.
-    Sigmoid {
-        x: usize,
-    },
-}
 
 /// A value of the graph: the buffer holding it, its shape, and whether the NCHW→NHWC transpose
 /// has been applied (after which only a reshape to `[1, h*w, c]` may follow).
@@ -79,11 +29,10 @@ struct Value {
 }
 
 pub struct YunetNet {
-    steps: Vec<Step>,
+    layers: Vec<Layer>,
     bufs: Vec<Vec<f32>>,
     outputs: Vec<usize>,
-    /// The CPU has AVX2 and FMA (x86-64): the steps run compiled for them (`run_avx2`).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// The CPU has AVX2 and FMA (x86-64): the kernels run compiled for them.
     avx2: bool,
 }
 
@@ -142,7 +91,7 @@ impl YunetNet {
 
         let in_shape = Shape { h, w, c: 3 };
         let mut net = YunetNet {
-            steps: Vec::new(),
+            layers: Vec::new(),
             bufs: vec![vec![0.0; in_shape.len()]],
             outputs: Vec::new(),
             #[cfg(target_arch = "x86_64")]
@@ -232,64 +181,39 @@ impl YunetNet {
                         w: g.out_side(x.s.w),
                         c: n,
                     };
-                    let out = net.new_buf(s);
-                    let step = if group == 1
-                        && g == (ConvGeom {
-                            k: 1,
-                            stride: 1,
-                            pad: 0,
-                        }) {
-                        let w = nhwc::pointwise_weights(&wv, ci, n);
-                        Step::Pointwise {
-                            x: x.buf,
-                            s: x.s,
-                            w,
-                            bias,
-                            relu,
-                            out,
-                        }
-                    } else if group == x.s.c
+                    let op = if group == x.s.c
                         && ci == 1
                         && n == group
                         && g == (ConvGeom {
                             k: 3,
                             stride: 1,
                             pad: 1,
-                        })
-                    {
+                        }) {
                         // [c][1][ky][kx] → [ky*3+kx][c]
                         let w = (0..9)
                             .flat_map(|t| (0..n).map(move |c| (t, c)))
                             .map(|(t, c)| wv[c * 9 + t])
                             .collect();
-                        Step::Depthwise {
+                        Op::Depthwise {
                             x: x.buf,
                             s: x.s,
                             w,
                             bias,
                             relu,
-                            out,
                         }
-                    } else if group == 1 && g.k <= x.s.h + 2 * g.pad && g.k <= x.s.w + 2 * g.pad {
-                        // [o][i][ky][kx] → [ky][kx][i][o]
-                        let kk = g.k * g.k;
-                        let w = (0..kk * ci * n)
-                            .map(|j| (j / (ci * n), j / n % ci, j % n))
-                            .map(|(t, i, o)| wv[(o * ci + i) * kk + t])
-                            .collect();
-                        Step::Dense {
+                    } else if group == 1 && g.k <= x.s.h + 2 * g.pad && g.k <= x.s.w + 2 * g.pad && g.pad < g.k {
+                        Op::Conv {
                             x: x.buf,
                             s: x.s,
                             g,
-                            w,
+                            w: nhwc::conv_weights(&wv, ci, n, g.k),
                             bias,
                             relu,
-                            out,
                         }
                     } else {
                         return Err(format!("{}: group {group} with weight {dims:?} not supported", what()));
                     };
-                    net.steps.push(step);
+                    let out = net.push(op, s);
                     Value {
                         buf: out,
                         s,
@@ -308,8 +232,7 @@ impl YunetNet {
                         w: x.s.w / 2,
                         c: x.s.c,
                     };
-                    let out = net.new_buf(s);
-                    net.steps.push(Step::Pool { x: x.buf, s: x.s, out });
+                    let out = net.push(Op::Pool { x: x.buf, s: x.s }, s);
                     Value {
                         buf: out,
                         s,
@@ -339,8 +262,7 @@ impl YunetNet {
                         w: 2 * x.s.w,
                         c: x.s.c,
                     };
-                    let out = net.new_buf(s);
-                    net.steps.push(Step::Upsample { x: x.buf, s: x.s, out });
+                    let out = net.push(Op::Upsample { x: x.buf, s: x.s }, s);
                     Value {
                         buf: out,
                         s,
@@ -352,12 +274,7 @@ impl YunetNet {
                     if a.s != b.s || a.transposed || b.transposed {
                         return Err(format!("{}: shapes {:?} and {:?}", what(), a.s, b.s));
                     }
-                    let out = net.new_buf(a.s);
-                    net.steps.push(Step::Add {
-                        a: a.buf,
-                        b: b.buf,
-                        out,
-                    });
+                    let out = net.push(Op::Add { a: a.buf, b: b.buf }, a.s);
                     Value {
                         buf: out,
                         s: a.s,
@@ -369,7 +286,11 @@ impl YunetNet {
                     if readers[node.input[0].as_str()] != 1 || x.buf == 0 {
                         return Err(format!("{}: its input is read elsewhere too", what()));
                     }
-                    net.steps.push(Step::Sigmoid { x: x.buf });
+                    net.layers.push(Layer {
+                        op: Op::Sigmoid,
+                        out: x.buf,
+                        shape: x.s,
+                    });
                     x
                 }
                 "Transpose" => {
@@ -417,9 +338,12 @@ impl YunetNet {
         Ok(net)
     }
 
-    fn new_buf(&mut self, s: Shape) -> usize {
+    /// Adds a layer writing a new buffer of shape `s`; its index.
+    fn push(&mut self, op: Op, s: Shape) -> usize {
         self.bufs.push(vec![0.0; s.len()]);
-        self.bufs.len() - 1
+        let out = self.bufs.len() - 1;
+        self.layers.push(Layer { op, out, shape: s });
+        out
     }
 
     /// The input buffer to fill: `[h][w][3]`, BGR 0–255.
@@ -427,66 +351,10 @@ impl YunetNet {
         &mut self.bufs[0]
     }
 
-    /// Runs the steps on the input buffer; [`Self::output`] then reads the results.
+    /// Runs the layers on the input buffer over rayon's current pool (one thread: in the calling
+    /// thread); [`Self::output`] then reads the results.
     pub fn run(&mut self) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: the CPU has AVX2 and FMA (checked when the net was built).
-            unsafe { self.run_avx2() };
-            return;
-        }
-        // aarch64 has fused multiply-add in its base instruction set; plain x86-64 does not
-        self.run_steps::<{ cfg!(target_arch = "aarch64") }>();
-    }
-
-    /// The same steps with the kernels compiled for AVX2 and FMA: 8 floats per instruction
-    /// instead of SSE2's 4, multiply and add fused (the kernels are `#[inline(always)]`, so they
-    /// are built again here).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn run_avx2(&mut self) {
-        self.run_steps::<true>();
-    }
-
-    #[inline(always)]
-    fn run_steps<const FMA: bool>(&mut self) {
-        for step in &self.steps {
-            // the output buffer is taken out while the inputs are read, then put back
-            let (o, mut dst) = match *step {
-                Step::Dense { out, .. }
-                | Step::Pointwise { out, .. }
-                | Step::Depthwise { out, .. }
-                | Step::Pool { out, .. }
-                | Step::Upsample { out, .. }
-                | Step::Add { out, .. } => (out, std::mem::take(&mut self.bufs[out])),
-                Step::Sigmoid { x } => {
-                    nhwc::sigmoid(&mut self.bufs[x]);
-                    continue;
-                }
-            };
-            let b = &self.bufs;
-            match step {
-                Step::Dense {
-                    x, s, g, w, bias, relu, ..
-                } => nhwc::dense_conv::<FMA>(&b[*x], *s, *g, w, bias, *relu, &mut dst),
-                Step::Pointwise {
-                    x, s, w, bias, relu, ..
-                } => {
-                    nhwc::pointwise::<FMA>(&b[*x], *s, w, bias, &mut dst);
-                    if *relu {
-                        nhwc::relu(&mut dst);
-                    }
-                }
-                Step::Depthwise {
-                    x, s, w, bias, relu, ..
-                } => nhwc::depthwise3x3::<FMA>(&b[*x], *s, w, bias, *relu, &mut dst),
-                Step::Pool { x, s, .. } => nhwc::maxpool2(&b[*x], *s, &mut dst),
-                Step::Upsample { x, s, .. } => nhwc::upsample2(&b[*x], *s, &mut dst),
-                Step::Add { a, b: bb, .. } => nhwc::add(&b[*a], &b[*bb], &mut dst),
-                Step::Sigmoid { .. } => unreachable!("handled above"),
-            }
-            self.bufs[o] = dst;
-        }
+        yunet_exec::run(&self.layers, &mut self.bufs, self.avx2);
     }
 
     /// Output `i` of the graph (in its order), `[cells][channels]`.
