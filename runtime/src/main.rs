@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::infer::Model;
 use sitfer_runtime::labels::ALL;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -45,7 +45,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Latency of the bundle's models in tract at the given batch sizes, and model sizes.
+    /// Latency of the bundle's models in tract at the given batch sizes, and model sizes; then the
+    /// boards' aarch64 instruction counts (per face per precision, per frame per detector, on
+    /// cortex-a76 and cortex-a57), which experiments/aarch64-counts.sh measures under qemu.
     Bench {
         bundle: PathBuf,
         #[arg(long, value_delimiter = ',', default_value = "1,8")]
@@ -53,6 +55,11 @@ enum Command {
         /// Timed runs per configuration (after 3 warm-up runs).
         #[arg(long, default_value_t = 50)]
         runs: usize,
+        /// The counts' summary that experiments/aarch64-counts.sh writes, printed after the host
+        /// timings: no board is at hand, and host wall time says little about the boards' cores
+        /// (docs/results/boards.md).
+        #[arg(long, default_value = "runs/aarch64-counts/summary.md")]
+        counts: PathBuf,
     },
     /// Recognize expressions in frames from a source; one JSON line per frame.
     Run(cmd::run::RunArgs),
@@ -138,6 +145,23 @@ fn bench(path: PathBuf, batches: &[usize], runs: usize) -> Result<()> {
     Ok(())
 }
 
+/// What `sitfer bench` prints after the host timings: the counts' summary, or where to get it.
+fn aarch64_counts(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(s) => format!(
+            "\naarch64 instruction counts under qemu ({}, from experiments/aarch64-counts.sh):\n\n{}",
+            path.display(),
+            s.trim_end()
+        ),
+        Err(_) => format!(
+            "\naarch64 instruction counts: no summary at {} (experiments/aarch64-counts.sh counts \
+             them per face per precision and per frame per detector on cortex-a76 and cortex-a57; \
+             docs/results/boards.md has the last ones)",
+            path.display()
+        ),
+    }
+}
+
 fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
@@ -162,7 +186,15 @@ fn main() -> Result<()> {
             Bundle::open(&out).with_context(|| format!("verifying {}", out.display()))?;
             println!("{} (verified)", out.display());
         }
-        Command::Bench { bundle, batches, runs } => bench(bundle, &batches, runs.max(1))?,
+        Command::Bench {
+            bundle,
+            batches,
+            runs,
+            counts,
+        } => {
+            bench(bundle, &batches, runs.max(1))?;
+            println!("{}", aarch64_counts(&counts));
+        }
         Command::Run(a) => cmd::run::run(a)?,
         Command::Eval(a) => cmd::eval::eval(a)?,
         Command::Calibrate(a) => cmd::calibrate::calibrate(a)?,
@@ -171,4 +203,19 @@ fn main() -> Result<()> {
         Command::BenchDetect(a) => cmd::bench_detect::bench_detect(a)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aarch64_counts;
+
+    #[test]
+    fn bench_prints_the_counts_summary_or_says_where_to_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = dir.path().join("summary.md");
+        assert!(aarch64_counts(&summary).contains("experiments/aarch64-counts.sh counts them"));
+        std::fs::write(&summary, "| core | fp32 |\n|---|---|\n| cortex-a76 | 56.8 M |\n").unwrap();
+        let out = aarch64_counts(&summary);
+        assert!(out.ends_with("| cortex-a76 | 56.8 M |"), "{out}");
+    }
 }
