@@ -19,7 +19,9 @@
 # Output: $OUT/table.md, one row per count (both runs and the per-unit difference; rows are
 # appended, so several partial invocations add up), and $OUT/summary.md, rebuilt from it at the
 # end: per face per precision and per frame per detector, one row per core (the latest count of
-# each). `sitfer bench` prints summary.md beside its host timings when it finds it.
+# each). `sitfer bench DIR --counts $OUT/summary.md` prints it after the host timings; without
+# --counts it prints docs/results/aarch64-counts.md (built into the binary), the same tables from
+# the counts docs/results/boards.md reports: copy a complete summary there to update them.
 #
 #   experiments/aarch64-counts.sh
 #   CPUS=cortex-a76 PRECISIONS="fp32 fp16" DETECTORS=blazeface FRAME_PRECISION=fp16 experiments/aarch64-counts.sh

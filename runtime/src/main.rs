@@ -55,11 +55,11 @@ enum Command {
         /// Timed runs per configuration (after 3 warm-up runs).
         #[arg(long, default_value_t = 50)]
         runs: usize,
-        /// The counts' summary that experiments/aarch64-counts.sh writes, printed after the host
-        /// timings: no board is at hand, and host wall time says little about the boards' cores
-        /// (docs/results/boards.md).
-        #[arg(long, default_value = "runs/aarch64-counts/summary.md")]
-        counts: PathBuf,
+        /// A fresh counts' summary to print after the host timings (experiments/aarch64-counts.sh
+        /// writes runs/aarch64-counts/summary.md) instead of the one built in: no board is at
+        /// hand, and host wall time says little about the boards' cores (docs/results/boards.md).
+        #[arg(long)]
+        counts: Option<PathBuf>,
     },
     /// Recognize expressions in frames from a source; one JSON line per frame.
     Run(cmd::run::RunArgs),
@@ -145,21 +145,27 @@ fn bench(path: PathBuf, batches: &[usize], runs: usize) -> Result<()> {
     Ok(())
 }
 
-/// What `sitfer bench` prints after the host timings: the counts' summary, or where to get it.
-fn aarch64_counts(path: &Path) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(s) => format!(
-            "\naarch64 instruction counts under qemu ({}, from experiments/aarch64-counts.sh):\n\n{}",
-            path.display(),
-            s.trim_end()
+/// The counts docs/results/boards.md reports, built in so that `sitfer bench` shows them on any
+/// machine (the summary format of experiments/aarch64-counts.sh).
+const AARCH64_COUNTS: &str = include_str!("../../docs/results/aarch64-counts.md");
+
+/// What `sitfer bench` prints after the host timings: a fresh summary when given, else the
+/// built-in one.
+fn aarch64_counts(path: Option<&Path>) -> Result<String> {
+    let (from, text) = match path {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("reading the counts' summary {}", p.display()))?,
         ),
-        Err(_) => format!(
-            "\naarch64 instruction counts: no summary at {} (experiments/aarch64-counts.sh counts \
-             them per face per precision and per frame per detector on cortex-a76 and cortex-a57; \
-             docs/results/boards.md has the last ones)",
-            path.display()
+        None => (
+            "built in: docs/results/aarch64-counts.md".to_string(),
+            AARCH64_COUNTS.to_string(),
         ),
-    }
+    };
+    Ok(format!(
+        "\nThe boards' aarch64 instruction counts ({from}):\n\n{}",
+        text.trim_end()
+    ))
 }
 
 fn main() -> Result<()> {
@@ -193,7 +199,7 @@ fn main() -> Result<()> {
             counts,
         } => {
             bench(bundle, &batches, runs.max(1))?;
-            println!("{}", aarch64_counts(&counts));
+            println!("{}", aarch64_counts(counts.as_deref())?);
         }
         Command::Run(a) => cmd::run::run(a)?,
         Command::Eval(a) => cmd::eval::eval(a)?,
@@ -210,12 +216,16 @@ mod tests {
     use super::aarch64_counts;
 
     #[test]
-    fn bench_prints_the_counts_summary_or_says_where_to_get_it() {
+    fn bench_prints_the_built_in_counts_or_a_given_summary() {
+        let built_in = aarch64_counts(None).unwrap();
+        for what in ["cortex-a76", "cortex-a57", "fp16", "rustface", "yunet"] {
+            assert!(built_in.contains(what), "{what} missing:\n{built_in}");
+        }
         let dir = tempfile::tempdir().unwrap();
         let summary = dir.path().join("summary.md");
-        assert!(aarch64_counts(&summary).contains("experiments/aarch64-counts.sh counts them"));
+        assert!(aarch64_counts(Some(&summary)).is_err(), "a missing summary is an error");
         std::fs::write(&summary, "| core | fp32 |\n|---|---|\n| cortex-a76 | 56.8 M |\n").unwrap();
-        let out = aarch64_counts(&summary);
+        let out = aarch64_counts(Some(&summary)).unwrap();
         assert!(out.ends_with("| cortex-a76 | 56.8 M |"), "{out}");
     }
 }
