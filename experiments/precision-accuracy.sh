@@ -47,7 +47,7 @@ fi
 awk -F, -v p="$P" '
   FNR == 1 { run = (FILENAME ~ "/fp32-q[0-9]+[.]csv$") ? "fp32" : p; next }
   {
-    f = $1; sub(/.*\//, "", f); n[run]++
+    f = $1; sub(/.*\//, "", f); n[run]++; seen[run, f] = 1
     for (s = 3; s <= 6; s++) { ok[run, s] += ($s == $2); pred[run, f, s] = $s }
     files[f] = 1
   }
@@ -55,8 +55,9 @@ awk -F, -v p="$P" '
     split("p_sem p_text p_ins p_hat", name, " ")
     printf "| source | fp32 | %s | delta (points) | faces whose prediction differs |\n|---|---|---|---|---|\n", p
     for (s = 3; s <= 6; s++) {
-      d = 0; for (f in files) d += (pred["fp32", f, s] != pred[p, f, s])
+      d = 0; for (f in files) d += ((("fp32", f) in seen) && ((p, f) in seen) && pred["fp32", f, s] != pred[p, f, s])
       a = 100 * ok["fp32", s] / n["fp32"]; b = 100 * ok[p, s] / n[p]
       printf "| %s | %.2f %% (%d/%d) | %.2f %% (%d/%d) | %+.2f | %d |\n", name[s - 2], a, ok["fp32", s], n["fp32"], b, ok[p, s], n[p], b - a, d
     }
+    if (n["fp32"] != n[p]) printf "\nnot the same faces (%d and %d): the accuracies do not compare; differences over the faces in both\n", n["fp32"], n[p]
   }' "$OUT"/fp32-q*.csv "$OUT/$P"-q*.csv | tee "$OUT/compare-$P.md"
