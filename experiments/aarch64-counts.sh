@@ -16,6 +16,13 @@
 # would never pick its f16 kernels under emulation. Needs root (unshare -m, mount --bind).
 # Instruction counts ignore caches, memory and latency: a proxy for cost, not a timing.
 #
+# Output: $OUT/table.md, one row per count (both runs and the per-unit difference; rows are
+# appended, so several partial invocations add up), and $OUT/summary.md, rebuilt from it at the
+# end: per face per precision and per frame per detector, one row per core (the latest count of
+# each). `sitfer bench DIR --counts $OUT/summary.md` prints it after the host timings; without
+# --counts it prints docs/results/aarch64-counts.md (built into the binary), the same tables from
+# the counts docs/results/boards.md reports: copy a complete summary there to update them.
+#
 #   experiments/aarch64-counts.sh
 #   CPUS=cortex-a76 PRECISIONS="fp32 fp16" DETECTORS=blazeface FRAME_PRECISION=fp16 experiments/aarch64-counts.sh
 #   CPUS=cortex-a57 PRECISIONS=fp16 DETECTORS= FACES="1 6" ...   (a slow path: 7 and 42 faces)
@@ -57,20 +64,21 @@ cpuinfo() {
 # insns CPU ARGS...: the guest instructions of `sitfer ARGS` on CPU.
 insns() {
   local cpu=$1; shift
-  cpuinfo "$cpu" > "$OUT/cpuinfo-$cpu"
+  # Written aside and renamed: a count running in parallel may have the file bind-mounted.
+  cpuinfo "$cpu" > "$OUT/cpuinfo-$cpu.$$" && mv -f "$OUT/cpuinfo-$cpu.$$" "$OUT/cpuinfo-$cpu"
   unshare -m sh -c 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"' sh "$OUT/cpuinfo-$cpu" \
     "$COUNT" -cpu "$cpu" "$B" "$@" 2>"$OUT/last-$$.err" >/dev/null \
     || { cat "$OUT/last-$$.err" >&2; exit 1; }
   grep -o 'guest_insns [0-9]*' "$OUT/last-$$.err" | awk '{print $2}'
 }
 
-# Faces: the first N of each class, in name order.
+# Faces: the first N of each class, in name order (links, not copies: the data stays where it is).
 for n in $N1 $N2 23; do
   [ -d "$OUT/faces-$n" ] && continue
   for c in "$DATA"/fer2013/val/*/; do
     c=$(basename "$c"); mkdir -p "$OUT/faces-$n/$c"
-    mapfile -t files < <(find "$DATA/fer2013/val/$c" -maxdepth 1 -name '*.png' | sort)
-    cp "${files[@]:0:$n}" "$OUT/faces-$n/$c/"
+    mapfile -t files < <(find "$(realpath "$DATA/fer2013/val/$c")" -maxdepth 1 -name '*.png' | sort)
+    ln -s "${files[@]:0:$n}" "$OUT/faces-$n/$c/"
   done
 done
 # Frames: one face of 200 px on a 640x480 textured background (run natively under qemu, not counted).
@@ -102,3 +110,36 @@ for cpu in $CPUS; do
     echo "| $cpu | frame, $d + $fp model | $((a / M)) M (2 frames) | $((b / M)) M (6) | **$(awk "BEGIN{printf \"%.1f\", ($b - $a) / 4 / 1e6}") M / frame** |" | tee -a "$OUT/table.md"
   done
 done
+
+# summary.md: the per-unit column of table.md's latest row for each core and each thing counted.
+summary() {
+  awk -F' [|] ' '
+    /^[|] cortex/ {
+      core = substr($1, 3); what = $2; v = $5; gsub(/[*]| [|]$/, "", v); sub(/ \/ .*/, "", v)
+      if (what ~ /^face, /) { k = substr(what, 7); face[core, k] = v; fk[k] = 1 }
+      else { split(substr(what, 8), w, " "); k = w[1]; frame[core, k] = v " (" w[3] ")"; dk[k] = 1 }
+      if (!(core in cores)) order[++nc] = core; cores[core] = 1
+    }
+    END {
+      n = split("fp32 int8 fp16", fo, " "); m = split("rustface blazeface yunet mtcnn", do_, " ")
+      printf "Instructions per face (`sitfer eval --faces whole-frame --precision P`):\n\n| core |"
+      for (i = 1; i <= n; i++) if (fo[i] in fk) printf " %s |", fo[i]
+      printf "\n|---|"; for (i = 1; i <= n; i++) if (fo[i] in fk) printf "---|"; print ""
+      for (j = 1; j <= nc; j++) { c = order[j]
+        printf "| %s |", c
+        for (i = 1; i <= n; i++) if (fo[i] in fk) printf " %s |", ((c, fo[i]) in face) ? face[c, fo[i]] : "–"
+        print ""
+      }
+      if (length(dk) == 0) exit
+      printf "\nInstructions per 640x480 frame with one face, detection on every frame (detector, crop and\nthe model, at the precision in brackets):\n\n| core |"
+      for (i = 1; i <= m; i++) if (do_[i] in dk) printf " %s |", do_[i]
+      printf "\n|---|"; for (i = 1; i <= m; i++) if (do_[i] in dk) printf "---|"; print ""
+      for (j = 1; j <= nc; j++) { c = order[j]
+        printf "| %s |", c
+        for (i = 1; i <= m; i++) if (do_[i] in dk) printf " %s |", ((c, do_[i]) in frame) ? frame[c, do_[i]] : "–"
+        print ""
+      }
+    }' "$OUT/table.md" > "$OUT/summary.md"
+}
+summary
+echo; cat "$OUT/summary.md"

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::infer::Model;
 use sitfer_runtime::labels::ALL;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -45,7 +45,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Latency of the bundle's models in tract at the given batch sizes, and model sizes.
+    /// Latency of the bundle's models in tract at the given batch sizes, and model sizes; then the
+    /// boards' aarch64 instruction counts (per face per precision, per frame per detector, on
+    /// cortex-a76 and cortex-a57), which experiments/aarch64-counts.sh measures under qemu.
     Bench {
         bundle: PathBuf,
         #[arg(long, value_delimiter = ',', default_value = "1,8")]
@@ -53,6 +55,11 @@ enum Command {
         /// Timed runs per configuration (after 3 warm-up runs).
         #[arg(long, default_value_t = 50)]
         runs: usize,
+        /// A fresh counts' summary to print after the host timings (experiments/aarch64-counts.sh
+        /// writes runs/aarch64-counts/summary.md) instead of the one built in: no board is at
+        /// hand, and host wall time says little about the boards' cores (docs/results/boards.md).
+        #[arg(long)]
+        counts: Option<PathBuf>,
     },
     /// Recognize expressions in frames from a source; one JSON line per frame.
     Run(cmd::run::RunArgs),
@@ -138,6 +145,29 @@ fn bench(path: PathBuf, batches: &[usize], runs: usize) -> Result<()> {
     Ok(())
 }
 
+/// The counts docs/results/boards.md reports, built in so that `sitfer bench` shows them on any
+/// machine (the summary format of experiments/aarch64-counts.sh).
+const AARCH64_COUNTS: &str = include_str!("../../docs/results/aarch64-counts.md");
+
+/// What `sitfer bench` prints after the host timings: a fresh summary when given, else the
+/// built-in one.
+fn aarch64_counts(path: Option<&Path>) -> Result<String> {
+    let (from, text) = match path {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("reading the counts' summary {}", p.display()))?,
+        ),
+        None => (
+            "built in: docs/results/aarch64-counts.md".to_string(),
+            AARCH64_COUNTS.to_string(),
+        ),
+    };
+    Ok(format!(
+        "\nThe boards' aarch64 instruction counts ({from}):\n\n{}",
+        text.trim_end()
+    ))
+}
+
 fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
@@ -162,7 +192,15 @@ fn main() -> Result<()> {
             Bundle::open(&out).with_context(|| format!("verifying {}", out.display()))?;
             println!("{} (verified)", out.display());
         }
-        Command::Bench { bundle, batches, runs } => bench(bundle, &batches, runs.max(1))?,
+        Command::Bench {
+            bundle,
+            batches,
+            runs,
+            counts,
+        } => {
+            bench(bundle, &batches, runs.max(1))?;
+            println!("{}", aarch64_counts(counts.as_deref())?);
+        }
         Command::Run(a) => cmd::run::run(a)?,
         Command::Eval(a) => cmd::eval::eval(a)?,
         Command::Calibrate(a) => cmd::calibrate::calibrate(a)?,
@@ -171,4 +209,23 @@ fn main() -> Result<()> {
         Command::BenchDetect(a) => cmd::bench_detect::bench_detect(a)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aarch64_counts;
+
+    #[test]
+    fn bench_prints_the_built_in_counts_or_a_given_summary() {
+        let built_in = aarch64_counts(None).unwrap();
+        for what in ["cortex-a76", "cortex-a57", "fp16", "rustface", "yunet"] {
+            assert!(built_in.contains(what), "{what} missing:\n{built_in}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let summary = dir.path().join("summary.md");
+        assert!(aarch64_counts(Some(&summary)).is_err(), "a missing summary is an error");
+        std::fs::write(&summary, "| core | fp32 |\n|---|---|\n| cortex-a76 | 56.8 M |\n").unwrap();
+        let out = aarch64_counts(Some(&summary)).unwrap();
+        assert!(out.ends_with("| cortex-a76 | 56.8 M |"), "{out}");
+    }
 }

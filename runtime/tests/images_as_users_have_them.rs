@@ -127,3 +127,24 @@ fn eval_scores_what_it_can_read_and_lists_what_it_cannot() {
         "{stderr}"
     );
 }
+
+#[test]
+fn eval_predictions_give_one_row_per_scored_face_with_every_sources_class() {
+    let tmp = tempfile::tempdir().unwrap();
+    dataset(tmp.path());
+    let csv = tmp.path().join("predictions.csv");
+    let out = eval(tmp.path(), &["--predictions", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0], ["file", "truth", "p_sem", "p_text", "p_ins", "p_hat"]);
+    // The unreadable file is skipped here as in the accuracy.
+    assert_eq!(rows.len(), 3, "{text}");
+    for (row, name) in rows[1..].iter().zip(["a-face.png", "b-face-palette.tif"]) {
+        assert!(row[0].ends_with(name) && row[1] == "happy", "{row:?}");
+        // The default bundle has prototypes: every source names a class.
+        assert!(row[2..].iter().all(|c| !c.is_empty()), "{row:?}");
+    }
+    // The same face twice (PNG and palette TIFF): the same classes.
+    assert_eq!(rows[1][2..], rows[2][2..]);
+}

@@ -11,6 +11,7 @@ use sitfer_runtime::instance_buffer::{InstanceBuffer, MAX_QUEUE_PER_CLASS, space
 use sitfer_runtime::labels::{ALL, LabelMeaning, NUM_CLASSES, lookup_label_name};
 use sitfer_runtime::pipeline::Recognizer;
 use sitfer_runtime::source::Frame;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,11 @@ pub struct EvalArgs {
     /// file; the skipped files are counted and listed after the results, and leave the accuracy).
     #[arg(long)]
     pub fail_on_unreadable: bool,
+    /// Also write one CSV row per image (file, true class, and the class each source predicts;
+    /// empty when no face was found): two runs' rows can then be compared face by face, which
+    /// equal accuracies alone do not show.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
 }
 
 /// The folder evaluated, (file, class) of every image in it, and the folders skipped (labels
@@ -185,6 +191,15 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let whole_frame = a.model.faces == Faces::WholeFrame;
     // "decoding FILE: why" of each image skipped.
     let mut unreadable: Vec<String> = Vec::new();
+    let mut predictions = match &a.predictions {
+        Some(p) => {
+            let mut w =
+                std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?);
+            writeln!(w, "{PREDICTIONS_HEADER}")?;
+            Some(w)
+        }
+        None => None,
+    };
     for chunk in items.chunks(if whole_frame { batch } else { 1 }) {
         let mut readable = Vec::with_capacity(chunk.len());
         let mut frames = Vec::with_capacity(chunk.len());
@@ -192,7 +207,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             match frame_of(path) {
                 Ok(f) => {
                     frames.push(f);
-                    readable.push(*class);
+                    readable.push((path, *class));
                 }
                 Err(e) if a.fail_on_unreadable => {
                     return Err(e.context("--fail-on-unreadable: stopping at the first unreadable image"));
@@ -203,8 +218,21 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 }
             }
         }
-        for (class, f) in readable.iter().zip(rec.fuse_single_faces(&frames, whole_frame)?) {
-            let class = *class;
+        for (&(path, class), f) in readable.iter().zip(rec.fuse_single_faces(&frames, whole_frame)?) {
+            if let Some(w) = predictions.as_mut() {
+                let p = f.as_ref();
+                let row = prediction_row(
+                    path,
+                    class,
+                    [
+                        p.map(|f| &f.p_sem),
+                        p.and_then(|f| f.p_text.as_ref()),
+                        p.map(|f| &f.p_ins),
+                        p.map(|f| &f.p_hat),
+                    ],
+                );
+                writeln!(w, "{row}")?;
+            }
             match f {
                 Some(f) => {
                     sem.add(class, Some(&f.p_sem));
@@ -224,6 +252,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
     }
     let secs = t0.elapsed().as_secs_f64();
+    if let Some(mut w) = predictions {
+        w.flush()?;
+    }
     let scored = items.len() - unreadable.len();
     if scored == 0 {
         bail!(
@@ -300,6 +331,30 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 
 /// The files skipped as unreadable, after the results so they are not missed: how many, and
 /// each with the reason (the first 20; the log has them all).
+const PREDICTIONS_HEADER: &str = "file,truth,p_sem,p_text,p_ins,p_hat";
+
+/// One `--predictions` row: the class names, an empty field where a source gave nothing (no
+/// face, or no prototypes in the bundle).
+fn prediction_row(path: &Path, truth: usize, sources: [Option<&Probs>; 4]) -> String {
+    let mut row = format!("{},{}", csv_field(&path.display().to_string()), ALL[truth].name());
+    for p in sources {
+        row.push(',');
+        if let Some(p) = p {
+            row.push_str(ALL[argmax(p).0].name());
+        }
+    }
+    row
+}
+
+/// Quoted only when it has to be: file names rarely hold a comma or a quote.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 fn print_unreadable(unreadable: &[String]) {
     if unreadable.is_empty() {
         return;
@@ -400,7 +455,28 @@ fn calibrate(
 
 #[cfg(test)]
 mod tests {
-    use super::calibrated_threshold;
+    use super::{PREDICTIONS_HEADER, calibrated_threshold, prediction_row};
+    use sitfer_runtime::labels::NUM_CLASSES;
+    use std::path::Path;
+
+    #[test]
+    fn prediction_rows_name_each_sources_class_and_leave_missing_ones_empty() {
+        let one_hot = |c: usize| {
+            let mut p = [0.0f32; NUM_CLASSES];
+            p[c] = 1.0;
+            p
+        };
+        let (sem, ins, hat) = (one_hot(3), one_hot(6), one_hot(3));
+        let row = prediction_row(
+            Path::new("val/happy/fer1.png"),
+            3,
+            [Some(&sem), None, Some(&ins), Some(&hat)],
+        );
+        assert_eq!(row, "val/happy/fer1.png,happy,happy,,neutral,happy");
+        assert_eq!(row.split(',').count(), PREDICTIONS_HEADER.split(',').count());
+        let none = prediction_row(Path::new("a,\"b\".png"), 0, [None; 4]);
+        assert_eq!(none, "\"a,\"\"b\"\".png\",surprise,,,,");
+    }
 
     #[test]
     fn calibration_picks_the_lowest_threshold_reaching_the_precision() {
