@@ -1,9 +1,10 @@
 //! `sitfer run`'s online refit flags, and the head file beside `--buffer` (loaded at start,
 //! written when a refit is kept and at exit).
 
+use super::adapt::RefitObjective;
 use anyhow::{Context, Result};
 use clap::Args;
-use sitfer_runtime::adapt::{GuardConfig, Head, RefitConfig};
+use sitfer_runtime::adapt::{GuardConfig, Head, Objective, RefitConfig};
 use sitfer_runtime::bundle::Bundle;
 use sitfer_runtime::instance_buffer::space_id;
 use sitfer_runtime::online::{HeadIdentity, HeadState, OnlineConfig, OnlineLearner, WatchConfig, head_id, head_path};
@@ -27,6 +28,10 @@ pub struct OnlineArgs {
     /// Pseudo-labelled features kept per class for the refit (oldest leave first).
     #[arg(long, default_value_t = OnlineConfig::default().pool_per_class)]
     pub refit_pool_per_class: usize,
+    /// info-max (over the recent faces, no labels; `sitfer adapt --refit`'s default, the
+    /// objective that gained offline on CK+), shot, or pseudo-labels (over the admitted faces).
+    #[arg(long, value_enum, default_value = "info-max")]
+    pub refit_objective: RefitObjective,
     /// Full-batch optimiser steps per refit.
     #[arg(long, default_value_t = RefitConfig::default().steps)]
     pub refit_steps: usize,
@@ -53,6 +58,16 @@ impl OnlineArgs {
             pool_per_class: self.refit_pool_per_class,
             refit_nice: self.refit_nice,
             refit: RefitConfig {
+                objective: match self.refit_objective {
+                    RefitObjective::PseudoLabels => Objective::PseudoLabels,
+                    // `sitfer adapt`'s defaults for these objectives.
+                    RefitObjective::InfoMax => Objective::InfoMax { diversity: 1.0 },
+                    RefitObjective::Shot => Objective::Shot {
+                        diversity: 1.0,
+                        beta: 0.3,
+                        relabels: 15,
+                    },
+                },
                 steps: self.refit_steps,
                 ..RefitConfig::default()
             },

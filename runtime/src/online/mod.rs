@@ -1,11 +1,13 @@
 //! Online refit of the classifier head while `sitfer run` runs.
 //!
 //! Each face the continual mode admits to the instance buffer also leaves its pooled feature
-//! and pseudo-label in a bounded pool. Every `every_admissions` admissions (and at most once per
-//! `min_interval`), if the pool passes the collapse guard, a refit of the bundle's own head on
-//! the pool (the offline adaptation's maths, [`crate::adapt::refit`], anchored to the bundle's
-//! head so each refit starts from it again rather than drifting from the last) runs on a
-//! low-priority thread ([`worker`]). The inference thread polls for the result between frames,
+//! and pseudo-label in a bounded pool, and every face its feature in a bounded window of recent
+//! faces. Every `every_admissions` admissions (and at most once per `min_interval`), if the
+//! pool's pseudo-labels pass the collapse guard, a refit of the bundle's own head runs on a
+//! low-priority thread ([`worker`]): the offline adaptation's maths ([`crate::adapt::refit`]),
+//! on the recent faces for information maximisation (the default, as `sitfer adapt --refit`'s,
+//! the objective that gained on CK+ offline) or on the pool for pseudo-labels, anchored to the
+//! bundle's head so each refit starts from it again rather than drifting from the last. The inference thread polls for the result between frames,
 //! swaps the head it computes logits with (an `Arc` it owns: no lock, no frame waits), and
 //! [`watch`]es the next faces under both heads to keep or roll back the new one. A kept head
 //! is written beside the buffer ([`head_file`]).
@@ -17,7 +19,7 @@ pub mod worker;
 pub use head_file::{HeadFileError, HeadIdentity, HeadState, head_id, head_path};
 pub use watch::{Degraded, Verdict, Watch, WatchConfig};
 
-use crate::adapt::{GuardConfig, Head, RefitConfig};
+use crate::adapt::{GuardConfig, Head, Objective, RefitConfig};
 use crate::labels::NUM_CLASSES;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -34,7 +36,8 @@ pub struct OnlineConfig {
     pub min_interval: Duration,
     /// Pseudo-labelled features kept per class for the refit (oldest leave first).
     pub pool_per_class: usize,
-    /// Recent faces' features kept for the guard's before/after comparison.
+    /// Recent faces' features kept: the rows of the objectives without labels, and the faces
+    /// the guard compares predictions on before and after.
     pub recent_faces: usize,
     /// Nice value of the refit thread: 19, the lowest priority, so that frames never wait for
     /// it; a device whose cores are otherwise busy may want less (the refit then waits for idle
@@ -51,9 +54,12 @@ impl Default for OnlineConfig {
             every_admissions: 32,
             min_interval: Duration::from_secs(30),
             pool_per_class: 256,
-            recent_faces: 256,
+            recent_faces: 2048,
             refit_nice: 19,
-            refit: RefitConfig::default(),
+            refit: RefitConfig {
+                objective: Objective::InfoMax { diversity: 1.0 },
+                ..RefitConfig::default()
+            },
             guard: GuardConfig::default(),
             watch: WatchConfig::default(),
         }

@@ -46,6 +46,10 @@ fn accuracy(head: &Head, faces: &[(usize, Vec<f32>)]) -> f32 {
 fn config() -> OnlineConfig {
     OnlineConfig {
         every_admissions: 35,
+        refit: RefitConfig {
+            objective: crate::adapt::Objective::PseudoLabels,
+            ..RefitConfig::default()
+        },
         min_interval: Duration::ZERO,
         watch: WatchConfig {
             faces: 20,
@@ -88,7 +92,7 @@ fn a_head_that_loses_confidence_after_the_swap_is_rolled_back() {
         refit: RefitConfig {
             anchor: 0.0,
             steps: 300,
-            ..RefitConfig::default()
+            ..config().refit
         },
         ..config()
     };
@@ -280,7 +284,7 @@ fn kill_child_refits_and_saves_until_killed() {
         },
         refit: RefitConfig {
             steps: 50,
-            ..RefitConfig::default()
+            ..config().refit
         },
         pool_per_class: 32,
         // The machine running the tests may be busy: at nice 19 the refit might never run.
@@ -343,4 +347,30 @@ fn a_kill_during_a_refit_or_a_save_loses_nothing() {
     }
     // The children did write (else the test only reread the first files).
     assert!(refits_seen > 3, "kept refits seen in the saved files: {refits_seen}");
+}
+
+/// The online path computes logits itself, as the bundle's head on the pooled feature; the
+/// default bundle's own logits must come out the same, or a refitted head would be compared
+/// with (and swapped for) something else than the model's head.
+#[test]
+fn the_bundle_head_on_the_pooled_feature_gives_the_model_logits() {
+    use crate::bundle::{Bundle, Precision};
+    use crate::infer::Model;
+    let Ok(unpacked) = crate::default_bundle::unpack() else { return };
+    let bundle = Bundle::open(&unpacked.dir).unwrap();
+    for precision in [Precision::Fp32, Precision::Int8] {
+        let Ok(model) = Model::load_with_feature(&bundle, precision) else { continue };
+        let (file, bytes) = bundle.model_bytes(precision).unwrap();
+        let head = crate::adapt::onnx_head::read_head(&bytes, &file).unwrap();
+        let per = 3 * model.input_size() * model.input_size();
+        let mut rng = Lcg(1);
+        let input: Vec<f32> = (0..2 * per).map(|_| rng.uniform()).collect();
+        let out = model.run(&input, 2).unwrap();
+        for i in 0..2 {
+            let mine = head.logits(out.feature_row(i).unwrap());
+            for (a, b) in mine.iter().zip(out.logits_row(i)) {
+                assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{precision:?} row {i}: {mine:?} vs {:?}", out.logits_row(i));
+            }
+        }
+    }
 }

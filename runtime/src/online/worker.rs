@@ -6,8 +6,8 @@
 //! one at a time in order, so two writes of one file never overlap.
 
 use super::head_file::{HeadIdentity, HeadState};
-use crate::adapt::refit::refit;
-use crate::adapt::{Collapse, GuardConfig, Head, RefitConfig};
+use crate::adapt::refit::{refit, refit_info_max, refit_shot};
+use crate::adapt::{Collapse, GuardConfig, Head, Objective, RefitConfig};
 use crate::fusion::argmax;
 use crate::labels::NUM_CLASSES;
 use std::path::PathBuf;
@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
-/// A refit of `base` on the pool's rows, guarded on `recent` faces' features.
+/// A refit of `base` (on the pool's pseudo-labelled rows, or on the recent faces for the
+/// objectives that need no labels), guarded on the recent faces' features.
 pub struct RefitJob {
     pub base: Arc<Head>,
     /// The head in use now, whose predictions on `recent` the candidate is compared with.
@@ -45,9 +46,21 @@ pub enum Outcome {
 /// Runs a refit job: the shared refit maths from `adapt::refit`, then the guard's check that
 /// no class the current head predicts on recent faces vanishes under the candidate.
 pub fn run_refit(job: &RefitJob) -> Result<Head, Vec<Collapse>> {
-    let feats: Vec<&[f32]> = job.rows.iter().map(|(_, f)| f.as_slice()).collect();
-    let labels: Vec<usize> = job.rows.iter().map(|(c, _)| *c).collect();
-    let fitted = refit(&job.base, &feats, &labels, &job.refit).head;
+    let recent: Vec<&[f32]> = job.recent.iter().map(Vec::as_slice).collect();
+    let fitted = match job.refit.objective {
+        Objective::PseudoLabels => {
+            let feats: Vec<&[f32]> = job.rows.iter().map(|(_, f)| f.as_slice()).collect();
+            let labels: Vec<usize> = job.rows.iter().map(|(c, _)| *c).collect();
+            refit(&job.base, &feats, &labels, &job.refit)
+        }
+        Objective::InfoMax { diversity } => refit_info_max(&job.base, &recent, diversity, &job.refit),
+        Objective::Shot {
+            diversity,
+            beta,
+            relabels,
+        } => refit_shot(&job.base, &recent, diversity, beta, relabels, &job.refit),
+    }
+    .head;
     let (mut before, mut after) = ([0usize; NUM_CLASSES], [0usize; NUM_CLASSES]);
     for f in &job.recent {
         before[argmax(&job.current.logits(f)).0] += 1;
