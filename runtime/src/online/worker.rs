@@ -12,6 +12,7 @@ use crate::fusion::argmax;
 use crate::labels::NUM_CLASSES;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
@@ -99,6 +100,8 @@ pub enum Worker {
         tx: Option<Sender<Job>>,
         rx: Receiver<Outcome>,
         handle: Option<JoinHandle<()>>,
+        /// Set by `finish`: refits still queued are skipped, saves still run.
+        stopping: Arc<AtomicBool>,
     },
     Inline(Vec<Outcome>),
 }
@@ -108,9 +111,14 @@ impl Worker {
     pub fn spawn(nice: i32) -> std::io::Result<Worker> {
         let (tx, jobs) = channel::<Job>();
         let (done, rx) = channel::<Outcome>();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
         let handle = std::thread::Builder::new().name("sitfer-refit".into()).spawn(move || {
             lower_priority(nice);
             for job in jobs {
+                if stop.load(Ordering::SeqCst) && matches!(job, Job::Refit(_)) {
+                    continue;
+                }
                 if done.send(run_job(job)).is_err() {
                     break;
                 }
@@ -120,6 +128,7 @@ impl Worker {
             tx: Some(tx),
             rx,
             handle: Some(handle),
+            stopping,
         })
     }
 
@@ -144,11 +153,17 @@ impl Worker {
         }
     }
 
-    /// Waits for the queued jobs (a refit under way finishes first) and stops the thread; the
-    /// outcomes not yet polled are returned.
+    /// Stops the thread once a refit under way and the saves still queued are done (queued
+    /// refits are dropped); the outcomes not yet polled are returned.
     pub fn finish(&mut self) -> Vec<Outcome> {
         match self {
-            Worker::Thread { tx, rx, handle } => {
+            Worker::Thread {
+                tx,
+                rx,
+                handle,
+                stopping,
+            } => {
+                stopping.store(true, Ordering::SeqCst);
                 drop(tx.take());
                 if let Some(h) = handle.take()
                     && h.join().is_err()
