@@ -69,9 +69,8 @@ pub fn buffer(a: BufferArgs) -> Result<()> {
                 "{}: {added} added entries removed, the bundle's seed kept",
                 path.display()
             );
-            // After the buffer: a kill in between leaves an empty buffer beside an old head,
-            // which the next reset removes; the reverse order could leave a head without the
-            // buffer it was fitted beside, which no command would reveal.
+            // After the buffer is rewritten: a kill in between leaves the emptied buffer beside
+            // the old head, and running reset again removes it.
             let head = head_path(&path);
             match std::fs::remove_file(&head) {
                 Ok(()) => println!("{}: refitted head removed", head.display()),

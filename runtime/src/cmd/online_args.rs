@@ -8,6 +8,7 @@ use sitfer_runtime::adapt::{GuardConfig, Head, Objective, RefitConfig};
 use sitfer_runtime::bundle::Bundle;
 use sitfer_runtime::instance_buffer::space_id;
 use sitfer_runtime::online::{HeadIdentity, HeadState, OnlineConfig, OnlineLearner, WatchConfig, head_id, head_path};
+use sitfer_runtime::pipeline::Recognizer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -130,6 +131,21 @@ pub fn learner(
     Ok(l)
 }
 
+/// What the device learned before into `rec`: with `--online-refit` a learner continuing from the
+/// head file beside `buffer`, else that file's head applied as it is.
+pub fn attach(rec: &mut Recognizer, a: &OnlineArgs, bundle: &Bundle, base: &Head, buffer: Option<&Path>) -> Result<()> {
+    let state = match buffer {
+        Some(p) => load_state(p, bundle, base)?,
+        None => None,
+    };
+    if a.online_refit {
+        rec.set_online(learner(a, bundle, base.clone(), state, buffer)?);
+    } else {
+        rec.set_head(state.and_then(|s| s.head));
+    }
+    Ok(())
+}
+
 /// Ends the learner's background work and writes its state beside `buffer`.
 pub fn save(l: &mut OnlineLearner, buffer: &Path, bundle: &Bundle, base: &Head) -> Result<PathBuf> {
     l.finish();
@@ -137,5 +153,6 @@ pub fn save(l: &mut OnlineLearner, buffer: &Path, bundle: &Bundle, base: &Head) 
     l.state()
         .save(&path, base.dim, &identity(bundle, base))
         .with_context(|| format!("saving the online head beside {}", buffer.display()))?;
+    log::info!("online head {}: saved ({:?})", path.display(), l.stats());
     Ok(path)
 }

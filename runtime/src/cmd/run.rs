@@ -389,16 +389,7 @@ fn run_with(
     log::info!("faces: {}", detector.name());
     let mut rec = Recognizer::new(&bundle, model, detector, buffer, cfg);
     if let Some(base) = &base {
-        let state = match &a.buffer {
-            Some(p) => online_args::load_state(p, &bundle, base)?,
-            None => None,
-        };
-        if a.online.online_refit {
-            let l = online_args::learner(&a.online, &bundle, base.clone(), state, a.buffer.as_deref())?;
-            rec.set_online(l);
-        } else {
-            rec.set_head(state.and_then(|s| s.head));
-        }
+        online_args::attach(&mut rec, &a.online, &bundle, base, a.buffer.as_deref())?;
     }
 
     let sink: Box<dyn Sink> = if a.json == "-" {
@@ -463,8 +454,7 @@ fn run_with(
         );
     }
     if let (Some(p), Some(base), Some(l)) = (&a.buffer, &base, rec.online_mut()) {
-        let saved = online_args::save(l, p, &bundle, base)?;
-        log::info!("online head {}: saved ({:?})", saved.display(), l.stats());
+        online_args::save(l, p, &bundle, base)?;
     }
     let summary = match result {
         Ok(s) => s,
