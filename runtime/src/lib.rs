@@ -15,6 +15,7 @@ pub mod display;
 pub mod instance_buffer;
 pub mod metrics;
 pub mod mqtt;
+pub mod online;
 pub mod pipeline;
 pub mod preprocess;
 pub mod source;

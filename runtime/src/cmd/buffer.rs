@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use sitfer_runtime::file_write::atomic_write_bytes;
 use sitfer_runtime::instance_buffer::{InstanceBuffer, MAX_QUEUE_PER_CLASS, space_id};
 use sitfer_runtime::labels::{ALL, NUM_CLASSES};
+use sitfer_runtime::online::head_path;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -24,7 +25,8 @@ pub struct BufferArgs {
 pub enum BufferAction {
     /// Entries per class: the bundle's seed and what the device added.
     Stats,
-    /// Forget what the device added (the bundle's seed stays); the file is rewritten atomically.
+    /// Forget what the device learned: the added entries (the bundle's seed stays; the file is
+    /// rewritten atomically) and the online refit's head file beside it (removed).
     Reset,
     /// The added entries as JSON lines `{"class": name, "embedding": [...]}`.
     Export {
@@ -67,6 +69,14 @@ pub fn buffer(a: BufferArgs) -> Result<()> {
                 "{}: {added} added entries removed, the bundle's seed kept",
                 path.display()
             );
+            // After the buffer is rewritten: a kill in between leaves the emptied buffer beside
+            // the old head, and running reset again removes it.
+            let head = head_path(&path);
+            match std::fs::remove_file(&head) {
+                Ok(()) => println!("{}: refitted head removed", head.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", head.display())),
+            }
         }
         BufferAction::Export { out } => {
             let mut text = String::new();

@@ -1,6 +1,7 @@
 //! `--bundle`: a directory, or the bundle embedded in the binary at build time.
 
 use anyhow::{Context, Result};
+use sitfer_runtime::adapt::{Head, onnx_head};
 use sitfer_runtime::bundle::{Bundle, Precision};
 use sitfer_runtime::default_bundle;
 use sitfer_runtime::infer::Model;
@@ -26,6 +27,31 @@ fn load(b: &Bundle, precision: Option<Precision>, name: &str) -> Result<Model> {
     let m = Model::load(b, p).with_context(|| format!("loading the {} model of bundle {name}", p.name()))?;
     log::info!("bundle {name}: {} model", p.name());
     Ok(m)
+}
+
+/// [`open`], the model loaded with its pooled feature, and the bundle's classifier head: what
+/// a refitted head needs (the online refit, or a saved head applied).
+pub fn open_with_head(path: Option<&Path>, precision: Option<Precision>) -> Result<(Bundle, Model, Head)> {
+    // The embedded bundle is unpacked while its model file is read twice (model, head).
+    let (_unpacked, dir, name) = match path {
+        Some(p) => (None, p.to_path_buf(), p.display().to_string()),
+        None => {
+            let u = unpack_embedded()?;
+            let d = u.dir.clone();
+            (Some(u), d, EMBEDDED_NAME.to_string())
+        }
+    };
+    let mut b = Bundle::open(&dir).with_context(|| format!("opening bundle {name}"))?;
+    let p = precision.unwrap_or_else(|| b.manifest.preferred_precision());
+    let m = Model::load_with_feature(&b, p)
+        .with_context(|| format!("loading the {} model of {name} with its pooled feature", p.name()))?;
+    let (file, bytes) = b.model_bytes(p)?;
+    let head = onnx_head::read_head(&bytes, &file)?;
+    if path.is_none() {
+        b.dir = std::path::PathBuf::from(EMBEDDED_NAME);
+    }
+    log::info!("bundle {name}: {} model, with its pooled feature", p.name());
+    Ok((b, m, head))
 }
 
 pub fn unpack_embedded() -> Result<Unpacked> {

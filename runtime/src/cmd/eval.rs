@@ -9,6 +9,7 @@ use sitfer_runtime::fusion::{Probs, argmax};
 use sitfer_runtime::image_files::image_files;
 use sitfer_runtime::instance_buffer::{InstanceBuffer, MAX_QUEUE_PER_CLASS, space_id};
 use sitfer_runtime::labels::{ALL, LabelMeaning, NUM_CLASSES, lookup_label_name};
+use sitfer_runtime::online::head_path;
 use sitfer_runtime::pipeline::Recognizer;
 use sitfer_runtime::source::Frame;
 use std::io::Write;
@@ -160,7 +161,16 @@ impl Tally {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
-    let (bundle, mut model) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
+    // The online refit's head beside the buffer, if `sitfer run --online-refit` left one: what
+    // the device learned is the buffer and that head together.
+    let with_head = a.buffer.as_deref().is_some_and(|p| head_path(p).exists());
+    let (bundle, mut model, base) = if with_head {
+        let (b, m, h) = bundle_arg::open_with_head(a.model.bundle.as_deref(), a.model.precision)?;
+        (b, m, Some(h))
+    } else {
+        let (b, m) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
+        (b, m, None)
+    };
     model.set_mirror(a.model.mirror);
     let Listing { dir, items, skipped } = list(&a.data, a.split.as_deref())?;
     let items = spread(&items, a.limit);
@@ -181,6 +191,19 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         );
     }
     let mut rec = Recognizer::new(&bundle, model, detector, buffer, cfg);
+    if let (Some(p), Some(base)) = (&a.buffer, &base) {
+        let head = super::online_args::load_state(p, &bundle, base)?.and_then(|s| s.head);
+        eprintln!(
+            "online head {}: {}",
+            head_path(p).display(),
+            if head.is_some() {
+                "refitted head applied"
+            } else {
+                "no refitted head yet (pool only)"
+            }
+        );
+        rec.set_head(head);
+    }
     let (mut sem, mut fused, mut text, mut ins) =
         (Tally::default(), Tally::default(), Tally::default(), Tally::default());
     let mut no_face = [0u64; NUM_CLASSES];

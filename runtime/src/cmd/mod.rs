@@ -7,4 +7,5 @@ pub mod bundle_arg;
 pub mod calibrate;
 pub mod derived_bundle;
 pub mod eval;
+pub mod online_args;
 pub mod run;

@@ -1,6 +1,7 @@
 //! `sitfer run`: frames from a source through the recognizer into JSON lines.
 
 use super::bundle_arg;
+use super::online_args::{self, OnlineArgs};
 use anyhow::{Context, Result};
 use clap::Args;
 use sitfer_runtime::bundle::{Bundle, Precision};
@@ -145,8 +146,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 256)]
     pub queue_per_class: usize,
     /// Freeze the buffer: no continual pseudo-labelling.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "online_refit")]
     pub no_continual: bool,
+    #[command(flatten)]
+    pub online: OnlineArgs,
     /// Frames the capture ring holds.
     #[arg(long, default_value_t = 4)]
     pub ring: usize,
@@ -248,7 +251,14 @@ pub fn run(mut a: RunArgs) -> Result<()> {
         _ => None,
     };
     let screen = screen(&a, board.as_ref())?;
-    let (bundle, mut model) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
+    // A refitted head (online, or saved beside the buffer) reads the model's pooled feature.
+    let (bundle, mut model, base) = if a.online.needs_head(a.buffer.as_deref()) {
+        let (b, m, h) = bundle_arg::open_with_head(a.model.bundle.as_deref(), a.model.precision)?;
+        (b, m, Some(h))
+    } else {
+        let (b, m) = bundle_arg::open(a.model.bundle.as_deref(), a.model.precision)?;
+        (b, m, None)
+    };
     model.set_mirror(a.model.mirror);
     let (source, policy): (Box<dyn FrameSource>, _) = if let Some(cfg) = camera {
         let cam = CameraSource::open(cfg).context("opening the camera")?;
@@ -258,12 +268,12 @@ pub fn run(mut a: RunArgs) -> Result<()> {
         let Some(src) = &a.source else {
             log::info!("no --source and no camera at {DEFAULT_CAMERA}: running on the built-in demo photo");
             let demo = demo_source()?;
-            return run_with(a, bundle, model, demo, DropPolicy::Block, screen);
+            return run_with(a, bundle, (model, base), demo, DropPolicy::Block, screen);
         };
         let file_source = source::open_path(src, a.fps).with_context(|| format!("opening source {}", src.display()))?;
         file_policy(file_source, a.realtime, a.fps)
     };
-    run_with(a, bundle, model, source, policy, screen)
+    run_with(a, bundle, (model, base), source, policy, screen)
 }
 
 const DEFAULT_CAMERA: &str = "/dev/video0";
@@ -350,7 +360,7 @@ fn file_policy(
 fn run_with(
     a: RunArgs,
     bundle: sitfer_runtime::bundle::Bundle,
-    model: sitfer_runtime::infer::Model,
+    (model, base): (sitfer_runtime::infer::Model, Option<sitfer_runtime::adapt::Head>),
     source: Box<dyn FrameSource>,
     policy: DropPolicy,
     screen: Option<Screen>,
@@ -378,6 +388,9 @@ fn run_with(
     let detector = a.model.detector()?;
     log::info!("faces: {}", detector.name());
     let mut rec = Recognizer::new(&bundle, model, detector, buffer, cfg);
+    if let Some(base) = &base {
+        online_args::attach(&mut rec, &a.online, &bundle, base, a.buffer.as_deref())?;
+    }
 
     let sink: Box<dyn Sink> = if a.json == "-" {
         Box::new(JsonLinesSink::new(std::io::BufWriter::new(std::io::stdout()), "stdout"))
@@ -440,6 +453,9 @@ fn run_with(
             rec.added()
         );
     }
+    if let (Some(p), Some(base), Some(l)) = (&a.buffer, &base, rec.online_mut()) {
+        online_args::save(l, p, &bundle, base)?;
+    }
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
@@ -455,6 +471,10 @@ fn run_with(
         "added_to_buffer": rec.added(),
         "buffer_queued": rec.buffer().queued_counts(),
     });
+    if let Some(l) = rec.online_mut() {
+        l.finish();
+        line["online_refit"] = serde_json::json!(l.stats());
+    }
     if let Some(p) = mqtt {
         // The published summary carries the counts as they were when it was queued; the line
         // on stderr the final ones, after the drain.

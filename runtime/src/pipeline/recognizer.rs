@@ -4,15 +4,18 @@
 //! run`, `sitfer eval` and the offline adaptation use it alike.
 
 use super::{FaceResult, FrameResult, StageTimes};
+use crate::adapt::Head;
 use crate::bundle::{Bundle, TextPrototypes};
 use crate::detect::{BBox, DetectError, FaceDetector};
 use crate::fusion::{Fused, FusionConfig, Probs, argmax, fuse};
 use crate::infer::{InferError, Model};
 use crate::instance_buffer::{AdmissionPolicy, InstanceBuffer};
 use crate::labels::ALL;
+use crate::online::OnlineLearner;
 use crate::preprocess::{ColorMode, FacePrep};
 use crate::source::{Frame, SourceError};
 use crate::track::{Track, Tracker, TrackerConfig};
+use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -129,6 +132,10 @@ pub struct Recognizer {
     frames: u64,
     added: u64,
     observations: Vec<Observation>,
+    /// A refitted classifier head applied to the pooled feature in place of the model's logits
+    /// (`sitfer eval --buffer` with a saved head); the online learner's, when there is one, wins.
+    head: Option<Arc<Head>>,
+    online: Option<OnlineLearner>,
 }
 
 impl Recognizer {
@@ -150,6 +157,42 @@ impl Recognizer {
             frames: 0,
             added: 0,
             observations: Vec::new(),
+            head: None,
+            online: None,
+        }
+    }
+
+    /// Computes logits with `head` from the pooled feature (the model must expose it).
+    pub fn set_head(&mut self, head: Option<Head>) {
+        self.head = head.map(Arc::new);
+    }
+
+    /// Refits the head online from the faces it admits (the model must expose the feature).
+    pub fn set_online(&mut self, learner: OnlineLearner) {
+        self.online = Some(learner);
+    }
+
+    pub fn online(&self) -> Option<&OnlineLearner> {
+        self.online.as_ref()
+    }
+
+    pub fn online_mut(&mut self) -> Option<&mut OnlineLearner> {
+        self.online.as_mut()
+    }
+
+    /// The head in use, if not the model's own.
+    fn head(&self) -> Option<&Arc<Head>> {
+        self.online
+            .as_ref()
+            .and_then(OnlineLearner::head)
+            .or(self.head.as_ref())
+    }
+
+    /// The logits of one face: the head in use on its feature, else the model's.
+    fn logits(&self, model_logits: &[f32], feature: Option<&[f32]>) -> crate::fusion::Probs {
+        match (self.head(), feature) {
+            (Some(h), Some(f)) => h.logits(f),
+            _ => std::array::from_fn(|c| model_logits[c]),
         }
     }
 
@@ -208,7 +251,7 @@ impl Recognizer {
         let out = self.model.run(&input, owners.len())?;
         for (j, &k) in owners.iter().enumerate() {
             faces[k] = Some(FaceOutputs {
-                logits: std::array::from_fn(|c| out.logits_row(j)[c]),
+                logits: self.logits(out.logits_row(j), out.feature_row(j)),
                 embedding: out.embedding_row(j).to_vec(),
                 feature: out.feature_row(j).map(<[f32]>::to_vec),
             });
@@ -287,13 +330,8 @@ impl Recognizer {
                 // Before smoothing and admission: a different person in the track's box must
                 // not inherit its p̂ history or admission state.
                 self.tracker.check_identity(ti, z);
-                let f = fuse(
-                    &self.cfg.fusion,
-                    out.logits_row(k),
-                    z,
-                    self.prototypes.as_ref(),
-                    &self.buffer,
-                );
+                let logits = self.logits(out.logits_row(k), out.feature_row(k));
+                let f = fuse(&self.cfg.fusion, &logits, z, self.prototypes.as_ref(), &self.buffer);
                 let track = &mut self.tracker.tracks_mut()[ti];
                 let p_smooth = track.ema.update(&f.p_hat);
                 let admitted = if self.cfg.continual {
@@ -308,12 +346,15 @@ impl Recognizer {
                     self.buffer.push(c, z);
                     self.added += 1;
                 }
+                if let (Some(o), Some(feat)) = (&mut self.online, out.feature_row(k)) {
+                    o.observe(feat, admitted);
+                }
                 if self.cfg.observe {
                     self.observations.push(Observation {
                         frame: frame.index,
                         track: id,
                         p_hat: f.p_hat,
-                        logits: std::array::from_fn(|c| out.logits_row(k)[c]),
+                        logits,
                         embedding: z.to_vec(),
                         feature: out.feature_row(k).map(<[f32]>::to_vec),
                         admitted,
@@ -334,6 +375,10 @@ impl Recognizer {
                     added: admitted.is_some(),
                 });
             }
+        }
+        // Between frames: a finished refit is swapped in, a due one started; never waits.
+        if let Some(o) = &mut self.online {
+            o.poll();
         }
         ms.fuse = t.elapsed().as_secs_f64() * 1e3;
         Ok(FrameResult {

@@ -1,0 +1,318 @@
+//! Online refit of the classifier head while `sitfer run` runs.
+//!
+//! Each face the continual mode admits to the instance buffer also leaves its pooled feature
+//! and pseudo-label in a bounded pool, and every face its feature in a bounded window of recent
+//! faces. Every `every_admissions` admissions (and at most once per `min_interval`), if the
+//! pool's pseudo-labels pass the collapse guard, a refit of the bundle's own head runs on a
+//! low-priority thread ([`worker`]): the offline adaptation's maths ([`crate::adapt::refit`]),
+//! on the recent faces for information maximisation (the default, as `sitfer adapt --refit`'s,
+//! the objective that gained on CK+ offline) or on the pool for pseudo-labels, anchored to the
+//! bundle's head so each refit starts from it again rather than drifting from the last. The inference thread polls for the result between frames,
+//! swaps the head it computes logits with (an `Arc` it owns: no lock, no frame waits), and
+//! [`watch`]es the next faces under both heads to keep or roll back the new one. A kept head
+//! is written beside the buffer ([`head_file`]).
+
+pub mod head_file;
+pub mod watch;
+pub mod worker;
+
+pub use head_file::{HeadFileError, HeadIdentity, HeadState, head_id, head_path};
+pub use watch::{Degraded, Verdict, Watch, WatchConfig};
+
+use crate::adapt::{GuardConfig, Head, Objective, RefitConfig};
+use crate::labels::NUM_CLASSES;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use worker::{Job, Outcome, RefitJob, Worker};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OnlineConfig {
+    /// Admissions since the last refit that start the next one.
+    pub every_admissions: u64,
+    /// Least time between the starts of two refits (bounds the CPU a busy camera costs).
+    pub min_interval: Duration,
+    /// Pseudo-labelled features kept per class for the refit (oldest leave first).
+    pub pool_per_class: usize,
+    /// Recent faces' features kept: the rows of the objectives without labels, and the faces
+    /// the guard compares predictions on before and after.
+    pub recent_faces: usize,
+    /// Nice value of the refit thread: 19, the lowest priority, so that frames never wait for
+    /// it; a device whose cores are otherwise busy may want less (the refit then waits for idle
+    /// time that never comes).
+    pub refit_nice: i32,
+    pub refit: RefitConfig,
+    pub guard: GuardConfig,
+    pub watch: WatchConfig,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> Self {
+        OnlineConfig {
+            every_admissions: 32,
+            min_interval: Duration::from_secs(30),
+            pool_per_class: 256,
+            recent_faces: 2048,
+            refit_nice: 19,
+            refit: RefitConfig {
+                objective: Objective::InfoMax { diversity: 1.0 },
+                ..RefitConfig::default()
+            },
+            guard: GuardConfig::default(),
+            watch: WatchConfig::default(),
+        }
+    }
+}
+
+/// Counts over a run, for the summary line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct OnlineStats {
+    /// Refits started.
+    pub started: u64,
+    /// Candidates the collapse guard refused (pool or predictions).
+    pub refused: u64,
+    /// Heads swapped in.
+    pub swapped: u64,
+    /// Swapped heads the watch kept.
+    pub kept: u64,
+    /// Swapped heads the watch rolled back.
+    pub rolled_back: u64,
+}
+
+/// The learner the inference thread owns.
+pub struct OnlineLearner {
+    cfg: OnlineConfig,
+    /// The bundle's head: every refit's start and anchor.
+    base: Arc<Head>,
+    /// The refitted head in use, if any (else the model's own logits).
+    current: Option<Arc<Head>>,
+    pool: [VecDeque<Vec<f32>>; NUM_CLASSES],
+    recent: VecDeque<Vec<f32>>,
+    since_refit: u64,
+    last_start: Option<Instant>,
+    busy: bool,
+    watch: Option<Watch>,
+    worker: Worker,
+    /// Where kept heads are written, and the bundle they belong to.
+    persist: Option<(PathBuf, HeadIdentity)>,
+    refits_total: u64,
+    stats: OnlineStats,
+}
+
+impl OnlineLearner {
+    /// `threaded`: refits on a background thread (live runs); else in place when due
+    /// (deterministic, for tests and measurements that must not depend on timing).
+    pub fn new(base: Head, cfg: OnlineConfig, threaded: bool) -> std::io::Result<Self> {
+        Ok(OnlineLearner {
+            cfg,
+            base: Arc::new(base),
+            current: None,
+            pool: std::array::from_fn(|_| VecDeque::new()),
+            recent: VecDeque::new(),
+            since_refit: 0,
+            last_start: None,
+            busy: false,
+            watch: None,
+            worker: if threaded {
+                Worker::spawn(cfg.refit_nice)?
+            } else {
+                Worker::Inline(Vec::new())
+            },
+            persist: None,
+            refits_total: 0,
+            stats: OnlineStats::default(),
+        })
+    }
+
+    /// Continues from a saved state (its head in use, its pool refilled).
+    pub fn restore(&mut self, state: HeadState) {
+        self.current = state.head.map(Arc::new);
+        self.refits_total = state.refits;
+        for (c, f) in state.pool {
+            self.push_pool(c, f);
+        }
+    }
+
+    /// Kept heads (and the pool) are written to `path`, tied to the bundle `id`.
+    pub fn persist_to(&mut self, path: PathBuf, id: HeadIdentity) {
+        self.persist = Some((path, id));
+    }
+
+    /// The head to compute logits with: `None` means the model's own.
+    pub fn head(&self) -> Option<&Arc<Head>> {
+        self.current.as_ref()
+    }
+
+    pub fn stats(&self) -> OnlineStats {
+        self.stats
+    }
+
+    pub fn pool_counts(&self) -> [usize; NUM_CLASSES] {
+        std::array::from_fn(|c| self.pool[c].len())
+    }
+
+    fn push_pool(&mut self, class: usize, f: Vec<f32>) {
+        if f.len() != self.base.dim || class >= NUM_CLASSES || self.cfg.pool_per_class == 0 {
+            return;
+        }
+        let q = &mut self.pool[class];
+        if q.len() >= self.cfg.pool_per_class {
+            q.pop_front();
+        }
+        q.push_back(f);
+    }
+
+    /// The last head the watch kept (or the one restored): a head still under watch is not
+    /// persisted.
+    fn settled(&self) -> Option<&Arc<Head>> {
+        match &self.watch {
+            Some(w) => (!Arc::ptr_eq(&w.previous, &self.base)).then_some(&w.previous),
+            None => self.current.as_ref(),
+        }
+    }
+
+    /// What to persist: the settled head and the pool.
+    pub fn state(&self) -> HeadState {
+        HeadState {
+            head: self.settled().map(|h| h.as_ref().clone()),
+            pool: (0..NUM_CLASSES)
+                .flat_map(|c| self.pool[c].iter().map(move |f| (c, f.clone())))
+                .collect(),
+            refits: self.refits_total,
+        }
+    }
+
+    /// One face: its pooled feature, and the class it was admitted to the buffer under.
+    pub fn observe(&mut self, feature: &[f32], admitted: Option<usize>) {
+        if feature.len() != self.base.dim {
+            return;
+        }
+        if let (Some(w), Some(h)) = (&mut self.watch, &self.current) {
+            w.observe(h, feature);
+        }
+        if self.recent.len() >= self.cfg.recent_faces.max(1) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(feature.to_vec());
+        if let Some(c) = admitted {
+            self.push_pool(c, feature.to_vec());
+            self.since_refit += 1;
+        }
+    }
+
+    /// Between frames: takes a finished refit or save, concludes a watch, starts a refit when
+    /// one is due. Never waits.
+    pub fn poll(&mut self) {
+        while let Some(o) = self.worker.try_recv() {
+            self.take(o);
+        }
+        self.conclude_watch();
+        if self.due() {
+            self.start();
+            // In place, the outcome is ready at once.
+            while let Some(o) = self.worker.try_recv() {
+                self.take(o);
+            }
+        }
+    }
+
+    fn due(&self) -> bool {
+        !self.busy
+            && self.watch.is_none()
+            && self.cfg.every_admissions > 0
+            && self.since_refit >= self.cfg.every_admissions
+            && self.last_start.is_none_or(|t| t.elapsed() >= self.cfg.min_interval)
+    }
+
+    fn start(&mut self) {
+        let counts = self.pool_counts();
+        let findings = self.cfg.guard.check_pseudo_labels(&counts);
+        if !findings.is_empty() {
+            // Not a refusal of a head: the pool is not ready; wait for more admissions.
+            log::debug!("online refit waits: {}", findings[0]);
+            self.since_refit = 0;
+            return;
+        }
+        self.since_refit = 0;
+        self.last_start = Some(Instant::now());
+        self.busy = true;
+        self.stats.started += 1;
+        let current = self.current.clone().unwrap_or_else(|| self.base.clone());
+        self.worker.send(Job::Refit(RefitJob {
+            base: self.base.clone(),
+            current,
+            rows: self.state().pool,
+            recent: self.recent.iter().cloned().collect(),
+            refit: self.cfg.refit,
+            guard: self.cfg.guard,
+        }));
+    }
+
+    fn take(&mut self, o: Outcome) {
+        match o {
+            Outcome::Refit(Ok(head)) => {
+                self.busy = false;
+                let previous = self.current.clone().unwrap_or_else(|| self.base.clone());
+                self.current = Some(Arc::new(head));
+                self.watch = Some(Watch::new(previous));
+                self.stats.swapped += 1;
+                log::info!(
+                    "online refit: new head in use, watching the next {} faces",
+                    self.cfg.watch.faces
+                );
+            }
+            Outcome::Refit(Err(findings)) => {
+                self.busy = false;
+                self.stats.refused += 1;
+                let why: Vec<String> = findings.iter().map(ToString::to_string).collect();
+                log::info!("online refit refused by the collapse guard: {}", why.join("; "));
+            }
+            Outcome::Saved(Err(e)) => log::warn!("online head not saved: {e}"),
+            Outcome::Saved(Ok(())) => {}
+        }
+    }
+
+    fn conclude_watch(&mut self) {
+        let Some(w) = &self.watch else { return };
+        match w.verdict(&self.cfg.watch, &self.cfg.guard) {
+            Verdict::Pending => {}
+            Verdict::Keep => {
+                self.watch = None;
+                self.stats.kept += 1;
+                self.refits_total += 1;
+                if let Some((path, id)) = &self.persist {
+                    self.worker.send(Job::Save {
+                        path: path.clone(),
+                        state: self.state(),
+                        dim: self.base.dim,
+                        id: id.clone(),
+                    });
+                }
+            }
+            Verdict::RollBack(why) => {
+                let previous = w.previous.clone();
+                self.watch = None;
+                self.stats.rolled_back += 1;
+                // The bundle's head is "no refit": the model's logits again.
+                self.current = (!Arc::ptr_eq(&previous, &self.base)).then_some(previous);
+                let why: Vec<String> = why.iter().map(ToString::to_string).collect();
+                log::info!("online refit rolled back: {}", why.join("; "));
+            }
+        }
+    }
+
+    /// Ends the background work (a refit under way finishes first) and takes its outcomes, so
+    /// that the caller may save without racing the thread. A head still under watch stays in
+    /// use but is not yet counted as kept.
+    pub fn finish(&mut self) {
+        for o in self.worker.finish() {
+            self.take(o);
+        }
+        self.busy = false;
+    }
+}
+
+#[cfg(test)]
+mod tests;
