@@ -4,6 +4,7 @@
 
 mod admission;
 mod store;
+pub mod versioned_file;
 
 pub use admission::{AdmissionPolicy, TRACK_MEMORY, TrackAdmission};
 pub use store::{BUFFER_FORMAT, BUFFER_VERSION, BufferError, MAX_QUEUE_PER_CLASS, space_id};

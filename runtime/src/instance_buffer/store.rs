@@ -5,6 +5,7 @@
 //! the previous file loadable.
 
 use super::InstanceBuffer;
+use super::versioned_file::{VersionedReadError, read_versioned};
 use crate::bundle::Manifest;
 use crate::file_write::atomic_write_bytes;
 use crate::labels::NUM_CLASSES;
@@ -109,34 +110,13 @@ impl InstanceBuffer {
             message,
         };
         let limit = HEADER_BYTES + (NUM_CLASSES * MAX_QUEUE_PER_CLASS) as u64 * (4 * self.dim as u64 + 1);
-        let size = std::fs::metadata(path)
-            .map_err(|source| BufferError::Io {
-                file: file.clone(),
-                source,
-            })?
-            .len();
-        if size > limit {
-            return Err(invalid(format!("{size} bytes exceeds the limit of {limit} bytes")));
-        }
-        let bytes = std::fs::read(path).map_err(|source| BufferError::Io {
-            file: file.clone(),
-            source,
-        })?;
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(format!("not a buffer file: {e}")))?;
-        let meta = meta.metadata().clone().unwrap_or_default();
+        let (bytes, meta) = match read_versioned(path, limit, BUFFER_FORMAT, BUFFER_VERSION, "a buffer file") {
+            Ok(read) => read,
+            Err(VersionedReadError::Io(source)) => return Err(BufferError::Io { file, source }),
+            Err(VersionedReadError::Invalid(m)) => return Err(invalid(m)),
+            Err(VersionedReadError::Version(found)) => return Err(BufferError::Version { file, found }),
+        };
         let get = |k: &str| meta.get(k).cloned().unwrap_or_default();
-        if get("format") != BUFFER_FORMAT {
-            return Err(invalid(format!(
-                "not a {BUFFER_FORMAT} file (format `{}`)",
-                get("format")
-            )));
-        }
-        if get("version") != BUFFER_VERSION.to_string() {
-            return Err(BufferError::Version {
-                file,
-                found: get("version"),
-            });
-        }
         if get("space") != space {
             return Err(BufferError::OtherModel {
                 file,

@@ -10,6 +10,7 @@
 
 use crate::adapt::Head;
 use crate::file_write::atomic_write_bytes;
+use crate::instance_buffer::versioned_file::{VersionedReadError, read_versioned};
 use crate::labels::NUM_CLASSES;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use sha2::{Digest, Sha256};
@@ -160,31 +161,13 @@ impl HeadState {
             message,
         };
         let limit = HEADER_BYTES + ((NUM_CLASSES * MAX_POOL_PER_CLASS + NUM_CLASSES + 1) * (4 * dim + 1)) as u64;
-        let io = |source| HeadFileError::Io {
-            file: file.clone(),
-            source,
+        let (bytes, meta) = match read_versioned(path, limit, HEAD_FORMAT, HEAD_VERSION, "an online head file") {
+            Ok(read) => read,
+            Err(VersionedReadError::Io(source)) => return Err(HeadFileError::Io { file, source }),
+            Err(VersionedReadError::Invalid(m)) => return Err(invalid(m)),
+            Err(VersionedReadError::Version(found)) => return Err(HeadFileError::Version { file, found }),
         };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > limit {
-            return Err(invalid(format!("{size} bytes exceeds the limit of {limit} bytes")));
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
-        let (_, meta) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| invalid(format!("not an online head file: {e}")))?;
-        let meta = meta.metadata().clone().unwrap_or_default();
         let get = |k: &str| meta.get(k).cloned().unwrap_or_default();
-        if get("format") != HEAD_FORMAT {
-            return Err(invalid(format!(
-                "not a {HEAD_FORMAT} file (format `{}`)",
-                get("format")
-            )));
-        }
-        if get("version") != HEAD_VERSION.to_string() {
-            return Err(HeadFileError::Version {
-                file,
-                found: get("version"),
-            });
-        }
         for (key, what, expected) in [
             ("space", "model", &id.space),
             ("base_head", "classifier head", &id.base),
