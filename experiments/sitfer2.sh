@@ -12,8 +12,13 @@
 # frozen binary, e.g. runs/sitfer3): the sitfer arm with the threshold fixed at 0.5 on the
 # calibrated p̂ (sitfer-cal), against the same baselines, on the fresh split seeds 2 and 3.
 #
+# Protocol 4 (PHASE=p4-dev, then p4 with P4=<the chosen variant>; pre-registered in sitfer.md;
+# runs/sitfer4): two changes of sitfer-cal's L_u target (soft p̂; confidence-weighted argmax on
+# every face), developed on seed 2 (P3's warm-ups, linked in), confirmed on fresh seeds 4 and 5.
+#
 # Usage: nice -n 10 experiments/sitfer2.sh [runs-dir]
-#   PHASE=matrix (default) | confirm | ablation | p3 | p3-ablation;  LABELS, SEEDS override.
+#   PHASE=matrix (default) | confirm | ablation | p3 | p3-ablation | p4-dev | p4 | p4-ablation;
+#   LABELS, SEEDS, METHODS override.
 #   Report: cargo run --release -p sitfer-trainer --example sitfer_report -- runs/sitfer2 docs/results
 set -euo pipefail
 RUNS=${1:-runs/sitfer2}
@@ -27,7 +32,10 @@ case "$PHASE" in
   # The new arm first in each cell, so a cut-short phase still pairs it with FixMatch.
   p3) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"2 3"}; METHODS=${METHODS:-"sitfer-cal fixmatch supervised supervised-9"} ;;
   p3-ablation) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"2"}; METHODS=${METHODS:-"cal-no-sem cal-no-text cal-no-ins cal-no-lt"} ;;
-  *) echo "PHASE must be matrix, confirm, ablation, p3 or p3-ablation" >&2; exit 2 ;;
+  p4-dev) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"2"}; METHODS=${METHODS:-"sitfer-soft sitfer-wt"} ;;
+  p4) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"4 5"}; METHODS=${METHODS:-"${P4:?P4=sitfer-soft or sitfer-wt} fixmatch supervised supervised-9"} ;;
+  p4-ablation) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"4"}; METHODS=${METHODS:-"${P4:?}:no-sem ${P4}:no-text ${P4}:no-ins ${P4}:no-lt"} ;;
+  *) echo "PHASE must be matrix, confirm, ablation, p3, p3-ablation, p4-dev, p4 or p4-ablation" >&2; exit 2 ;;
 esac
 WARM_STEPS=${WARM_STEPS:-200}
 STEPS=${STEPS:-3000}
@@ -77,6 +85,11 @@ sitfer=(--method sitfer --calibration-fraction 0.1 --calibrate-every 250 --targe
 sitfer_cal=(--method sitfer --calibration-fraction 0.1 --calibrate-every 250 --calibrated-threshold 0.5
   --unlabeled-ratio 2 --ins-warmup 0)
 
+# Protocol 4: sitfer-cal with one change of L_u's target.
+sitfer_soft=("${sitfer_cal[@]}" --pseudo-target soft)
+sitfer_wt=(--method sitfer --calibration-fraction 0.1 --calibrate-every 250 --calibrated-threshold 0
+  --queue-threshold 0.5 --pseudo-target weighted --unlabeled-ratio 2 --ins-warmup 0)
+
 cell() {  # labels seed method
   local labels=$1 seed=$2 m=$3 split init
   split="$RUNS/warm-$labels-s$seed/split.json"
@@ -113,6 +126,16 @@ cell() {  # labels seed method
       init=$(warm "$labels" "$seed" 0.1)
       run "ablation-$m-$labels-s$seed" "${sitfer_cal[@]}" "${off[@]}" --labels-per-class "$labels" --seed "$seed" \
         --split "$split" --pretrained "$init" "${stage2[@]}" ;;
+    sitfer-soft|sitfer-wt|sitfer-soft:no-*|sitfer-wt:no-*)
+      local base=${m%%:*} off=() name=$m-$labels-s$seed args
+      case "$m" in
+        *:no-sem) off=(--w-sem 0) ;; *:no-text) off=(--w-text 0) ;; *:no-ins) off=(--w-ins 0) ;; *:no-lt) off=(--lambda-t 0) ;;
+      esac
+      [[ "$m" == *:* ]] && name="ablation-${m/:/-}-$labels-s$seed"
+      if [ "$base" = sitfer-soft ]; then args=("${sitfer_soft[@]}"); else args=("${sitfer_wt[@]}"); fi
+      init=$(warm "$labels" "$seed" 0.1)
+      run "$name" "${args[@]}" "${off[@]}" --labels-per-class "$labels" --seed "$seed" --split "$split" \
+        --pretrained "$init" "${stage2[@]}" ;;
     *) echo "unknown method $m" >&2; exit 2 ;;
   esac
 }

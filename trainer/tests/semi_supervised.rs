@@ -9,7 +9,7 @@ use common::{run_opts, semi_config as config, write_dataset, write_prototypes};
 use sitfer_trainer::data::split::LabelBudget;
 use sitfer_trainer::method::memory::ins_scores;
 use sitfer_trainer::method::step::{LabeledInput, PseudoLabels, SslState, UnlabeledInput};
-use sitfer_trainer::method::{InstanceMemory, SslConfig, ThresholdMode, Thresholds};
+use sitfer_trainer::method::{InstanceMemory, PseudoTarget, SslConfig, ThresholdMode, Thresholds};
 use sitfer_trainer::model::projection::ProjectionHead;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem, build, init::seeded_var_builder};
 use sitfer_trainer::train::checkpoint::{self, Which};
@@ -499,5 +499,80 @@ fn only_the_embeddings_that_pass_the_threshold_are_queued() {
         after.len(),
         mem.len() + 6,
         "7 labeled (refreshed) + the 6 passing faces"
+    );
+}
+
+#[test]
+fn soft_and_weighted_pseudo_targets_change_l_u_as_their_definitions_say() {
+    let b = batches(6);
+    let l_u = |kind| {
+        let cfg = SslConfig {
+            threshold: 0.01, // every pseudo-label passes
+            ins_warmup_steps: 0,
+            pseudo_target: kind,
+            ..SslConfig::sitfer()
+        };
+        let (_vm, model, mut ssl) = primed(cfg);
+        let slots: Vec<usize> = (0..7).collect();
+        let out = ssl
+            .step(
+                model.as_ref(),
+                0,
+                LabeledInput {
+                    x: &b.x,
+                    targets: &b.targets,
+                    labels: &b.labels,
+                    slots: &slots,
+                },
+                Some(UnlabeledInput {
+                    weak: &b.weak,
+                    strong: &b.strong,
+                }),
+            )
+            .unwrap();
+        let conf = out.unlabeled.unwrap().confidence;
+        (out.l_u.unwrap(), conf)
+    };
+    let (hard, conf) = l_u(PseudoTarget::Hard);
+    let (weighted, _) = l_u(PseudoTarget::Weighted);
+    let (soft, _) = l_u(PseudoTarget::Soft);
+    // Weighted: each face's hard loss scaled by a confidence < 1, so strictly less in total and
+    // at least the smallest confidence's share of it.
+    let lo = conf.iter().cloned().fold(1f32, f32::min);
+    assert!(
+        weighted < hard && weighted >= lo * hard - 1e-5,
+        "{weighted} vs {hard} (min conf {lo})"
+    );
+    // Soft: the cross-entropy to p̂ is bounded below by p̂'s own entropy, unlike the hard loss.
+    assert!(soft > 0.0 && (soft - hard).abs() > 1e-4, "soft {soft}, hard {hard}");
+}
+
+#[test]
+fn a_queue_threshold_keeps_the_buffer_to_confident_faces_while_l_u_takes_all() {
+    let b = batches(12);
+    let probe = SslConfig {
+        ins_warmup_steps: 0,
+        queue_per_class: 32,
+        threshold: 0.0,
+        ..SslConfig::sitfer()
+    };
+    let (_vm, model, mut ssl) = primed(probe);
+    let mem = ssl.memory.clone().unwrap();
+    let [sem, text, ins] = sources(model.as_ref(), &ssl, &mem, &b.weak);
+    let mut conf: Vec<f32> = (0..12)
+        .map(|i| mean(&[&sem[i], &text[i], &ins[i]]).into_iter().fold(0f32, f32::max))
+        .collect();
+    conf.sort_by(f32::total_cmp);
+    assert!(conf[6] - conf[5] > 1e-4, "distinct confidences to split: {conf:?}");
+    ssl.cfg.queue_threshold = Some(((conf[5] + conf[6]) / 2.0) as f64);
+    let p = run_step(&mut ssl, model.as_ref(), 0, &b);
+    assert!(
+        p.mask.iter().all(|&m| m),
+        "threshold 0: every face trains the strong view"
+    );
+    assert_eq!(
+        ssl.memory.as_ref().unwrap().len(),
+        mem.len() + 6,
+        "only the upper half is queued"
     );
 }

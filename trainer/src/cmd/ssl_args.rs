@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
-use sitfer_trainer::method::{Aggregate, CalibrationConfig, FuseMode, SslConfig, ThresholdMode};
+use sitfer_trainer::method::{Aggregate, CalibrationConfig, FuseMode, PseudoTarget, SslConfig, ThresholdMode};
 use sitfer_trainer::text::EncoderKind;
 use sitfer_trainer::train::config::Method;
 use std::path::PathBuf;
@@ -80,6 +80,13 @@ pub struct SslArgs {
     /// target (the temperatures are still fitted).
     #[arg(long, conflicts_with = "target_precision")]
     pub calibrated_threshold: Option<f64>,
+    /// What an admitted face's strong view learns: the argmax of p̂ (hard), p̂ itself (soft), or
+    /// the argmax weighted by its confidence (weighted) [default hard].
+    #[arg(long, value_enum)]
+    pub pseudo_target: Option<PseudoTarget>,
+    /// The confidence of p̂ at which a pseudo-label joins the buffer [default: the L_u threshold].
+    #[arg(long)]
+    pub queue_threshold: Option<f64>,
     /// Text prototype cache (rebuilt with the encoder when the descriptions or encoder change).
     #[arg(long, default_value = sitfer_trainer::text::DEFAULT_PROTOTYPES)]
     pub prototypes: PathBuf,
@@ -104,7 +111,7 @@ impl SslArgs {
                     self.w_ins,
                     self.threshold,
                 ];
-                if given.iter().any(Option::is_some) {
+                if given.iter().any(Option::is_some) || self.pseudo_target.is_some() || self.queue_threshold.is_some() {
                     bail!("semi-supervised options need --method fixmatch or sitfer");
                 }
                 return Ok(None);
@@ -118,7 +125,14 @@ impl SslArgs {
         set!(unlabeled_ratio => c.unlabeled_ratio, lambda_s => c.lambda_s, lambda_t => c.lambda_t,
             lambda_u => c.lambda_u, tau_t => c.tau_t, tau_i => c.tau_i, w_sem => c.weights.sem,
             w_text => c.weights.text, w_ins => c.weights.ins, fuse => c.fuse, threshold => c.threshold,
-            ins_warmup => c.ins_warmup_steps, queue_per_class => c.queue_per_class, aggregate => c.aggregate);
+            ins_warmup => c.ins_warmup_steps, queue_per_class => c.queue_per_class, aggregate => c.aggregate,
+            pseudo_target => c.pseudo_target);
+        if let Some(t) = self.queue_threshold {
+            if !(0.0..=1.0).contains(&t) {
+                bail!("--queue-threshold {t}: a probability in [0, 1]");
+            }
+            c.queue_threshold = Some(t);
+        }
         if self.calibrated_threshold.is_some() && self.calibrate_every.is_none() {
             bail!("--calibrated-threshold needs --calibrate-every (a threshold on calibrated p̂)");
         }

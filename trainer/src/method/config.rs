@@ -35,6 +35,22 @@ pub enum ThresholdMode {
     },
 }
 
+/// What an admitted unlabeled face's strong view is trained toward.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PseudoTarget {
+    /// The argmax of p̂ as a one-hot label (FixMatch, SIT-FER as described).
+    #[default]
+    Hard,
+    /// p̂ itself: with calibrated sources it says how likely each class is, so a face whose
+    /// sources disagree pulls toward both instead of toward one coin-flip label.
+    Soft,
+    /// The argmax of p̂, weighted by its confidence (an estimate of the chance it is right once
+    /// the sources are calibrated): with a low threshold, many faces at a weight that follows
+    /// their reliability instead of few at full weight.
+    Weighted,
+}
+
 /// Everything the semi-supervised step needs besides the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SslConfig {
@@ -62,6 +78,13 @@ pub struct SslConfig {
     /// (`None`: τ_t, τ_i and `threshold` as configured, p_sem at temperature 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<CalibrationConfig>,
+    #[serde(default)]
+    pub pseudo_target: PseudoTarget,
+    /// The confidence of p̂ at which a pseudo-labeled embedding joins the buffer's queue (`None`:
+    /// the L_u threshold). Lets a low L_u threshold (weighted targets) leave the buffer as clean
+    /// as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_threshold: Option<f64>,
 }
 
 /// How the sources of p̂ are calibrated on the hold-out (`crate::method::calibrate`).
@@ -127,6 +150,8 @@ impl SslConfig {
             aggregate: Aggregate::Max,
             text: false,
             calibration: None,
+            pseudo_target: PseudoTarget::Hard,
+            queue_threshold: None,
         }
     }
 

@@ -47,7 +47,15 @@ pub fn masked_cross_entropy(logits: &Tensor, labels: &[usize], mask: &[bool]) ->
             onehot[i * c + l] = 1.0;
         }
     }
-    let targets = Tensor::from_vec(onehot, (b, c), logits.device())?;
+    rows_cross_entropy(logits, onehot)
+}
+
+/// Σ_rows −targets·log softmax(logits) / B, for unnormalised target rows (`[B·C]`, row-major):
+/// a zero row drops the sample, a row summing to w weights it by w. One normalisation for the
+/// hard, soft and confidence-weighted pseudo-label losses.
+pub fn rows_cross_entropy(logits: &Tensor, targets: Vec<f32>) -> Result<Tensor> {
+    let (b, c) = logits.dims2()?;
+    let targets = Tensor::from_vec(targets, (b, c), logits.device())?;
     let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     (log_p * targets)?.sum_all()?.neg()? / b as f64
 }
@@ -94,6 +102,21 @@ mod tests {
         assert!((l - std::f32::consts::LN_2 / 2.0).abs() < 1e-6, "{l}");
         let none = scalar(&masked_cross_entropy(&logits, &[2, 1], &[false, false]).unwrap());
         assert_eq!(none, 0.0);
+    }
+
+    #[test]
+    fn target_rows_weight_each_sample_by_their_sum() {
+        let d = Device::Cpu;
+        // Row 0: p = [1/4, 1/4, 1/2]; soft target [0.5, 0, 0.5] -> 0.5 ln 4 + 0.5 ln 2.
+        // Row 1: a zero row counts nothing but still divides (B = 2).
+        let logits = Tensor::new(&[[0f32, 0.0, 2f32.ln()], [5.0, 0.0, 0.0]], &d).unwrap();
+        let l = scalar(&rows_cross_entropy(&logits, vec![0.5, 0.0, 0.5, 0.0, 0.0, 0.0]).unwrap());
+        let want = (0.5 * 4f32.ln() + 0.5 * 2f32.ln()) / 2.0;
+        assert!((l - want).abs() < 1e-6, "{l} vs {want}");
+        // A one-hot row at weight 0.3 is 0.3 of the hard loss.
+        let w = scalar(&rows_cross_entropy(&logits, vec![0.0, 0.0, 0.3, 0.0, 0.0, 0.0]).unwrap());
+        let hard = scalar(&masked_cross_entropy(&logits, &[2, 1], &[true, false]).unwrap());
+        assert!((w - 0.3 * hard).abs() < 1e-6, "{w} vs 0.3 × {hard}");
     }
 
     #[test]

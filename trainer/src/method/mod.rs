@@ -19,7 +19,7 @@ pub mod step;
 pub mod threshold;
 
 pub use calibrate::{CalibrationOutcome, Temperatures};
-pub use config::{Aggregate, CalibrationConfig, FuseMode, FusionWeights, SslConfig, ThresholdMode};
+pub use config::{Aggregate, CalibrationConfig, FuseMode, FusionWeights, PseudoTarget, SslConfig, ThresholdMode};
 pub use memory::InstanceMemory;
 pub use step::{SslState, StepOutput};
 pub use threshold::Thresholds;

@@ -3,10 +3,10 @@
 //! memory and thresholds that follow.
 
 use super::calibrate::Temperatures;
-use super::config::SslConfig;
+use super::config::{PseudoTarget, SslConfig};
 use super::fusion::{SourceScores, confidence, fuse, text_scores};
 use super::loss::soft_cross_entropy;
-use super::loss::{LossWeights, Terms, combine, masked_cross_entropy};
+use super::loss::{LossWeights, Terms, combine, rows_cross_entropy};
 use super::memory::{InstanceMemory, ins_scores};
 use super::threshold::Thresholds;
 use crate::evaluate::argmax;
@@ -234,7 +234,10 @@ impl SslState {
             let mask = self.thresholds.mask(&conf, &class);
             let bu = u.strong.dim(0)?;
             let logits_s = out.logits.narrow(0, b, bu)?;
-            l_u = Some(masked_cross_entropy(&logits_s, &class, &mask)?);
+            l_u = Some(rows_cross_entropy(
+                &logits_s,
+                pseudo_targets(self.cfg.pseudo_target, &p_hat, &class, &conf, &mask)?,
+            )?);
             pseudo = Some(PseudoLabels {
                 sem: argmax_rows(logits_w)?,
                 text: text.as_ref().map(argmax_rows).transpose()?,
@@ -266,8 +269,12 @@ impl SslState {
             }
             if let (Some(p), Some((_, Some(z)))) = (&pseudo, &weak) {
                 let rows = z.to_vec2::<f32>()?;
-                for ((row, &c), &m) in rows.iter().zip(&p.class).zip(&p.mask) {
-                    if m {
+                for (i, (row, &c)) in rows.iter().zip(&p.class).enumerate() {
+                    let queued = match self.cfg.queue_threshold {
+                        Some(t) => p.confidence[i] >= t as f32,
+                        None => p.mask[i],
+                    };
+                    if queued {
                         mem.push_pseudo(c, row);
                     }
                 }
@@ -285,7 +292,48 @@ impl SslState {
     }
 }
 
+/// The strong views' target rows (`[B·C]`): zero where the mask rejects the face, else one-hot,
+/// p̂ itself, or one-hot scaled by the confidence ([`PseudoTarget`]).
+fn pseudo_targets(
+    kind: PseudoTarget,
+    p_hat: &Tensor,
+    class: &[usize],
+    conf: &[f32],
+    mask: &[bool],
+) -> Result<Vec<f32>> {
+    let (b, c) = p_hat.dims2()?;
+    let mut t = vec![0f32; b * c];
+    let soft = match kind {
+        PseudoTarget::Soft => Some(p_hat.flatten_all()?.to_vec1::<f32>()?),
+        _ => None,
+    };
+    for i in (0..b).filter(|&i| mask[i]) {
+        match (kind, &soft) {
+            (PseudoTarget::Soft, Some(p)) => t[i * c..(i + 1) * c].copy_from_slice(&p[i * c..(i + 1) * c]),
+            (PseudoTarget::Weighted, _) => t[i * c + class[i]] = conf[i],
+            _ => t[i * c + class[i]] = 1.0,
+        }
+    }
+    Ok(t)
+}
+
 /// Hard labels of target distributions (argmax).
 pub fn hard_labels(targets: &[[f32; NUM_CLASSES]]) -> Vec<usize> {
     targets.iter().map(|t| argmax(t)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn pseudo_targets_follow_the_kind_and_drop_masked_faces() {
+        let p = Tensor::new(&[[0.6f32, 0.3, 0.1], [0.2, 0.2, 0.6]], &Device::Cpu).unwrap();
+        let (class, conf, mask) = ([0, 2], [0.6f32, 0.6], [true, false]);
+        let t = |k| pseudo_targets(k, &p, &class, &conf, &mask).unwrap();
+        assert_eq!(t(PseudoTarget::Hard), vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(t(PseudoTarget::Soft), vec![0.6, 0.3, 0.1, 0.0, 0.0, 0.0]);
+        assert_eq!(t(PseudoTarget::Weighted), vec![0.6, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    }
 }
