@@ -77,7 +77,7 @@ fn choose(items: &[(PathBuf, usize)], calibration: usize, seed_per_class: usize)
 
 /// The model outputs of `items[idx]`, in that order; a file without a face is an error (the
 /// labeled folders this reads are face crops or frames with one face).
-fn outputs(
+pub(super) fn outputs(
     rec: &mut Recognizer,
     items: &[(PathBuf, usize)],
     idx: &[usize],
