@@ -151,3 +151,23 @@ fn the_threshold_reaches_the_target_precision_on_the_calibration_faces() {
     assert!(checked_lower, "some target must leave faces out");
     assert!(fit_fusion(&base(), &[], None, &buf, &[Aggregate::Max], &[], 0.9).is_none());
 }
+
+/// The instance weight is fitted with the aggregate: a buffer whose entries are mostly
+/// mislabeled gets the smallest weight tried, a clean one the largest; the chosen pair has the
+/// lowest NLL of p̂ among all tried.
+#[test]
+fn the_instance_weight_follows_how_much_the_buffer_is_worth() {
+    for (wrong, expected) in [(27, 0.25), (0, 1.0)] {
+        let mut rng = Lcg(21);
+        let buf = buffer(&mut rng, 30, wrong);
+        let cal = faces(&mut rng, 700);
+        let fit = fit_fusion(&base(), &cal, None, &buf, &[Aggregate::TopKMean(5)], &[0.25, 1.0], 0.9).unwrap();
+        assert_eq!(fit.trials.len(), 2);
+        assert_eq!(fit.fusion.weights.ins, expected, "{wrong} wrong: {:?}", fit.trials);
+        assert!(
+            fit.trials.iter().all(|t| fit.scores.fused_nll <= t.scores.fused_nll),
+            "{:?}",
+            fit.trials
+        );
+    }
+}
