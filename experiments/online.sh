@@ -21,7 +21,7 @@
 #   SPLITS="20 21 22 23 24 25 26 27 28 29" experiments/online.sh
 #   (SITFER_DATA, default ../shared/data; OUT, default runs/online; SITFER, the binary; BUNDLE,
 #   a bundle directory for every command, default the one built into the binary; GUARD_ONLY=1
-#   runs the in-domain guard alone)
+#   runs the in-domain guard alone; ONLINE_FLAGS, extra flags of the online variant)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${SITFER_DATA:-../shared/data}
@@ -33,6 +33,9 @@ VARIANTS=${VARIANTS:-"source buffer online offline"}
 GUARD=${GUARD:-1}
 GUARD_SEED=${GUARD_SEED:-20}
 ONLINE=(--online-refit --refit-inline --refit-min-interval 0)
+# Extra flags of the online variant (ONLINE_FLAGS="--refit-max-anchor-drop 100"), for ablations.
+read -r -a extra_online <<< "${ONLINE_FLAGS:-}"
+ONLINE+=("${extra_online[@]}")
 GUARD_ONLY=${GUARD_ONLY:-0}
 # sitfer with the bundle, when one is given.
 sf() { local c=$1; shift; if [ -n "${BUNDLE:-}" ]; then "$BIN" "$c" --bundle "$BUNDLE" "$@"; else "$BIN" "$c" "$@"; fi; }
