@@ -78,7 +78,7 @@ fn a_refit_that_loses_the_held_back_anchors_is_refused() {
 
 /// Right pseudo-labels on the new camera, fewer admissions than a refit during the run needs:
 /// with anchors the refit at exit runs, passes their check and is kept (and persisted); without
-/// them nothing would judge it, so none runs.
+/// them nothing would judge it, so none runs; nor without a head file to keep it in.
 #[test]
 fn the_refit_at_exit_is_kept_only_with_anchors() {
     let run = |anchors: bool| {
@@ -91,6 +91,12 @@ fn the_refit_at_exit_is_kept_only_with_anchors() {
         if anchors {
             l.set_anchors(&source_anchors(&mut Lcg(8), 140));
         }
+        let dir = tempfile::tempdir().unwrap();
+        let id = HeadIdentity {
+            space: "test".into(),
+            base: head_id(&base_head()),
+        };
+        l.persist_to(head_path(&dir.path().join("b.safetensors")), id);
         for i in 0..140 {
             let c = i % NUM_CLASSES;
             l.observe(&target_face(&mut rng, c), Some(c));
@@ -117,4 +123,20 @@ fn the_refit_at_exit_is_kept_only_with_anchors() {
     let without = run(false);
     assert_eq!(without.stats().started, 0, "{:?}", without.stats());
     assert!(without.head().is_none());
+    let mut unsaved = OnlineLearner::new(
+        base_head(),
+        OnlineConfig {
+            every_admissions: 1000,
+            ..config()
+        },
+        false,
+    )
+    .unwrap();
+    unsaved.set_anchors(&source_anchors(&mut Lcg(8), 140));
+    let mut rng = Lcg(4);
+    for i in 0..140 {
+        unsaved.observe(&target_face(&mut rng, i % NUM_CLASSES), Some(i % NUM_CLASSES));
+    }
+    unsaved.finish();
+    assert_eq!(unsaved.stats().started, 0, "{:?}", unsaved.stats());
 }

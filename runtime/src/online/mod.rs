@@ -381,7 +381,7 @@ impl OnlineLearner {
     }
 
     /// Ends the background work (a refit under way finishes first) and takes its outcomes, so
-    /// that the caller may save without racing the thread. With anchors, a last refit on every
+    /// that the caller may save without racing the thread. With anchors and a head file, a last refit on every
     /// recent face runs here, in place, when faces were admitted since the last one started (or
     /// a head is still under watch), and is kept if the guard and the anchor check pass. A head
     /// still under watch otherwise stays in use but is not counted as kept (nor persisted).
@@ -394,6 +394,8 @@ impl OnlineLearner {
         let pending = self.since_refit > 0 || self.watch.is_some();
         if std::mem::replace(&mut self.exited, true)
             || !(self.cfg.anchor.refit_on_exit && self.anchors.is_some() && pending)
+            // Without a head file the head would die with the process: no point refitting.
+            || self.persist.is_none()
             || !self.cfg.guard.check_pseudo_labels(&self.pool_counts()).is_empty()
         {
             return;
