@@ -11,6 +11,7 @@
 #              after every admission, no least interval, a 8-face watch
 # Run it through /work/pause-matrix.sh on a shared machine; FRAMES=DIR reuses generated frames.
 #   POOL=runs/online-prereg/split-20/online.head.safetensors experiments/fps-online.sh
+#   (BUNDLE=DIR runs every command with that bundle)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${SITFER:-target/release/sitfer}
@@ -45,6 +46,8 @@ if [ "$REPEAT" -gt 1 ]; then
   FRAMES=$OUT/repeated
 fi
 common=(run --source "$FRAMES" --detector blazeface --detect-every 5 --precision fp32 --json /dev/null)
+# BUNDLE: a bundle directory (e.g. one with anchor faces, whose refits also replay them).
+[ -n "${BUNDLE:-}" ] && common+=(--bundle "$BUNDLE")
 for r in $(seq "$REPS"); do
   echo "rep $r frozen:    $("$B" "${common[@]}" --no-continual 2>&1 | summary)"
   rm -f "$OUT/c.safetensors"

@@ -19,7 +19,9 @@
 # before and after.
 #
 #   SPLITS="20 21 22 23 24 25 26 27 28 29" experiments/online.sh
-#   (SITFER_DATA, default ../shared/data; OUT, default runs/online; SITFER, the binary)
+#   (SITFER_DATA, default ../shared/data; OUT, default runs/online; SITFER, the binary; BUNDLE,
+#   a bundle directory for every command, default the one built into the binary; GUARD_ONLY=1
+#   runs the in-domain guard alone; ONLINE_FLAGS, extra flags of the online variant)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${SITFER_DATA:-../shared/data}
@@ -31,6 +33,12 @@ VARIANTS=${VARIANTS:-"source buffer online offline"}
 GUARD=${GUARD:-1}
 GUARD_SEED=${GUARD_SEED:-20}
 ONLINE=(--online-refit --refit-inline --refit-min-interval 0)
+# Extra flags of the online variant (ONLINE_FLAGS="--refit-max-anchor-drop 100"), for ablations.
+read -r -a extra_online <<< "${ONLINE_FLAGS:-}"
+ONLINE+=("${extra_online[@]}")
+GUARD_ONLY=${GUARD_ONLY:-0}
+# sitfer with the bundle, when one is given.
+sf() { local c=$1; shift; if [ -n "${BUNDLE:-}" ]; then "$BIN" "$c" --bundle "$BUNDLE" "$@"; else "$BIN" "$c" "$@"; fi; }
 [ -d "$CK" ] || { echo "no CK+ at $CK (set SITFER_DATA)" >&2; exit 1; }
 [ -x "$BIN" ] || { echo "no sitfer binary at $BIN (set SITFER)" >&2; exit 1; }
 
@@ -48,6 +56,7 @@ row() { # SUMMARY SPLIT STREAM SCORED VARIANT EVAL_MD
 mkdir -p "$OUT"
 summary=$OUT/summary.tsv
 printf 'split\tfootage\tscored\tvariant\tp_sem\tp_ins\tp_hat\n' > "$summary"
+[ "$GUARD_ONLY" = 1 ] && SPLITS=""
 for seed in $SPLITS; do
   d=$OUT/split-$seed
   rm -rf "$d"
@@ -69,15 +78,15 @@ for seed in $SPLITS; do
   for v in $VARIANTS; do
     t0=$(date +%s)
     case $v in
-      source) "$BIN" eval --data "$d/score" --faces whole-frame > "$d/eval-$v.md" 2> "$d/eval-$v.log" ;;
+      source) sf eval --data "$d/score" --faces whole-frame > "$d/eval-$v.md" 2> "$d/eval-$v.log" ;;
       buffer|online)
         extra=(); [ "$v" = online ] && extra=("${ONLINE[@]}")
-        "$BIN" run --faces whole-frame --source "$d/footage" --buffer "$d/$v.safetensors" "${extra[@]}" \
+        sf run --faces whole-frame --source "$d/footage" --buffer "$d/$v.safetensors" "${extra[@]}" \
           --json "$d/run-$v.jsonl" 2> "$d/run-$v.log"
-        "$BIN" eval --data "$d/score" --faces whole-frame --buffer "$d/$v.safetensors" \
+        sf eval --data "$d/score" --faces whole-frame --buffer "$d/$v.safetensors" \
           > "$d/eval-$v.md" 2> "$d/eval-$v.log" ;;
       offline)
-        "$BIN" adapt --footage "$d/footage" --faces whole-frame --out "$d/bundle-offline" --refit \
+        sf adapt --footage "$d/footage" --faces whole-frame --out "$d/bundle-offline" --refit \
           > "$d/adapt-offline.json" 2> "$d/adapt-offline.log"
         "$BIN" eval --bundle "$d/bundle-offline" --data "$d/score" --faces whole-frame \
           > "$d/eval-$v.md" 2> "$d/eval-$v.log" ;;
@@ -86,8 +95,10 @@ for seed in $SPLITS; do
     echo "  $v: p̂ $(tail -1 "$summary" | cut -f7) ($(( $(date +%s) - t0 )) s)"
   done
 done
-column -t "$summary"
-echo; echo "p_hat over splits $SPLITS (points):"; gains "$summary" p_hat
+if [ -n "$SPLITS" ]; then
+  column -t "$summary"
+  echo; echo "p_hat over splits $SPLITS (points):"; gains "$summary" p_hat
+fi
 
 if [ "$GUARD" = 1 ]; then
   g=$OUT/fer-val-$GUARD_SEED
@@ -104,11 +115,11 @@ if [ "$GUARD" = 1 ]; then
   printf 'split\tstream\tscored\tvariant\tp_sem\tp_ins\tp_hat\n' > "$gs"
   n1=$(ls "$g/stream" | wc -l); n2=$(find "$g/score" -name '*.png' | wc -l)
   echo "FER2013 val guard: stream $n1 faces, scored $n2"
-  "$BIN" eval --data "$g/score" --faces whole-frame > "$g/eval-source.md" 2> "$g/eval-source.log"
+  sf eval --data "$g/score" --faces whole-frame > "$g/eval-source.md" 2> "$g/eval-source.log"
   row "$gs" "$GUARD_SEED" "$n1" "$n2" source "$g/eval-source.md"
-  "$BIN" run --faces whole-frame --source "$g/stream" --buffer "$g/online.safetensors" "${ONLINE[@]}" \
+  sf run --faces whole-frame --source "$g/stream" --buffer "$g/online.safetensors" "${ONLINE[@]}" \
     --json /dev/null 2> "$g/run-online.log"
-  "$BIN" eval --data "$g/score" --faces whole-frame --buffer "$g/online.safetensors" \
+  sf eval --data "$g/score" --faces whole-frame --buffer "$g/online.safetensors" \
     > "$g/eval-online.md" 2> "$g/eval-online.log"
   row "$gs" "$GUARD_SEED" "$n1" "$n2" online "$g/eval-online.md"
   column -t "$gs"

@@ -106,6 +106,7 @@ fn onnx_manifest() -> &'static Manifest {
             },
             prototypes: None,
             buffer: entry,
+            anchors: None,
             provenance: s.provenance,
         }
     })

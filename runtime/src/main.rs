@@ -68,6 +68,9 @@ enum Command {
     /// A copy of a bundle with its fusion calibrated on labeled faces it is not scored on: a
     /// temperature per source, the buffer aggregate, a class-balanced seed buffer, the threshold.
     Calibrate(cmd::calibrate::CalibrateArgs),
+    /// A copy of a bundle carrying anchor faces (labeled pooled features) that the online refit
+    /// replays and checks every new head against.
+    Anchors(cmd::anchors::AnchorsArgs),
     /// The on-device instance buffer: `stats`, `reset` (keep the bundle's seed), `export` (JSON lines).
     Buffer(cmd::buffer::BufferArgs),
     /// Adapt a bundle to unlabeled footage of this camera: a new bundle with a domain buffer (and
@@ -204,6 +207,7 @@ fn main() -> Result<()> {
         Command::Run(a) => cmd::run::run(a)?,
         Command::Eval(a) => cmd::eval::eval(a)?,
         Command::Calibrate(a) => cmd::calibrate::calibrate(a)?,
+        Command::Anchors(a) => cmd::anchors::anchors(a)?,
         Command::Buffer(a) => cmd::buffer::buffer(a)?,
         Command::Adapt(a) => cmd::adapt::adapt(a)?,
         Command::BenchDetect(a) => cmd::bench_detect::bench_detect(a)?,

@@ -302,6 +302,77 @@ fn optimize(h0: &Head, feats: &[&[f32]], term: &mut DataTerm, cfg: &RefitConfig)
     }
 }
 
+/// Labeled rows the refit also fits by plain cross-entropy (the bundle's anchor faces, in the
+/// class mix of the head's training data): replaying them keeps the head right on its own
+/// domain while the data term moves it toward the new one (the in-domain cost of an unlabeled
+/// objective, which otherwise pulls the predictions toward whatever it rewards).
+#[derive(Debug, Clone, Copy)]
+pub struct Replay<'a> {
+    pub feats: &'a [&'a [f32]],
+    pub labels: &'a [usize],
+    /// Weight of the replay's mean cross-entropy against the data term.
+    pub weight: f32,
+}
+
+/// `term` over the first `n` rows plus the replay's mean cross-entropy over the rest. Plain,
+/// not class-balanced: the anchor faces' class mix is the prior the head should keep.
+fn with_replay<'a, 'b: 'a>(
+    term: &'a mut DataTerm<'b>,
+    n: usize,
+    r: Replay<'a>,
+) -> impl FnMut(usize, &[Probs]) -> (f32, Vec<Probs>) + 'a {
+    let m = r.labels.len().max(1) as f32;
+    move |step: usize, logits: &[Probs]| {
+        let (mut loss, mut grads) = term(step, &logits[..n]);
+        for (z, &y) in logits[n..].iter().zip(r.labels) {
+            let p = softmax(z);
+            loss -= r.weight * p[y].max(1e-12).ln() / m;
+            grads.push(std::array::from_fn(|c| r.weight * (p[c] - (c == y) as u8 as f32) / m));
+        }
+        (loss, grads)
+    }
+}
+
+/// The refit of `h0` by `objective` on `feats` (`labels`: their pseudo-labels, read by the
+/// pseudo-label objective only), with the replay rows added to every step when given.
+pub fn refit_objective(
+    h0: &Head,
+    feats: &[&[f32]],
+    labels: &[usize],
+    objective: Objective,
+    replay: Option<Replay>,
+    cfg: &RefitConfig,
+) -> Refit {
+    let cfg = RefitConfig { objective, ..*cfg };
+    let mut term: Box<DataTerm> = match objective {
+        Objective::PseudoLabels => {
+            let t = pseudo_label_term(labels);
+            Box::new(move |_, z: &[Probs]| t(z))
+        }
+        Objective::InfoMax { diversity } => {
+            let t = info_max_term(diversity);
+            Box::new(move |_, z: &[Probs]| t(z))
+        }
+        Objective::Shot {
+            diversity,
+            beta,
+            relabels,
+        } => Box::new(shot_term(
+            feats,
+            diversity,
+            beta,
+            cfg.steps.div_ceil(relabels.max(1)).max(1),
+        )),
+    };
+    match replay {
+        None => optimize(h0, feats, &mut term, &cfg),
+        Some(r) => {
+            let all: Vec<&[f32]> = feats.iter().chain(r.feats).copied().collect();
+            optimize(h0, &all, &mut with_replay(&mut term, feats.len(), r), &cfg)
+        }
+    }
+}
+
 /// Self-training: fits the head to the pseudo-labels of `feats`.
 pub fn refit(h0: &Head, feats: &[&[f32]], labels: &[usize], cfg: &RefitConfig) -> Refit {
     let term = pseudo_label_term(labels);
@@ -337,11 +408,20 @@ mod tests {
             .collect();
         let feat_refs: Vec<&[f32]> = feats.iter().map(Vec::as_slice).collect();
         let (pl, im) = (pseudo_label_term(&labels), info_max_term(0.8));
+        // Info-max on the first three rows, the last two replayed with their labels.
+        let im3 = info_max_term(0.8);
+        let mut inner: Box<DataTerm> = Box::new(move |_, z: &[Probs]| im3(z));
+        let replay = Replay {
+            feats: &feat_refs[3..],
+            labels: &[2, 5],
+            weight: 0.7,
+        };
         let mut terms: Vec<Box<DataTerm>> = vec![
             Box::new(move |_, z: &[Probs]| pl(z)),
             Box::new(move |_, z: &[Probs]| im(z)),
             // Relabels only at step 0: the labels stay fixed while differences are taken.
             Box::new(shot_term(&feat_refs, 0.8, 0.3, usize::MAX)),
+            Box::new(with_replay(&mut inner, 3, replay)),
         ];
         for term in &mut terms {
             let (_, g) = term(0, &logits);

@@ -1,6 +1,7 @@
 //! A bundle's fusion calibrated on labeled faces it will not be scored on (`sitfer calibrate`):
-//! a temperature per source fitted by negative log-likelihood, the buffer aggregate whose fused
-//! p̂ has the lowest NLL, and the admission threshold at a target precision of p̂.
+//! a temperature per source fitted by negative log-likelihood, the buffer aggregate and the
+//! instance source's fusion weight whose fused p̂ has the lowest NLL, and the admission threshold
+//! at a target precision of p̂.
 //!
 //! Exported as trained, the three sources come on unrelated scales (logits at 1; cosines / 0.1
 //! twice), so p̂ is their mean only in name: the instance source, 13 points weaker in-domain,
@@ -37,11 +38,13 @@ pub struct Scores {
     pub fused_nll: f64,
 }
 
-/// One aggregate tried: its fitted τ_i and what p̂ measured with it.
+/// One aggregate and instance weight tried: the aggregate's fitted τ_i and what p̂ measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AggregateTrial {
     pub aggregate: Aggregate,
     pub tau_i: f32,
+    /// Weight of p_ins in the fusion (p_sem and p_text keep the bundle's).
+    pub w_ins: f32,
     pub ins_nll: f64,
     pub scores: Scores,
 }
@@ -170,11 +173,18 @@ pub fn fit_fusion(
     prototypes: Option<&TextPrototypes>,
     buffer: &impl ClassEntries,
     aggregates: &[Aggregate],
+    ins_weights: &[f32],
     target_precision: f64,
 ) -> Option<FusionFit> {
     if faces.is_empty() || aggregates.is_empty() {
         return None;
     }
+    // No weights to try: the bundle's.
+    let ins_weights = if ins_weights.is_empty() {
+        vec![base.weights.ins]
+    } else {
+        ins_weights.to_vec()
+    };
     let raw = raw_scores(faces, prototypes, buffer);
     let fit = |rows: &[Probs]| fit_temperature(rows, &raw.labels, T_RANGE.0, T_RANGE.1).map(|t| t as f32);
     let mut fusion = *base;
@@ -187,24 +197,32 @@ pub fn fit_fusion(
     for &aggregate in aggregates {
         let ins = raw.ins(aggregate);
         let tau_i = fit(&ins)?;
-        let f = Fusion {
-            tau_i,
-            aggregate,
-            ..fusion
-        };
-        let fused = fused_rows(&f, &raw, &ins);
-        let scores = scores_of(&raw, &ins, &fused);
-        trials.push(AggregateTrial {
-            aggregate,
-            tau_i,
-            ins_nll: nll(&ins, &raw.labels, tau_i as f64),
-            scores,
-        });
-        if best
-            .as_ref()
-            .is_none_or(|(k, _, _)| scores.fused_nll < trials[*k].scores.fused_nll)
-        {
-            best = Some((trials.len() - 1, f, fused));
+        let ins_nll = nll(&ins, &raw.labels, tau_i as f64);
+        for &w_ins in &ins_weights {
+            let f = Fusion {
+                tau_i,
+                aggregate,
+                weights: crate::bundle::FusionWeights {
+                    ins: w_ins,
+                    ..fusion.weights
+                },
+                ..fusion
+            };
+            let fused = fused_rows(&f, &raw, &ins);
+            let scores = scores_of(&raw, &ins, &fused);
+            trials.push(AggregateTrial {
+                aggregate,
+                tau_i,
+                w_ins,
+                ins_nll,
+                scores,
+            });
+            if best
+                .as_ref()
+                .is_none_or(|(k, _, _)| scores.fused_nll < trials[*k].scores.fused_nll)
+            {
+                best = Some((trials.len() - 1, f, fused));
+            }
         }
     }
     let (k, mut fusion, fused) = best?;

@@ -86,7 +86,7 @@ fn fitted_temperatures_and_aggregate_beat_the_exported_fusion() {
     let cal = faces(&mut rng, 1400);
     let held_out = faces(&mut rng, 1400);
     let aggregates = [Aggregate::Max, Aggregate::TopKMean(5), Aggregate::TopKMean(15)];
-    let fit = fit_fusion(&base(), &cal, None, &buf, &aggregates, 0.9).unwrap();
+    let fit = fit_fusion(&base(), &cal, None, &buf, &aggregates, &[], 0.9).unwrap();
     // Logits right 70 % of the time at margin 8 are over-confident: τ_sem softens them.
     assert!(fit.fusion.tau_sem > 2.0, "τ_sem {}", fit.fusion.tau_sem);
     // Mislabeled entries sit among every class: the nearest entry is often one of them, a
@@ -118,7 +118,7 @@ fn the_threshold_reaches_the_target_precision_on_the_calibration_faces() {
     let cal = faces(&mut rng, 700);
     let mut checked_lower = false;
     for target in [0.8, 0.95, 0.98] {
-        let fit = fit_fusion(&base(), &cal, None, &buf, &[Aggregate::TopKMean(5)], target).unwrap();
+        let fit = fit_fusion(&base(), &cal, None, &buf, &[Aggregate::TopKMean(5)], &[], target).unwrap();
         let (n, precision) = fit.admitted.expect("reachable");
         assert!(precision >= target && n > 0, "{target}: {n} at {precision}");
         // Recount with the device's fusion.
@@ -149,5 +149,25 @@ fn the_threshold_reaches_the_target_precision_on_the_calibration_faces() {
         checked_lower |= below.is_finite();
     }
     assert!(checked_lower, "some target must leave faces out");
-    assert!(fit_fusion(&base(), &[], None, &buf, &[Aggregate::Max], 0.9).is_none());
+    assert!(fit_fusion(&base(), &[], None, &buf, &[Aggregate::Max], &[], 0.9).is_none());
+}
+
+/// The instance weight is fitted with the aggregate: a buffer whose entries are mostly
+/// mislabeled gets the smallest weight tried, a clean one the largest; the chosen pair has the
+/// lowest NLL of p̂ among all tried.
+#[test]
+fn the_instance_weight_follows_how_much_the_buffer_is_worth() {
+    for (wrong, expected) in [(27, 0.25), (0, 1.0)] {
+        let mut rng = Lcg(21);
+        let buf = buffer(&mut rng, 30, wrong);
+        let cal = faces(&mut rng, 700);
+        let fit = fit_fusion(&base(), &cal, None, &buf, &[Aggregate::TopKMean(5)], &[0.25, 1.0], 0.9).unwrap();
+        assert_eq!(fit.trials.len(), 2);
+        assert_eq!(fit.fusion.weights.ins, expected, "{wrong} wrong: {:?}", fit.trials);
+        assert!(
+            fit.trials.iter().all(|t| fit.scores.fused_nll <= t.scores.fused_nll),
+            "{:?}",
+            fit.trials
+        );
+    }
 }

@@ -41,6 +41,11 @@ pub struct CalibrateArgs {
     /// faces is kept.
     #[arg(long, value_delimiter = ',', default_value = "max,top3,top5,top10,top20")]
     pub aggregates: Vec<Aggregate>,
+    /// Fusion weights of p_ins tried with each aggregate (p_sem and p_text keep the bundle's);
+    /// the pair whose p̂ has the lowest NLL on the calibration faces is kept. Empty: the
+    /// bundle's weight.
+    #[arg(long, value_delimiter = ',')]
+    pub ins_weights: Vec<f32>,
     /// Precision of the admitted faces the threshold must reach on the calibration faces. The
     /// default bundle's threshold was set for 0.9 (experiments/default-bundle.sh).
     #[arg(long, default_value_t = 0.9)]
@@ -77,7 +82,7 @@ fn choose(items: &[(PathBuf, usize)], calibration: usize, seed_per_class: usize)
 
 /// The model outputs of `items[idx]`, in that order; a file without a face is an error (the
 /// labeled folders this reads are face crops or frames with one face).
-fn outputs(
+pub(super) fn outputs(
     rec: &mut Recognizer,
     items: &[(PathBuf, usize)],
     idx: &[usize],
@@ -119,17 +124,18 @@ fn print_scores(label: &str, s: &Scores) {
 }
 
 fn print_fit(fit: &FusionFit, before: &Scores, before_new_seed: &Scores) {
-    println!("| aggregate | τ_i | NLL p_ins | p_ins % | p̂ % | NLL p̂ |");
-    println!("|---|---|---|---|---|---|");
+    println!("| aggregate | w_ins | τ_i | NLL p_ins | p_ins % | p̂ % | NLL p̂ |");
+    println!("|---|---|---|---|---|---|---|");
     for t in &fit.trials {
-        let mark = if t.aggregate == fit.fusion.aggregate {
+        let mark = if t.aggregate == fit.fusion.aggregate && t.w_ins == fit.fusion.weights.ins {
             " (chosen)"
         } else {
             ""
         };
         println!(
-            "| {}{mark} | {:.4} | {:.4} | {} | {} | {:.4} |",
+            "| {}{mark} | {} | {:.4} | {:.4} | {} | {} | {:.4} |",
             t.aggregate,
+            t.w_ins,
             t.tau_i,
             t.ins_nll,
             pct(t.scores.ins),
@@ -213,7 +219,15 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     let protos = bundle.prototypes.as_ref();
     let before = score(&base, &faces, protos, &old_seed);
     let before_new_seed = score(&base, &faces, protos, &new_seed);
-    let Some(fit) = fit_fusion(&base, &faces, protos, &new_seed, &a.aggregates, a.target_precision) else {
+    let Some(fit) = fit_fusion(
+        &base,
+        &faces,
+        protos,
+        &new_seed,
+        &a.aggregates,
+        &a.ins_weights,
+        a.target_precision,
+    ) else {
         bail!(
             "{}: no calibration faces; {} not written",
             listing.dir.display(),
@@ -226,16 +240,22 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     let mut provenance = vec![(
         "fusion_calibration".to_string(),
         format!(
-            "τ_sem {:.4}, τ_t {:.4}, τ_i {:.4}, aggregate {} (lowest NLL of p̂ among {}) fitted by NLL on {} labeled faces of {data} spread over the folder ({} model); p̂ on them {}% → {}% (p_sem {}%)",
+            "τ_sem {:.4}, τ_t {:.4}, τ_i {:.4}, aggregate {} and p_ins weight {} (lowest NLL of p̂ among {} × weights {:?}) fitted by NLL on {} labeled faces of {data} spread over the folder ({} model); p̂ on them {}% → {}% (p_sem {}%)",
             f.tau_sem,
             f.tau_t,
             f.tau_i,
             f.aggregate,
+            f.weights.ins,
             a.aggregates
                 .iter()
                 .map(|g| g.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
+            if a.ins_weights.is_empty() {
+                vec![f.weights.ins]
+            } else {
+                a.ins_weights.clone()
+            },
             faces.len(),
             precision.name(),
             pct(before.fused),

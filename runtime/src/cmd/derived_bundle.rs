@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use sitfer_runtime::adapt::{Head, onnx_head};
 use sitfer_runtime::bundle::{
-    Bundle, BundleContents, BundleSettings, Fusion, Precision, SeedBuffer, write_bundle_with_extras,
+    Bundle, BundleContents, BundleSettings, Fusion, Precision, SeedBuffer, write_bundle_with_anchors,
 };
 use sitfer_runtime::infer::Model;
 use std::collections::BTreeMap;
@@ -16,6 +16,9 @@ pub struct Changes<'a> {
     /// A refitted classifier head, written into every model file.
     pub head: Option<&'a Head>,
     pub buffer: Option<&'a SeedBuffer>,
+    /// Anchor faces (labeled pooled features); else the source's, if it has them (a refitted
+    /// head leaves the features, hence the anchors, as they were).
+    pub anchors: Option<&'a SeedBuffer>,
     /// The whole fusion (temperatures, aggregate, threshold); `threshold` applies after it.
     pub fusion: Option<Fusion>,
     /// The admission threshold (`fusion.threshold`).
@@ -77,7 +80,8 @@ pub fn write_derived(bundle: &Bundle, out: &Path, c: Changes) -> Result<()> {
         prototypes: bundle.prototypes.as_ref(),
         buffer: c.buffer.unwrap_or(&bundle.buffer),
     };
-    write_bundle_with_extras(out, &settings, contents, &c.extras)
+    let anchors = c.anchors.or(bundle.anchors.as_ref());
+    write_bundle_with_anchors(out, &settings, contents, anchors, &c.extras)
         .with_context(|| format!("writing the bundle {}", out.display()))?;
     let b2 = Bundle::open(out).with_context(|| format!("re-opening {}", out.display()))?;
     for p in [Precision::Fp32, Precision::Int8] {

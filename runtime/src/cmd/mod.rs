@@ -1,6 +1,7 @@
 //! The `sitfer` subcommands beyond `labels`, `info` and `bench`.
 
 pub mod adapt;
+pub mod anchors;
 pub mod bench_detect;
 pub mod buffer;
 pub mod bundle_arg;

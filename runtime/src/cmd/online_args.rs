@@ -7,7 +7,9 @@ use clap::Args;
 use sitfer_runtime::adapt::{GuardConfig, Head, Objective, RefitConfig};
 use sitfer_runtime::bundle::Bundle;
 use sitfer_runtime::instance_buffer::space_id;
-use sitfer_runtime::online::{HeadIdentity, HeadState, OnlineConfig, OnlineLearner, WatchConfig, head_id, head_path};
+use sitfer_runtime::online::{
+    AnchorConfig, HeadIdentity, HeadState, OnlineConfig, OnlineLearner, WatchConfig, head_id, head_path,
+};
 use sitfer_runtime::pipeline::Recognizer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,6 +47,17 @@ pub struct OnlineArgs {
     /// Nice value of the refit thread (19: lowest priority; frames never wait for it).
     #[arg(long, default_value_t = OnlineConfig::default().refit_nice, value_parser = clap::value_parser!(i32).range(-20..=19))]
     pub refit_nice: i32,
+    /// Weight of the cross-entropy on the bundle's replayed anchor faces (labeled features of
+    /// its own domain, `sitfer anchors`) beside the refit's objective; 0 replays none.
+    #[arg(long, default_value_t = AnchorConfig::default().replay_weight)]
+    pub refit_replay_weight: f32,
+    /// Largest loss of accuracy (points) on the bundle's held-back anchor faces, against the
+    /// bundle's own head, that a new head may show; more and it is refused.
+    #[arg(long, default_value_t = 100.0 * AnchorConfig::default().max_drop)]
+    pub refit_max_anchor_drop: f32,
+    /// No last refit when the run ends (with anchors it is kept if it passes their check).
+    #[arg(long)]
+    pub no_refit_on_exit: bool,
     /// Refit in place when due instead of on a background thread: the frame that starts a refit
     /// waits for it, and results no longer depend on thread timing (for measurements).
     #[arg(long, requires = "online_refit")]
@@ -76,6 +89,11 @@ impl OnlineArgs {
             watch: WatchConfig {
                 faces: self.refit_watch_faces,
                 max_confidence_drop: self.refit_max_confidence_drop,
+            },
+            anchor: AnchorConfig {
+                replay_weight: self.refit_replay_weight.max(0.0),
+                max_drop: self.refit_max_anchor_drop / 100.0,
+                refit_on_exit: !self.no_refit_on_exit,
             },
             ..OnlineConfig::default()
         }
@@ -124,6 +142,9 @@ pub fn learner(
     let mut l = OnlineLearner::new(base, a.config(), !a.refit_inline).context("starting the refit thread")?;
     if let Some(s) = state {
         l.restore(s);
+    }
+    if let Some(x) = &bundle.anchors {
+        l.set_anchors(x);
     }
     if let Some(b) = buffer {
         l.persist_to(head_path(b), id);

@@ -2,12 +2,12 @@ use super::*;
 use crate::fusion::argmax;
 use crate::instance_buffer::InstanceBuffer;
 
-const F: usize = 8;
+pub(super) const F: usize = 8;
 
 /// A small deterministic generator (the runtime has no rand dependency).
-struct Lcg(u64);
+pub(super) struct Lcg(pub(super) u64);
 impl Lcg {
-    fn uniform(&mut self) -> f32 {
+    pub(super) fn uniform(&mut self) -> f32 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -17,7 +17,7 @@ impl Lcg {
 }
 
 /// The source head: class c reads feature dimension c.
-fn base_head() -> Head {
+pub(super) fn base_head() -> Head {
     let mut weight = vec![0.0; NUM_CLASSES * F];
     for c in 0..NUM_CLASSES {
         weight[c * F + c] = 3.0;
@@ -31,19 +31,19 @@ fn base_head() -> Head {
 
 /// A face of class `c` from the new camera: its class dimension raised, plus a shift into
 /// dimension `(c + 1) % 7` that the source head mistakes for the next class half the time.
-fn target_face(rng: &mut Lcg, c: usize) -> Vec<f32> {
+pub(super) fn target_face(rng: &mut Lcg, c: usize) -> Vec<f32> {
     let mut f: Vec<f32> = (0..F).map(|_| 0.3 * rng.uniform()).collect();
     f[c] += 1.0;
     f[(c + 1) % NUM_CLASSES] += 1.0 + 0.5 * rng.uniform();
     f
 }
 
-fn accuracy(head: &Head, faces: &[(usize, Vec<f32>)]) -> f32 {
+pub(super) fn accuracy(head: &Head, faces: &[(usize, Vec<f32>)]) -> f32 {
     let right = faces.iter().filter(|(c, f)| argmax(&head.logits(f)).0 == *c).count();
     right as f32 / faces.len() as f32
 }
 
-fn config() -> OnlineConfig {
+pub(super) fn config() -> OnlineConfig {
     OnlineConfig {
         every_admissions: 35,
         refit: RefitConfig {

@@ -5,8 +5,10 @@
 //! waits. Head files are also written here (an fsync can take tens of milliseconds). Jobs run
 //! one at a time in order, so two writes of one file never overlap.
 
+use super::AnchorConfig;
+use super::anchors::{AnchorLoss, Anchors};
 use super::head_file::{HeadIdentity, HeadState};
-use crate::adapt::refit::{refit, refit_info_max, refit_shot};
+use crate::adapt::refit::refit_objective;
 use crate::adapt::{Collapse, GuardConfig, Head, Objective, RefitConfig};
 use crate::fusion::argmax;
 use crate::labels::NUM_CLASSES;
@@ -17,7 +19,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
 /// A refit of `base` (on the pool's pseudo-labelled rows, or on the recent faces for the
-/// objectives that need no labels), guarded on the recent faces' features.
+/// objectives that need no labels, with the bundle's anchor faces replayed when it has them),
+/// guarded on the recent faces' features and judged on the held-back anchor faces.
 pub struct RefitJob {
     pub base: Arc<Head>,
     /// The head in use now, whose predictions on `recent` the candidate is compared with.
@@ -26,6 +29,8 @@ pub struct RefitJob {
     pub recent: Vec<Vec<f32>>,
     pub refit: RefitConfig,
     pub guard: GuardConfig,
+    pub anchors: Option<Arc<Anchors>>,
+    pub anchor: AnchorConfig,
 }
 
 pub enum Job {
@@ -38,37 +43,70 @@ pub enum Job {
     },
 }
 
+/// Why a candidate head was not swapped in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// The collapse guard's findings on its predictions.
+    Collapse(Vec<Collapse>),
+    /// It lost accuracy on the held-back anchor faces.
+    Anchors(AnchorLoss),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Collapse(c) => {
+                let why: Vec<String> = c.iter().map(ToString::to_string).collect();
+                write!(f, "collapse guard: {}", why.join("; "))
+            }
+            Refusal::Anchors(a) => write!(f, "{a}"),
+        }
+    }
+}
+
 pub enum Outcome {
-    /// The candidate head, or the collapse guard's findings on it.
-    Refit(Result<Head, Vec<Collapse>>),
+    /// The candidate head, or why it was refused.
+    Refit(Result<Head, Refusal>),
     Saved(Result<(), String>),
 }
 
 /// Runs a refit job: the shared refit maths from `adapt::refit`, then the guard's check that
-/// no class the current head predicts on recent faces vanishes under the candidate.
-pub fn run_refit(job: &RefitJob) -> Result<Head, Vec<Collapse>> {
-    let recent: Vec<&[f32]> = job.recent.iter().map(Vec::as_slice).collect();
-    let fitted = match job.refit.objective {
-        Objective::PseudoLabels => {
-            let feats: Vec<&[f32]> = job.rows.iter().map(|(_, f)| f.as_slice()).collect();
-            let labels: Vec<usize> = job.rows.iter().map(|(c, _)| *c).collect();
-            refit(&job.base, &feats, &labels, &job.refit)
-        }
-        Objective::InfoMax { diversity } => refit_info_max(&job.base, &recent, diversity, &job.refit),
-        Objective::Shot {
-            diversity,
-            beta,
-            relabels,
-        } => refit_shot(&job.base, &recent, diversity, beta, relabels, &job.refit),
-    }
-    .head;
+/// no class the current head predicts on recent faces vanishes under the candidate, then the
+/// check on the held-back anchor faces.
+pub fn run_refit(job: &RefitJob) -> Result<Head, Refusal> {
+    let (feats, labels): (Vec<&[f32]>, Vec<usize>) = match job.refit.objective {
+        Objective::PseudoLabels => job.rows.iter().map(|(c, f)| (f.as_slice(), *c)).unzip(),
+        _ => (job.recent.iter().map(Vec::as_slice).collect(), Vec::new()),
+    };
+    let replay_feats: Vec<&[f32]> = job
+        .anchors
+        .as_ref()
+        .map(|a| a.replay.feats.iter().map(Vec::as_slice).collect())
+        .unwrap_or_default();
+    let replay = job
+        .anchors
+        .as_ref()
+        .filter(|_| job.anchor.replay_weight > 0.0)
+        .map(|a| a.replay(&replay_feats, job.anchor.replay_weight));
+    let fitted = refit_objective(&job.base, &feats, &labels, job.refit.objective, replay, &job.refit).head;
     let (mut before, mut after) = ([0usize; NUM_CLASSES], [0usize; NUM_CLASSES]);
     for f in &job.recent {
         before[argmax(&job.current.logits(f)).0] += 1;
         after[argmax(&fitted.logits(f)).0] += 1;
     }
     let findings = job.guard.check_predictions(&before, &after);
-    if findings.is_empty() { Ok(fitted) } else { Err(findings) }
+    if !findings.is_empty() {
+        return Err(Refusal::Collapse(findings));
+    }
+    if let Some(a) = &job.anchors {
+        a.judge(&fitted, job.anchor.max_drop).map_err(Refusal::Anchors)?;
+        log::info!(
+            "online refit candidate: {:.2}% on the held-back anchor faces (bundle's head {:.2}%)",
+            100.0 * a.check.accuracy(&fitted),
+            100.0 * a.base_accuracy
+        );
+    }
+    Ok(fitted)
 }
 
 fn run_job(job: Job) -> Outcome {

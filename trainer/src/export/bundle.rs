@@ -80,6 +80,7 @@ fn manifest_stub(net: &FoldedNet, norm: &Normalization) -> Manifest {
             bytes: 0,
             sha256: String::new(),
         },
+        anchors: None,
         provenance: BTreeMap::new(),
     }
 }

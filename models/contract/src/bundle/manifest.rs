@@ -17,6 +17,7 @@ pub const MODEL_FP32_FILE: &str = "model-fp32.onnx";
 pub const MODEL_INT8_FILE: &str = "model-int8.onnx";
 pub const PROTOTYPES_FILE: &str = "prototypes.safetensors";
 pub const BUFFER_FILE: &str = "buffer.safetensors";
+pub const ANCHORS_FILE: &str = "anchors.safetensors";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +35,12 @@ pub struct Manifest {
     pub prototypes: Option<FileEntry>,
     /// Seed instance buffer: embeddings of labeled faces with their class ids.
     pub buffer: FileEntry,
+    /// Anchor faces: the classifier head's input (the pooled feature, `[n, F]`) of labeled faces
+    /// with their class ids, which the on-device refit of the head replays and is checked
+    /// against (runtime/src/online). Optional: bundles without it (all written before it
+    /// existed) still open, and the manifest of one without it has no such field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchors: Option<FileEntry>,
     /// Where the bundle came from (checkpoint, training command, data); free-form, for people.
     pub provenance: BTreeMap<String, String>,
 }
@@ -206,6 +213,9 @@ impl Manifest {
             v.push(("prototypes", e));
         }
         v.push(("buffer", &self.buffer));
+        if let Some(e) = &self.anchors {
+            v.push(("anchors", e));
+        }
         v
     }
 }

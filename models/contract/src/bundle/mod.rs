@@ -21,7 +21,7 @@ pub use pack::{pack, unpack};
 pub use prototypes::TextPrototypes;
 pub use reader::{Bundle, sha256_hex};
 pub use seed_buffer::SeedBuffer;
-pub use writer::{BundleContents, BundleSettings, write_bundle, write_bundle_with_extras};
+pub use writer::{BundleContents, BundleSettings, write_bundle, write_bundle_with_anchors, write_bundle_with_extras};
 
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,9 @@ pub struct Bundle {
     pub manifest: Manifest,
     pub prototypes: Option<TextPrototypes>,
     pub buffer: SeedBuffer,
+    /// Labeled pooled features (`SeedBuffer::dim` is the head's input width, not
+    /// `embedding_dim`), when the manifest lists `anchors`.
+    pub anchors: Option<SeedBuffer>,
     pub(crate) unpacked: Option<std::sync::Arc<super::pack::UnpackedDir>>,
 }
 
@@ -72,12 +75,14 @@ impl Bundle {
         let manifest = Manifest::from_bytes(&bytes, &manifest_path)?;
         let mut prototypes = None;
         let mut buffer = None;
+        let mut anchors = None;
         for (field, entry) in manifest.files() {
             let (path, bytes) = read_entry(dir, &manifest_path, field, entry, file_limit(&manifest, field))?;
             let dim = manifest.embedding_dim;
             match field {
                 "prototypes" => prototypes = Some(TextPrototypes::from_bytes(&bytes, dim, &path, field)?),
                 "buffer" => buffer = Some(SeedBuffer::from_bytes(&bytes, dim, &path, field)?),
+                "anchors" => anchors = Some(SeedBuffer::from_bytes_any_dim(&bytes, &path, field)?),
                 _ => {}
             }
         }
@@ -87,6 +92,7 @@ impl Bundle {
             manifest,
             prototypes,
             buffer,
+            anchors,
             unpacked: None,
         })
     }
@@ -141,6 +147,7 @@ fn file_limit(m: &Manifest, field: &str) -> u64 {
     match field {
         "prototypes" => TENSOR_HEADER_BYTES + ALL.len() as u64 * row,
         "buffer" => TENSOR_HEADER_BYTES + MAX_BUFFER_ENTRIES as u64 * (row + 1),
+        "anchors" => TENSOR_HEADER_BYTES + MAX_BUFFER_ENTRIES as u64 * (MAX_EMBEDDING_DIM as u64 * 4 + 1),
         _ => MAX_MODEL_BYTES,
     }
 }

@@ -2,6 +2,7 @@
 //! on-device buffer starts and the instance-level prediction p_ins is computed.
 
 use super::error::BundleError;
+use super::reader::MAX_EMBEDDING_DIM;
 use super::tensors::{TensorFile, encode, f32_bytes, f32_from_bytes};
 use crate::labels::NUM_CLASSES;
 use safetensors::Dtype;
@@ -54,6 +55,19 @@ impl SeedBuffer {
             ),
             (LABELS, Dtype::U8, vec![self.len()], self.labels.clone()),
         ])
+    }
+
+    /// Reads a file whose row width is its own (the anchors: the head's input width, which the
+    /// manifest does not state); the width must be in `1..=MAX_EMBEDDING_DIM`.
+    pub fn from_bytes_any_dim(bytes: &[u8], file: &Path, field: &str) -> Result<Self, BundleError> {
+        let f = TensorFile::parse(bytes, file, field)?;
+        let (eshape, _) = f.get(EMBEDDINGS, Dtype::F32)?;
+        match eshape[..] {
+            [_, dim] if (1..=MAX_EMBEDDING_DIM).contains(&dim) => Self::from_bytes(bytes, dim, file, field),
+            _ => Err(f.error(format!(
+                "tensor `{EMBEDDINGS}` has shape {eshape:?}, expected [n, F] with 1 ≤ F ≤ {MAX_EMBEDDING_DIM}"
+            ))),
+        }
     }
 
     pub fn from_bytes(bytes: &[u8], dim: usize, file: &Path, field: &str) -> Result<Self, BundleError> {

@@ -471,3 +471,34 @@ fn packed_entries_must_be_plain_files_inside_the_bundle() {
         assert!(!tmp.path().join("evil").exists());
     }
 }
+
+/// Anchor faces have the head's input width, not `embedding_dim`: written, listed with their
+/// hash, read back with their own width; a bundle without them writes no `anchors` field, so
+/// runtimes that predate it still read it; a tampered anchor file is refused.
+#[test]
+fn anchors_round_trip_and_are_optional() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, b) = (prototypes(16), buffer(16));
+    let contents = BundleContents {
+        model_fp32: Some(b"not really onnx"),
+        model_int8: None,
+        prototypes: Some(&p),
+        buffer: &b,
+    };
+    let anchors = SeedBuffer {
+        dim: 24,
+        embeddings: (0..3 * 24).map(|i| i as f32 * 0.5).collect(),
+        labels: vec![0, 3, 6],
+    };
+    let dir = tmp.path().join("a");
+    let m = super::write_bundle_with_anchors(&dir, &settings(16), contents, Some(&anchors), &[]).unwrap();
+    assert_eq!(m.anchors.as_ref().unwrap().path, super::manifest::ANCHORS_FILE);
+    assert_eq!(Bundle::open(&dir).unwrap().anchors, Some(anchors));
+    std::fs::write(dir.join(super::manifest::ANCHORS_FILE), b"tampered").unwrap();
+    assert!(open_err(&dir).contains("anchors"), "{}", open_err(&dir));
+    let plain = tmp.path().join("p");
+    write(&plain);
+    let text = std::fs::read_to_string(plain.join(MANIFEST_FILE)).unwrap();
+    assert!(!text.contains("anchors"), "{text}");
+    assert_eq!(Bundle::open(&plain).unwrap().anchors, None);
+}

@@ -3,8 +3,8 @@
 
 use super::error::BundleError;
 use super::manifest::{
-    BUFFER_FILE, FORMAT_VERSION, FileEntry, Fusion, InputSpec, MANIFEST_FILE, MODEL_FP32_FILE, MODEL_INT8_FILE,
-    Manifest, Models, PROTOTYPES_FILE,
+    ANCHORS_FILE, BUFFER_FILE, FORMAT_VERSION, FileEntry, Fusion, InputSpec, MANIFEST_FILE, MODEL_FP32_FILE,
+    MODEL_INT8_FILE, Manifest, Models, PROTOTYPES_FILE,
 };
 use super::prototypes::TextPrototypes;
 use super::reader::{sha256_hex, validate};
@@ -54,6 +54,18 @@ pub fn write_bundle_with_extras(
     contents: BundleContents,
     extras: &[(&str, &[u8])],
 ) -> Result<Manifest, BundleError> {
+    write_bundle_with_anchors(dir, settings, contents, None, extras)
+}
+
+/// [`write_bundle_with_extras`] plus the anchor faces (labeled pooled features, the manifest's
+/// `anchors`), for the derived bundles that carry them.
+pub fn write_bundle_with_anchors(
+    dir: &Path,
+    settings: &BundleSettings,
+    contents: BundleContents,
+    anchors: Option<&SeedBuffer>,
+    extras: &[(&str, &[u8])],
+) -> Result<Manifest, BundleError> {
     let manifest_path = dir.join(MANIFEST_FILE);
     let dim_mismatch = |field: &str, got: usize| {
         BundleError::invalid(
@@ -72,6 +84,7 @@ pub fn write_bundle_with_extras(
     }
     let prototypes = contents.prototypes.map(|p| p.to_bytes()).transpose()?;
     let buffer = contents.buffer.to_bytes()?;
+    let anchors = anchors.map(SeedBuffer::to_bytes).transpose()?;
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         classes: ALL.iter().map(|e| e.name().to_string()).collect(),
@@ -84,6 +97,7 @@ pub fn write_bundle_with_extras(
         },
         prototypes: prototypes.as_deref().map(|b| entry(PROTOTYPES_FILE, b)),
         buffer: entry(BUFFER_FILE, &buffer),
+        anchors: anchors.as_deref().map(|b| entry(ANCHORS_FILE, b)),
         provenance: settings.provenance.clone(),
     };
     validate(&manifest, &manifest_path)?;
@@ -96,6 +110,9 @@ pub fn write_bundle_with_extras(
     }
     if let Some(b) = &prototypes {
         files.push((PROTOTYPES_FILE, b));
+    }
+    if let Some(b) = &anchors {
+        files.push((ANCHORS_FILE, b));
     }
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     files.push((MANIFEST_FILE, &json));
