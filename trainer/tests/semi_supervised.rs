@@ -325,6 +325,15 @@ fn batches(n_unlabeled: usize) -> Batches {
 }
 
 fn run_step(ssl: &mut SslState, model: &dyn sitfer_trainer::model::FerModel, step: u64, b: &Batches) -> PseudoLabels {
+    step_output(ssl, model, step, b).unlabeled.unwrap()
+}
+
+fn step_output(
+    ssl: &mut SslState,
+    model: &dyn sitfer_trainer::model::FerModel,
+    step: u64,
+    b: &Batches,
+) -> sitfer_trainer::method::StepOutput {
     let slots: Vec<usize> = (0..7).collect();
     ssl.step(
         model,
@@ -340,8 +349,6 @@ fn run_step(ssl: &mut SslState, model: &dyn sitfer_trainer::model::FerModel, ste
             strong: &b.strong,
         }),
     )
-    .unwrap()
-    .unlabeled
     .unwrap()
 }
 
@@ -376,6 +383,21 @@ fn mean(rows: &[&Vec<f32>]) -> Vec<f32> {
 
 fn argmax(v: &[f32]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
+}
+
+/// The middle of the confidences p̂ will have on `b`'s weak views (the first test checks this
+/// computation against the step): a threshold there splits the batch in half.
+fn median_confidence(model: &dyn sitfer_trainer::model::FerModel, ssl: &SslState, b: &Batches) -> f64 {
+    let mem = ssl.memory.as_ref().unwrap();
+    let [sem, text, ins] = sources(model, ssl, mem, &b.weak);
+    let n = sem.len();
+    let mut conf: Vec<f32> = (0..n)
+        .map(|i| mean(&[&sem[i], &text[i], &ins[i]]).into_iter().fold(0f32, f32::max))
+        .collect();
+    conf.sort_by(f32::total_cmp);
+    let (lo, hi) = (conf[n / 2 - 1], conf[n / 2]);
+    assert!(hi - lo > 1e-4, "distinct confidences to split: {conf:?}");
+    ((lo + hi) / 2.0) as f64
 }
 
 /// A state whose buffer already holds one labeled embedding per class, so p_ins is informative.
@@ -468,15 +490,7 @@ fn only_the_embeddings_that_pass_the_threshold_are_queued() {
     let b = batches(12);
     let (_vm, model, mut ssl) = primed(cfg);
     let mem = ssl.memory.clone().unwrap();
-    // The confidences p̂ will have (the first test checks this computation against the step);
-    // a threshold at their median splits the batch.
-    let [sem, text, ins] = sources(model.as_ref(), &ssl, &mem, &b.weak);
-    let mut conf: Vec<f32> = (0..12)
-        .map(|i| mean(&[&sem[i], &text[i], &ins[i]]).into_iter().fold(0f32, f32::max))
-        .collect();
-    conf.sort_by(f32::total_cmp);
-    assert!(conf[6] - conf[5] > 1e-4, "distinct confidences to split: {conf:?}");
-    ssl.thresholds = Thresholds::new(((conf[5] + conf[6]) / 2.0) as f64, ThresholdMode::Fixed);
+    ssl.thresholds = Thresholds::new(median_confidence(model.as_ref(), &ssl, &b), ThresholdMode::Fixed);
     let out = model.forward_t(&b.weak, true).unwrap();
     let z = rows(&ssl.proj.as_ref().unwrap().forward(&out.embedding).unwrap());
     let p = run_step(&mut ssl, model.as_ref(), 0, &b);
@@ -513,23 +527,7 @@ fn soft_and_weighted_pseudo_targets_change_l_u_as_their_definitions_say() {
             ..SslConfig::sitfer()
         };
         let (_vm, model, mut ssl) = primed(cfg);
-        let slots: Vec<usize> = (0..7).collect();
-        let out = ssl
-            .step(
-                model.as_ref(),
-                0,
-                LabeledInput {
-                    x: &b.x,
-                    targets: &b.targets,
-                    labels: &b.labels,
-                    slots: &slots,
-                },
-                Some(UnlabeledInput {
-                    weak: &b.weak,
-                    strong: &b.strong,
-                }),
-            )
-            .unwrap();
+        let out = step_output(&mut ssl, model.as_ref(), 0, &b);
         let conf = out.unlabeled.unwrap().confidence;
         (out.l_u.unwrap(), conf)
     };
@@ -558,13 +556,7 @@ fn a_queue_threshold_keeps_the_buffer_to_confident_faces_while_l_u_takes_all() {
     };
     let (_vm, model, mut ssl) = primed(probe);
     let mem = ssl.memory.clone().unwrap();
-    let [sem, text, ins] = sources(model.as_ref(), &ssl, &mem, &b.weak);
-    let mut conf: Vec<f32> = (0..12)
-        .map(|i| mean(&[&sem[i], &text[i], &ins[i]]).into_iter().fold(0f32, f32::max))
-        .collect();
-    conf.sort_by(f32::total_cmp);
-    assert!(conf[6] - conf[5] > 1e-4, "distinct confidences to split: {conf:?}");
-    ssl.cfg.queue_threshold = Some(((conf[5] + conf[6]) / 2.0) as f64);
+    ssl.cfg.queue_threshold = Some(median_confidence(model.as_ref(), &ssl, &b));
     let p = run_step(&mut ssl, model.as_ref(), 0, &b);
     assert!(
         p.mask.iter().all(|&m| m),
