@@ -519,14 +519,18 @@ fn only_the_embeddings_that_pass_the_threshold_are_queued() {
 #[test]
 fn soft_and_weighted_pseudo_targets_change_l_u_as_their_definitions_say() {
     let b = batches(6);
-    let l_u = |kind| {
-        let cfg = SslConfig {
-            threshold: 0.01, // every pseudo-label passes
-            ins_warmup_steps: 0,
-            pseudo_target: kind,
-            ..SslConfig::sitfer()
-        };
-        let (_vm, model, mut ssl) = primed(cfg);
+    let cfg = SslConfig {
+        threshold: 0.01, // every pseudo-label passes
+        ins_warmup_steps: 0,
+        ..SslConfig::sitfer()
+    };
+    // One model and one buffer for the three kinds (primed draws random embeddings), the buffer
+    // put back before each step (a step queues and refreshes it).
+    let (_vm, model, mut ssl) = primed(cfg);
+    let mem = ssl.memory.clone();
+    let mut l_u = |kind| {
+        ssl.memory = mem.clone();
+        ssl.cfg.pseudo_target = kind;
         let out = step_output(&mut ssl, model.as_ref(), 0, &b);
         let conf = out.unlabeled.unwrap().confidence;
         (out.l_u.unwrap(), conf)
