@@ -41,39 +41,47 @@ fn the_anchors_split_into_halves_of_the_same_class_mix() {
 }
 
 /// Pseudo-labels that are all wrong (each face given the next class) make a head that is also
-/// wrong on the bundle's own faces: without replay to hold it, it is refused on the held-back
-/// anchors and never swapped in.
+/// wrong on the bundle's own faces: without replay to hold it, a margin on the held-back anchors
+/// refuses it and it is never swapped in; with no margin (the default) the anchors judge
+/// nothing.
 #[test]
-fn a_refit_that_loses_the_held_back_anchors_is_refused() {
-    let mut rng = Lcg(11);
-    let cfg = OnlineConfig {
-        anchor: AnchorConfig {
-            replay_weight: 0.0,
-            ..AnchorConfig::default()
-        },
-        refit: RefitConfig {
-            anchor: 0.0,
-            steps: 300,
-            ..config().refit
-        },
-        ..config()
+fn a_refit_that_loses_the_held_back_anchors_is_refused_when_a_margin_is_set() {
+    let run = |max_drop| {
+        let mut rng = Lcg(11);
+        let cfg = OnlineConfig {
+            anchor: AnchorConfig {
+                replay_weight: 0.0,
+                max_drop,
+                ..AnchorConfig::default()
+            },
+            refit: RefitConfig {
+                anchor: 0.0,
+                steps: 300,
+                ..config().refit
+            },
+            ..config()
+        };
+        let mut l = OnlineLearner::new(base_head(), cfg, false).unwrap();
+        l.set_anchors(&source_anchors(&mut rng, 140));
+        for i in 0..70 {
+            let c = i % NUM_CLASSES;
+            let mut f: Vec<f32> = (0..F).map(|_| 0.3 * rng.uniform()).collect();
+            f[c] += 1.0;
+            l.observe(&f, Some((c + 1) % NUM_CLASSES));
+            l.poll();
+        }
+        l.finish();
+        l
     };
-    let mut l = OnlineLearner::new(base_head(), cfg, false).unwrap();
-    l.set_anchors(&source_anchors(&mut rng, 140));
-    for i in 0..70 {
-        let c = i % NUM_CLASSES;
-        let mut f: Vec<f32> = (0..F).map(|_| 0.3 * rng.uniform()).collect();
-        f[c] += 1.0;
-        l.observe(&f, Some((c + 1) % NUM_CLASSES));
-        l.poll();
-    }
-    l.finish();
+    let l = run(Some(0.02));
     let s = l.stats();
     assert!(s.refused_anchors >= 2 && s.swapped == 0 && s.kept_on_exit == 0, "{s:?}");
     assert!(
         l.head().is_none() && l.state().head.is_none(),
         "the bundle's head stays"
     );
+    let s = run(None).stats();
+    assert!(s.refused_anchors == 0 && s.started >= 2, "{s:?}");
 }
 
 /// Right pseudo-labels on the new camera, fewer admissions than a refit during the run needs:
