@@ -1,7 +1,7 @@
 //! The bundle's anchor faces in the online refit: the held-back half refuses a head that
 //! loses accuracy on the source domain, and makes the refit at exit possible.
 
-use super::tests::{F, Lcg, accuracy, base_head, config, target_face};
+use super::tests::{F, Lcg, accuracy, base_head, config, free_refit, target_face};
 use super::*;
 use crate::bundle::SeedBuffer;
 
@@ -54,11 +54,7 @@ fn a_refit_that_loses_the_held_back_anchors_is_refused_when_a_margin_is_set() {
                 max_drop,
                 ..AnchorConfig::default()
             },
-            refit: RefitConfig {
-                anchor: 0.0,
-                steps: 300,
-                ..config().refit
-            },
+            refit: free_refit(),
             ..config()
         };
         let mut l = OnlineLearner::new(base_head(), cfg, false).unwrap();

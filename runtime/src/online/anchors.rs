@@ -96,18 +96,17 @@ impl Anchors {
         }
     }
 
-    /// `Err` when `candidate` is less accurate on the held-back half than the bundle's head by
-    /// more than `margin` (a share: 0.02 is two points).
-    pub fn judge(&self, candidate: &Head, margin: f32) -> Result<(), AnchorLoss> {
+    /// `candidate`'s accuracy on the held-back half; `Err` when it is below the bundle's head's
+    /// by more than `margin` (a share: 0.02 is two points; `None`: never).
+    pub fn judge(&self, candidate: &Head, margin: Option<f32>) -> Result<f32, AnchorLoss> {
         let acc = self.check.accuracy(candidate);
-        if acc < self.base_accuracy - margin {
-            Err(AnchorLoss {
+        match margin {
+            Some(margin) if acc < self.base_accuracy - margin => Err(AnchorLoss {
                 base: self.base_accuracy,
                 candidate: acc,
                 margin,
-            })
-        } else {
-            Ok(())
+            }),
+            _ => Ok(acc),
         }
     }
 }

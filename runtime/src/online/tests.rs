@@ -43,6 +43,16 @@ pub(super) fn accuracy(head: &Head, faces: &[(usize, Vec<f32>)]) -> f32 {
     right as f32 / faces.len() as f32
 }
 
+/// [`config`]'s refit, free to follow its pseudo-labels (no pull toward the bundle's head) and
+/// long enough to reach them: what the tests of a bad refit's refusal need.
+pub(super) fn free_refit() -> RefitConfig {
+    RefitConfig {
+        anchor: 0.0,
+        steps: 300,
+        ..config().refit
+    }
+}
+
 pub(super) fn config() -> OnlineConfig {
     OnlineConfig {
         every_admissions: 35,
@@ -89,11 +99,7 @@ fn an_online_refit_on_right_pseudo_labels_raises_accuracy_and_is_kept() {
 fn a_head_that_loses_confidence_after_the_swap_is_rolled_back() {
     let mut rng = Lcg(5);
     let cfg = OnlineConfig {
-        refit: RefitConfig {
-            anchor: 0.0,
-            steps: 300,
-            ..config().refit
-        },
+        refit: free_refit(),
         ..config()
     };
     let mut l = OnlineLearner::new(base_head(), cfg, false).unwrap();

@@ -99,12 +99,10 @@ pub fn run_refit(job: &RefitJob) -> Result<Head, Refusal> {
         return Err(Refusal::Collapse(findings));
     }
     if let Some(a) = &job.anchors {
-        if let Some(margin) = job.anchor.max_drop {
-            a.judge(&fitted, margin).map_err(Refusal::Anchors)?;
-        }
+        let acc = a.judge(&fitted, job.anchor.max_drop).map_err(Refusal::Anchors)?;
         log::info!(
             "online refit candidate: {:.2}% on the held-back anchor faces (bundle's head {:.2}%)",
-            100.0 * a.check.accuracy(&fitted),
+            100.0 * acc,
             100.0 * a.base_accuracy
         );
     }

@@ -304,14 +304,14 @@ fn pseudo_targets(
     let (b, c) = p_hat.dims2()?;
     let mut t = vec![0f32; b * c];
     let soft = match kind {
-        PseudoTarget::Soft => Some(p_hat.flatten_all()?.to_vec1::<f32>()?),
-        _ => None,
+        PseudoTarget::Soft => p_hat.flatten_all()?.to_vec1::<f32>()?,
+        _ => Vec::new(),
     };
     for i in (0..b).filter(|&i| mask[i]) {
-        match (kind, &soft) {
-            (PseudoTarget::Soft, Some(p)) => t[i * c..(i + 1) * c].copy_from_slice(&p[i * c..(i + 1) * c]),
-            (PseudoTarget::Weighted, _) => t[i * c + class[i]] = conf[i],
-            _ => t[i * c + class[i]] = 1.0,
+        match kind {
+            PseudoTarget::Soft => t[i * c..(i + 1) * c].copy_from_slice(&soft[i * c..(i + 1) * c]),
+            PseudoTarget::Weighted => t[i * c + class[i]] = conf[i],
+            PseudoTarget::Hard => t[i * c + class[i]] = 1.0,
         }
     }
     Ok(t)
