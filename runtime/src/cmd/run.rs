@@ -136,6 +136,11 @@ pub struct RunArgs {
     /// next frame detect [default: the --board profile's detection interval, else 5].
     #[arg(long)]
     pub detect_every: Option<u32>,
+    /// Detect on the inference thread, on the scheduled frame itself. By default a scheduled
+    /// detection runs on its own thread while the frame is classified on the tracked boxes,
+    /// and its faces join the tracks at the next frame.
+    #[arg(long)]
+    pub detect_inline: bool,
     /// EMA weight of the newest probabilities in a track (1: no smoothing).
     #[arg(long, default_value_t = 0.4)]
     pub smoothing: f32,
@@ -388,6 +393,9 @@ fn run_with(
     let detector = a.model.detector()?;
     log::info!("faces: {}", detector.name());
     let mut rec = Recognizer::new(&bundle, model, detector, buffer, cfg);
+    if !a.detect_inline {
+        rec = rec.with_detection_ahead()?;
+    }
     if let Some(base) = &base {
         online_args::attach(&mut rec, &a.online, &bundle, base, a.buffer.as_deref())?;
     }

@@ -5,6 +5,7 @@
 //! [`CancelToken`] (Ctrl-C) stops all three cleanly.
 
 mod cancel;
+mod detect_ahead;
 mod recognizer;
 mod result;
 mod runner;
@@ -16,5 +17,7 @@ pub use result::{FaceResult, FrameResult, StageTimes};
 pub use runner::{DropPolicy, FrameProcessor, RunOptions, RunSummary, run_pipeline};
 pub use sink::{JsonLinesSink, Sink, SinkError};
 
+#[cfg(test)]
+mod detect_ahead_tests;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 //! per-track smoothing, and continual pseudo-labelling into the buffer. A library type: `sitfer
 //! run`, `sitfer eval` and the offline adaptation use it alike.
 
+use super::detect_ahead::Detector;
 use super::{FaceResult, FrameResult, StageTimes};
 use crate::adapt::Head;
 use crate::bundle::{Bundle, TextPrototypes};
@@ -123,7 +124,7 @@ pub fn detect_now(frames: u64, detect_every: u32, tracks: &[Track]) -> bool {
 
 pub struct Recognizer {
     model: Model,
-    detector: Box<dyn FaceDetector>,
+    detector: Detector,
     prep: FacePrep,
     prototypes: Option<TextPrototypes>,
     buffer: InstanceBuffer,
@@ -151,7 +152,7 @@ impl Recognizer {
             prototypes: bundle.prototypes.clone(),
             tracker: Tracker::new(cfg.tracker),
             model,
-            detector,
+            detector: Detector::Inline(detector),
             buffer,
             cfg,
             frames: 0,
@@ -160,6 +161,20 @@ impl Recognizer {
             head: None,
             online: None,
         }
+    }
+
+    /// Runs the scheduled detections one frame ahead on their own thread (module
+    /// [`super::detect_ahead`]): a detection of frame k overlaps frame k's crop and model, and
+    /// its faces join the tracks at frame k+1. Detections that cannot wait (no face to carry)
+    /// still run at once. A live run's choice (`sitfer run`); the scoring commands keep the
+    /// detection in line, so their published figures stay comparable.
+    pub fn with_detection_ahead(mut self) -> Result<Self, PipelineError> {
+        let inline = std::mem::replace(
+            &mut self.detector,
+            Detector::Inline(Box::new(crate::detect::WholeFrame)),
+        );
+        self.detector = inline.ahead()?;
+        Ok(self)
     }
 
     /// Computes logits with `head` from the pooled feature (the model must expose it).
@@ -283,19 +298,43 @@ impl Recognizer {
             .collect())
     }
 
+    /// The tracks that give this frame's faces (indices into the tracker), and whether a
+    /// detection placed them. In line: the detector runs on this frame when [`detect_now`]
+    /// says. Ahead: the detection started on the previous frame is applied (matched at its own
+    /// frame, then carried here), a frame with no face to carry is detected at once, and a
+    /// scheduled frame starts its detection for the next frame to apply.
+    fn track(&mut self, frame: &Frame) -> Result<(Vec<usize>, bool), PipelineError> {
+        if !self.detector.is_ahead() {
+            let now = detect_now(self.frames, self.cfg.detect_every, self.tracker.tracks());
+            return Ok(if now {
+                let dets = self.detector.detect(frame)?;
+                (self.tracker.update(frame.index, &dets), true)
+            } else {
+                (self.tracker.carry(frame.index), false)
+            });
+        }
+        let mut detected = false;
+        if let Some((k, dets)) = self.detector.take()? {
+            self.tracker.update(k, &dets);
+            detected = true;
+        }
+        if !self.tracker.tracks().iter().any(|t| t.missed == 0) {
+            let dets = self.detector.detect(frame)?;
+            return Ok((self.tracker.update(frame.index, &dets), true));
+        }
+        if self.frames.is_multiple_of(self.cfg.detect_every.max(1) as u64) {
+            self.detector.submit(frame)?;
+        }
+        Ok((self.tracker.carry(frame.index), detected))
+    }
+
     pub fn process(&mut self, frame: &Frame) -> Result<FrameResult, PipelineError> {
         let mut ms = StageTimes::default();
         let t = Instant::now();
         if self.cfg.independent_frames {
             self.tracker.clear();
         }
-        let detect_now = detect_now(self.frames, self.cfg.detect_every, self.tracker.tracks());
-        let idx = if detect_now {
-            let dets = self.detector.detect(frame)?;
-            self.tracker.update(frame.index, &dets)
-        } else {
-            self.tracker.carry(frame.index)
-        };
+        let (idx, detected) = self.track(frame)?;
         self.frames += 1;
         ms.detect = t.elapsed().as_secs_f64() * 1e3;
         let boxes: Vec<BBox> = idx
@@ -386,7 +425,7 @@ impl Recognizer {
             time: frame.timestamp.as_secs_f64(),
             width: frame.width,
             height: frame.height,
-            detected: detect_now,
+            detected,
             faces,
             ms,
         })

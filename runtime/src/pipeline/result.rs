@@ -49,7 +49,8 @@ pub struct FrameResult {
     pub time: f64,
     pub width: u32,
     pub height: u32,
-    /// Whether the detector ran on this frame (otherwise tracks were carried).
+    /// Whether a detection placed this frame's tracks: one of this frame, or, detecting ahead,
+    /// the previous frame's, applied here (otherwise the tracks were only carried).
     pub detected: bool,
     pub faces: Vec<FaceResult>,
     pub ms: StageTimes,

@@ -38,6 +38,44 @@ fn ids_are_stable_for_moving_faces_and_between_detections() {
     }
 }
 
+/// A face moving at constant speed, detected every 5th frame: the boxes carried between
+/// detections converge on it. (Measuring the speed from the carried box instead of the last
+/// detection fed the prediction's error back as speed, and the boxes swung ever wider.)
+#[test]
+fn carried_boxes_of_a_steadily_moving_face_converge_on_it() {
+    let mut t = Tracker::new(TrackerConfig::default());
+    let x = |f: u64| 40.0 + 3.0 * f as f32;
+    let mut worst_late = 0f32;
+    for f in 0..60u64 {
+        let idx = if f % 5 == 0 {
+            t.update(f, &[det(x(f), 50.0, 80.0)])
+        } else {
+            t.carry(f)
+        };
+        assert_eq!(idx.len(), 1, "frame {f}");
+        if f >= 40 {
+            worst_late = worst_late.max((t.tracks()[idx[0]].bbox.x1 - x(f)).abs());
+        }
+    }
+    assert!(worst_late < 0.5, "carried box off by {worst_late} px after 40 frames");
+}
+
+/// A detection applied one frame late (matched at its own frame, then carried to the current
+/// one, as the recognizer does when detecting ahead) puts the box where the face is.
+#[test]
+fn a_detection_applied_a_frame_late_is_carried_to_the_current_frame() {
+    let mut t = Tracker::new(TrackerConfig::default());
+    let x = |f: u64| 40.0 + 3.0 * f as f32;
+    t.update(0, &[det(x(0), 50.0, 80.0)]);
+    let mut err = f32::MAX;
+    for f in 1..30u64 {
+        t.update(f - 1, &[det(x(f - 1), 50.0, 80.0)]);
+        let idx = t.carry(f);
+        err = (t.tracks()[idx[0]].bbox.x1 - x(f)).abs();
+    }
+    assert!(err < 0.1, "box off by {err} px");
+}
+
 #[test]
 fn crossing_faces_keep_their_ids() {
     // Two faces of the same size walk through each other horizontally at slightly different

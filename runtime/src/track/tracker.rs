@@ -50,6 +50,11 @@ pub struct Track {
     pub roll: f32,
     /// Box displacement per frame (x1, y1, x2, y2).
     velocity: [f32; 4],
+    /// The box of the last matched detection. The velocity is measured between detections, not
+    /// from the carried box: a carried box already holds the predicted motion, and the
+    /// difference to it (over one frame) is the prediction's error, which fed back as a
+    /// velocity made the boxes of a moving face swing wider at each detection.
+    detected: BBox,
     /// Frame of the last matched detection.
     pub last_detected: u64,
     /// Frame the box was last moved to.
@@ -134,17 +139,18 @@ impl Tracker {
         for (di, d) in dets.iter().enumerate() {
             if let Some(ti) = track_of[di] {
                 let t = &mut self.tracks[ti];
-                let dt = frame.saturating_sub(t.last_frame).max(1) as f32;
+                let dt = frame.saturating_sub(t.last_detected).max(1) as f32;
                 let moved = [
-                    (d.bbox.x1 - t.bbox.x1) / dt,
-                    (d.bbox.y1 - t.bbox.y1) / dt,
-                    (d.bbox.x2 - t.bbox.x2) / dt,
-                    (d.bbox.y2 - t.bbox.y2) / dt,
+                    (d.bbox.x1 - t.detected.x1) / dt,
+                    (d.bbox.y1 - t.detected.y1) / dt,
+                    (d.bbox.x2 - t.detected.x2) / dt,
+                    (d.bbox.y2 - t.detected.y2) / dt,
                 ];
                 for (v, m) in t.velocity.iter_mut().zip(moved) {
                     *v = gain * m + (1.0 - gain) * *v;
                 }
                 t.bbox = d.bbox;
+                t.detected = d.bbox;
                 t.score = d.score;
                 t.roll = d.roll().unwrap_or(0.0);
                 t.last_detected = frame;
@@ -179,6 +185,7 @@ impl Tracker {
                         score: d.score,
                         roll: d.roll().unwrap_or(0.0),
                         velocity: [0.0; 4],
+                        detected: d.bbox,
                         last_detected: frame,
                         last_frame: frame,
                         missed: 0,
@@ -233,6 +240,7 @@ impl Tracker {
             score: old.score,
             roll: old.roll,
             velocity: [0.0; 4],
+            detected: old.detected,
             last_detected: old.last_detected,
             last_frame: old.last_frame,
             missed: 0,
