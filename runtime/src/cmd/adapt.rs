@@ -1,7 +1,7 @@
 //! `sitfer adapt`: a bundle adapted to unlabeled footage of the device's own camera, written as a
 //! new bundle with its report. The source bundle is only read.
 
-use super::run::ModelArgs;
+use super::model_args::ModelArgs;
 use super::{bundle_arg, derived_bundle};
 use anyhow::{Context, Result, bail};
 use clap::Args;

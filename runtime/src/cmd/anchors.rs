@@ -7,7 +7,7 @@
 
 use super::calibrate::outputs;
 use super::eval::list;
-use super::run::{Faces, ModelArgs};
+use super::model_args::{Faces, ModelArgs};
 use super::{bundle_arg, derived_bundle};
 use anyhow::{Result, bail};
 use clap::Args;

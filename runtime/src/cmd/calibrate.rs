@@ -5,7 +5,7 @@
 //! `sitfer_runtime::calibrate` over the contract's; the source bundle is only read.
 
 use super::eval::{frame_of, list};
-use super::run::{Faces, ModelArgs};
+use super::model_args::{Faces, ModelArgs};
 use super::{bundle_arg, derived_bundle};
 use anyhow::{Result, bail};
 use clap::Args;

@@ -2,7 +2,7 @@
 //! `<split>/<class>/`), p_sem and the fused p̂ side by side.
 
 use super::bundle_arg;
-use super::run::{Faces, ModelArgs};
+use super::model_args::{Faces, ModelArgs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use sitfer_runtime::fusion::{Probs, argmax};

@@ -8,5 +8,6 @@ pub mod bundle_arg;
 pub mod calibrate;
 pub mod derived_bundle;
 pub mod eval;
+pub mod model_args;
 pub mod online_args;
 pub mod run;

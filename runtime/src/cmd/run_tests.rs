@@ -2,6 +2,7 @@
 
 use super::*;
 use clap::Parser;
+use sitfer_runtime::bundle::Precision;
 
 #[derive(Parser)]
 struct Cli {
