@@ -22,8 +22,8 @@ type Outcome = (Frame, Result<Vec<Detection>, DetectError>);
 pub struct DetectThread {
     jobs: Option<SyncSender<Frame>>,
     results: Receiver<Outcome>,
-    /// The index of the frame whose detection is running, if one is.
-    in_flight: Option<u64>,
+    /// A detection is running (its frame, index included, comes back with the result).
+    in_flight: bool,
     spare: Option<Frame>,
     thread: Option<JoinHandle<()>>,
 }
@@ -45,7 +45,7 @@ impl DetectThread {
         Ok(DetectThread {
             jobs: Some(jobs),
             results,
-            in_flight: None,
+            in_flight: false,
             spare: None,
             thread: Some(thread),
         })
@@ -54,7 +54,7 @@ impl DetectThread {
     /// Starts the detection of `frame`. One at a time: a detection still running is waited for
     /// first and its result dropped (callers take it with [`Self::take`] before they submit).
     pub fn submit(&mut self, frame: &Frame) -> Result<(), PipelineError> {
-        if self.in_flight.is_some() {
+        if self.in_flight {
             self.take()?;
         }
         let mut copy = self.spare.take().unwrap_or_else(|| Frame {
@@ -71,17 +71,18 @@ impl DetectThread {
         copy.width = frame.width;
         copy.height = frame.height;
         self.jobs.as_ref().and_then(|j| j.send(copy).ok()).ok_or_else(ended)?;
-        self.in_flight = Some(frame.index);
+        self.in_flight = true;
         Ok(())
     }
 
     /// The result of the detection running, waited for: the frame index it belongs to and the
     /// faces. `None` if none is running.
     pub fn take(&mut self) -> Result<Option<(u64, Vec<Detection>)>, PipelineError> {
-        let Some(index) = self.in_flight.take() else {
+        if !std::mem::take(&mut self.in_flight) {
             return Ok(None);
-        };
+        }
         let (frame, r) = self.results.recv().map_err(|_| ended())?;
+        let index = frame.index;
         self.spare = Some(frame);
         Ok(Some((index, r?)))
     }
