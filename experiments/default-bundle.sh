@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Rebuilds the default bundle (models/default/, embedded in `sitfer`) from a training run, with
 # the numbers of docs/results/bundle.md: export (fp32 + int8, 300 labeled training images for
-# calibration), the admission threshold calibrated to 90 % precision of p̂ on FER2013 val,
-# candle vs tract parity, accuracy of p_sem / p_text / p_ins / p̂ (also with --mirror), latency and sizes.
+# calibration), the fusion calibrated, 1,024 anchor faces (`sitfer anchors`), candle vs tract
+# parity, accuracy of p_sem / p_text / p_ins / p̂ (also with --mirror), latency and sizes.
+# Fusion: when the run held out calibration faces (`--calibration-fraction`, RUN/calibration.json),
+# `sitfer calibrate` fits the temperatures, buffer aggregate, p_ins weight, a 128-per-class seed
+# buffer and the 90 %-precision threshold on those faces, which the model never trained on, so
+# nothing is chosen on val; otherwise (older runs) only the threshold, on FER2013 val.
 #
 #   RUN=runs/long/sitfer-all-8ep experiments/default-bundle.sh
 #   (SITFER_DATA, default ../shared/data; OUT, default models/default; WORK, default runs/default-bundle)
@@ -17,8 +21,19 @@ cargo build --release -p sitfer-trainer --bin sitfer-train --example bundle_chec
 cargo build --release -p sitfer-runtime --bin sitfer
 rm -rf "$WORK" && mkdir -p "$WORK"
 target/release/sitfer-train export --checkpoint "$RUN" --int8 --out "$WORK/exported" | tee "$WORK/export.txt"
-target/release/sitfer eval --bundle "$WORK/exported" --data "$DATA/fer2013" --faces whole-frame \
-  --calibrate-out "$WORK/bundle" --target-precision 0.9 | tee "$WORK/eval-fp32.md"
+if [ -f "$RUN/calibration.json" ]; then
+  target/release/sitfer calibrate --bundle "$WORK/exported" --data "$DATA/fer2013" --split train \
+    --calibration-list "$RUN/calibration.json" --calibration-faces 100000 --faces whole-frame \
+    --seed-per-class 128 --ins-weights 0.25,0.5,0.75,1 --target-precision 0.9 \
+    --out "$WORK/calibrated" | tee "$WORK/calibrate.md"
+else
+  target/release/sitfer eval --bundle "$WORK/exported" --data "$DATA/fer2013" --faces whole-frame \
+    --calibrate-out "$WORK/calibrated" --target-precision 0.9 | tee "$WORK/eval-threshold.md"
+fi
+target/release/sitfer anchors --bundle "$WORK/calibrated" --data "$DATA/fer2013/train" --faces whole-frame \
+  --count 1024 --out "$WORK/bundle" | tee "$WORK/anchors.md"
+target/release/sitfer eval --bundle "$WORK/bundle" --data "$DATA/fer2013" --faces whole-frame \
+  | tee "$WORK/eval-fp32.md"
 target/release/sitfer eval --bundle "$WORK/bundle" --precision int8 --data "$DATA/fer2013" --faces whole-frame \
   | tee "$WORK/eval-int8.md"
 target/release/examples/bundle_check "$RUN" "$WORK/bundle" | tee "$WORK/parity.md"

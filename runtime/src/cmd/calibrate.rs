@@ -7,7 +7,7 @@
 use super::eval::{frame_of, list};
 use super::model_args::{Faces, ModelArgs};
 use super::{bundle_arg, derived_bundle};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use sitfer_runtime::bundle::SeedBuffer;
 use sitfer_runtime::calibrate::{FusionFit, LabeledFace, Scores, fit_fusion, score};
@@ -15,7 +15,8 @@ use sitfer_runtime::fusion::Aggregate;
 use sitfer_runtime::instance_buffer::InstanceBuffer;
 use sitfer_runtime::labels::{ALL, NUM_CLASSES};
 use sitfer_runtime::pipeline::{FaceOutputs, Recognizer};
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, Args)]
@@ -33,6 +34,11 @@ pub struct CalibrateArgs {
     /// folder (so in its class mix, which the threshold's precision depends on).
     #[arg(long, default_value_t = 2100)]
     pub calibration_faces: usize,
+    /// Calibrate on exactly these faces instead: a JSON list of image paths relative to --data
+    /// (the `calibration.json` a `sitfer-train --calibration-fraction` run writes: labeled faces
+    /// its model never trained on). --calibration-faces then caps how many are used.
+    #[arg(long)]
+    pub calibration_list: Option<PathBuf>,
     /// Seed buffer entries per class, from faces other than the calibration faces (a class
     /// with fewer left gives what it has). 0 keeps the bundle's seed buffer.
     #[arg(long, default_value_t = 128)]
@@ -58,17 +64,34 @@ pub struct CalibrateArgs {
     pub out: PathBuf,
 }
 
-/// Which files calibrate and which seed: the calibration faces spread over the whole listing,
-/// then up to `seed_per_class` of each class's remaining files, spread over them.
-fn choose(items: &[(PathBuf, usize)], calibration: usize, seed_per_class: usize) -> (Vec<usize>, Vec<usize>) {
-    let n = items.len();
-    let cal: Vec<usize> = if calibration >= n {
+/// `k` indices spread evenly over `0..n` (all of them when `k >= n`).
+fn spread(n: usize, k: usize) -> Vec<usize> {
+    if k >= n {
         (0..n).collect()
     } else {
-        (0..calibration).map(|i| i * n / calibration).collect()
+        (0..k).map(|i| i * n / k).collect()
+    }
+}
+
+/// Which files calibrate and which seed: the calibration faces (`listed`, else spread over the
+/// whole listing), then up to `seed_per_class` of each class's remaining files, spread over them.
+fn choose(
+    items: &[(PathBuf, usize)],
+    listed: Option<&[usize]>,
+    calibration: usize,
+    seed_per_class: usize,
+) -> (Vec<usize>, Vec<usize>) {
+    let n = items.len();
+    let cal: Vec<usize> = match listed {
+        Some(l) => spread(l.len(), calibration).into_iter().map(|j| l[j]).collect(),
+        None => spread(n, calibration),
     };
     let mut taken = vec![false; n];
     for &i in &cal {
+        taken[i] = true;
+    }
+    // A listed face beyond the cap is still not a seed face: the list is the model's hold-out.
+    for &i in listed.unwrap_or(&[]) {
         taken[i] = true;
     }
     let mut seed = Vec::new();
@@ -78,6 +101,37 @@ fn choose(items: &[(PathBuf, usize)], calibration: usize, seed_per_class: usize)
         seed.extend((0..k).map(|j| rest[j * rest.len() / k.max(1)]));
     }
     (cal, seed)
+}
+
+/// The indices into `items` of the faces a calibration list names (paths relative to `root`,
+/// in the list's order); a listed face that is not in the listing is an error naming it.
+fn listed_indices(list: &Path, root: &Path, items: &[(PathBuf, usize)]) -> Result<Vec<usize>> {
+    let text = std::fs::read_to_string(list).with_context(|| format!("{}: cannot read", list.display()))?;
+    let names: Vec<String> =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a JSON list of image paths", list.display()))?;
+    let index: HashMap<&Path, usize> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (p, _))| p.strip_prefix(root).ok().map(|r| (r, i)))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(names.len());
+    for (k, name) in names.iter().enumerate() {
+        let Some(&i) = index.get(Path::new(name)) else {
+            bail!(
+                "{}: entry {k} ({name}) is not a labeled image under {}",
+                list.display(),
+                root.display()
+            );
+        };
+        if seen.insert(i) {
+            out.push(i);
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: the list is empty", list.display());
+    }
+    Ok(out)
 }
 
 /// The model outputs of `items[idx]`, in that order; a file without a face is an error (the
@@ -168,7 +222,15 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     model.set_mirror(a.model.mirror);
     let listing = list(&a.data, a.split.as_deref())?;
     let items = &listing.items;
-    let (cal_idx, seed_idx) = choose(items, a.calibration_faces, a.seed_per_class);
+    let listed = match &a.calibration_list {
+        Some(l) => Some(listed_indices(l, &a.data, items)?),
+        None => None,
+    };
+    let (cal_idx, seed_idx) = choose(items, listed.as_deref(), a.calibration_faces, a.seed_per_class);
+    let cal_source = match &a.calibration_list {
+        Some(l) => format!("listed in {}", l.display()),
+        None => "spread over the folder".to_string(),
+    };
     let mut cfg = a.model.recognizer_config(&bundle);
     cfg.continual = false;
     let whole_frame = a.model.faces == Faces::WholeFrame;
@@ -240,7 +302,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     let mut provenance = vec![(
         "fusion_calibration".to_string(),
         format!(
-            "τ_sem {:.4}, τ_t {:.4}, τ_i {:.4}, aggregate {} and p_ins weight {} (lowest NLL of p̂ among {} × weights {:?}) fitted by NLL on {} labeled faces of {data} spread over the folder ({} model); p̂ on them {}% → {}% (p_sem {}%)",
+            "τ_sem {:.4}, τ_t {:.4}, τ_i {:.4}, aggregate {} and p_ins weight {} (lowest NLL of p̂ among {} × weights {:?}) fitted by NLL on {} labeled faces of {data} {cal_source} ({} model); p̂ on them {}% → {}% (p_sem {}%)",
             f.tau_sem,
             f.tau_t,
             f.tau_i,
@@ -327,7 +389,7 @@ mod tests {
     #[test]
     fn calibration_and_seed_faces_are_disjoint_balanced_and_spread() {
         let items = items(&[300, 300, 40, 700, 400, 400, 450]);
-        let (cal, seed) = choose(&items, 260, 64);
+        let (cal, seed) = choose(&items, None, 260, 64);
         assert_eq!(cal.len(), 260);
         let mut all: Vec<usize> = cal.iter().chain(&seed).copied().collect();
         all.sort_unstable();
@@ -349,5 +411,40 @@ mod tests {
         let first_sad = items.iter().position(|it| it.1 == 4).unwrap();
         let last_sad = seed.iter().filter(|&&i| items[i].1 == 4).max().unwrap();
         assert!(*last_sad > first_sad + 300, "{last_sad}");
+    }
+
+    #[test]
+    fn a_calibration_list_is_used_as_given_and_never_seeds() {
+        let items = items(&[30, 30, 30, 30, 30, 30, 30]);
+        let listed: Vec<usize> = (0..items.len()).step_by(3).collect();
+        let (cal, seed) = choose(&items, Some(&listed), 10_000, 8);
+        assert_eq!(cal, listed);
+        assert!(seed.iter().all(|i| !listed.contains(i)));
+        assert_eq!(seed.len(), 7 * 8);
+        // Capped: fewer calibration faces, but the rest of the list still does not seed.
+        let (cal, seed) = choose(&items, Some(&listed), 5, 30);
+        assert_eq!(cal.len(), 5);
+        assert!(seed.iter().all(|i| !listed.contains(i)), "a held-out face seeded");
+    }
+
+    #[test]
+    fn a_calibration_list_names_the_entry_it_cannot_find() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("data/fer");
+        let items: Vec<(PathBuf, usize)> =
+            vec![(root.join("train/angry/a.png"), 5), (root.join("train/happy/b.png"), 3)];
+        let list = dir.path().join("calibration.json");
+        std::fs::write(
+            &list,
+            r#"["train/happy/b.png", "train/angry/a.png", "train/happy/b.png"]"#,
+        )
+        .unwrap();
+        assert_eq!(listed_indices(&list, root, &items).unwrap(), vec![1, 0]);
+        std::fs::write(&list, r#"["train/happy/b.png", "train/sad/c.png"]"#).unwrap();
+        let e = listed_indices(&list, root, &items).unwrap_err().to_string();
+        assert!(e.contains("entry 1 (train/sad/c.png)"), "{e}");
+        std::fs::write(&list, r#"{"not": "a list"}"#).unwrap();
+        let e = format!("{:#}", listed_indices(&list, root, &items).unwrap_err());
+        assert!(e.contains("not a JSON list"), "{e}");
     }
 }
