@@ -9,19 +9,24 @@
 //! included (the `+ 1` pixel widths of some steps and not others, the 1-based `pad`), since that
 //! is the code the weights were checked with.
 
+mod boxes;
+mod integral;
+
 use super::nms::nms_indices;
 use super::{BBox, DetectError, Detection, FaceDetector};
 use crate::infer::panic_guard::tract_guarded;
 use crate::source::Frame;
+use boxes::{bbreg, min_overlap, pad, rerec};
+use integral::Integral;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tract_onnx::prelude::*;
 
-static PNET: &[u8] = include_bytes!("../../../models/detectors/mtcnn/pnet.onnx");
-static RNET: &[u8] = include_bytes!("../../../models/detectors/mtcnn/rnet.onnx");
-static ONET: &[u8] = include_bytes!("../../../models/detectors/mtcnn/onet.onnx");
+static PNET: &[u8] = include_bytes!("../../../../models/detectors/mtcnn/pnet.onnx");
+static RNET: &[u8] = include_bytes!("../../../../models/detectors/mtcnn/rnet.onnx");
+static ONET: &[u8] = include_bytes!("../../../../models/detectors/mtcnn/onet.onnx");
 
 /// facenet-pytorch's `MTCNN` defaults.
 #[derive(Debug, Clone, Copy)]
@@ -465,120 +470,4 @@ fn nms_iou(cands: &[Candidate], threshold: f32) -> Vec<usize> {
     let boxes: Vec<BBox> = cands.iter().map(|c| c.bbox).collect();
     let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
     nms_indices(&boxes, &scores, threshold, BBox::iou)
-}
-
-/// facenet-pytorch's `nms_numpy` with method "Min": intersection over the smaller area, both
-/// with MTCNN's `+ 1` pixel widths.
-fn min_overlap(a: &BBox, b: &BBox) -> f32 {
-    let area = |r: &BBox| (r.x2 - r.x1 + 1.0) * (r.y2 - r.y1 + 1.0);
-    let iw = (a.x2.min(b.x2) - a.x1.max(b.x1) + 1.0).max(0.0);
-    let ih = (a.y2.min(b.y2) - a.y1.max(b.y1) + 1.0).max(0.0);
-    iw * ih / area(a).min(area(b))
-}
-
-/// `bbreg`: the regression in units of the `+ 1` width and height.
-fn bbreg(b: &BBox, reg: &[f32; 4]) -> BBox {
-    let (w, h) = (b.x2 - b.x1 + 1.0, b.y2 - b.y1 + 1.0);
-    BBox::new(
-        b.x1 + reg[0] * w,
-        b.y1 + reg[1] * h,
-        b.x2 + reg[2] * w,
-        b.y2 + reg[3] * h,
-    )
-}
-
-/// `rerec`: the square of side max(w, h) around the box's centre (the next network's input is
-/// square).
-fn rerec(b: BBox) -> BBox {
-    let (w, h) = (b.x2 - b.x1, b.y2 - b.y1);
-    let l = w.max(h);
-    let (x1, y1) = (b.x1 + w * 0.5 - l * 0.5, b.y1 + h * 0.5 - l * 0.5);
-    BBox::new(x1, y1, x1 + l, y1 + l)
-}
-
-/// `pad`: the box truncated to integers and clamped to the frame, as the 0-based half-open
-/// pixel range `[x0, x1) x [y0, y1)` that facenet-pytorch crops (`[y - 1 : ey, x - 1 : ex]`
-/// with `x, y >= 1` and `ex <= w, ey <= h`); `None` when that is empty.
-fn pad(b: &BBox, w: usize, h: usize) -> Option<(usize, usize, usize, usize)> {
-    // `as i64` truncates toward zero like torch's `trunc().int()` (and saturates on overflow).
-    let x = (b.x1 as i64).max(1);
-    let y = (b.y1 as i64).max(1);
-    let ex = (b.x2 as i64).min(w as i64);
-    let ey = (b.y2 as i64).min(h as i64);
-    (ex > x - 1 && ey > y - 1).then(|| ((x - 1) as usize, (y - 1) as usize, ex as usize, ey as usize))
-}
-
-/// Per-channel summed-area table of the frame (exact integer sums), so that each output pixel
-/// of an area resampling costs four look-ups whatever the scale: the pyramid's ten-odd levels
-/// and the crops of RNet and ONet all read it.
-#[derive(Default)]
-struct Integral {
-    w: usize,
-    h: usize,
-    /// `[(h + 1) * (w + 1) * 3]`: sums over `[0, x) x [0, y)`; u32 arithmetic wraps, but every
-    /// rectangle's sum fits (frames up to 16 M pixels) so the differences are exact.
-    sums: Vec<u32>,
-}
-
-impl Integral {
-    fn build(&mut self, frame: &Frame) {
-        let (w, h) = (frame.width as usize, frame.height as usize);
-        let stride = (w + 1) * 3;
-        self.w = w;
-        self.h = h;
-        self.sums.clear();
-        self.sums.resize((h + 1) * stride, 0);
-        for y in 0..h {
-            let mut row = [0u32; 3];
-            let src = &frame.rgb[y * w * 3..(y + 1) * w * 3];
-            let (above, cur) = self.sums.split_at_mut((y + 1) * stride);
-            let above = &above[y * stride..];
-            for x in 0..w {
-                for c in 0..3 {
-                    row[c] = row[c].wrapping_add(src[x * 3 + c] as u32);
-                    let i = (x + 1) * 3 + c;
-                    cur[i] = above[i].wrapping_add(row[c]);
-                }
-            }
-        }
-    }
-
-    /// facenet-pytorch's `imresample`, `interpolate(mode="area")`, which is adaptive average
-    /// pooling: output pixel `i` of `n` over an input span of `len` averages input pixels
-    /// `[floor(i * len / n), ceil((i + 1) * len / n))` (a box filter when shrinking, repetition
-    /// when enlarging). Resamples the `cw` x `ch` window at `(x0, y0)` to `ow` x `oh`, written to
-    /// `out` as normalised CHW.
-    #[allow(clippy::too_many_arguments)]
-    fn area_resample(&self, x0: usize, y0: usize, cw: usize, ch: usize, ow: usize, oh: usize, out: &mut [f32]) {
-        debug_assert!(x0 + cw <= self.w && y0 + ch <= self.h && cw > 0 && ch > 0);
-        let span = |i: usize, len: usize, n: usize| (i * len / n, ((i + 1) * len).div_ceil(n));
-        let xs: Vec<(usize, usize)> = (0..ow)
-            .map(|i| {
-                let (a, b) = span(i, cw, ow);
-                (x0 + a, x0 + b)
-            })
-            .collect();
-        let stride = (self.w + 1) * 3;
-        let plane = ow * oh;
-        for oy in 0..oh {
-            let (a, b) = span(oy, ch, oh);
-            let (top, bot) = ((y0 + a) * stride, (y0 + b) * stride);
-            let rows = (b - a) as f32;
-            for (ox, &(xa, xb)) in xs.iter().enumerate() {
-                let cols = (xb - xa) as f32;
-                for c in 0..3 {
-                    let s = &self.sums;
-                    let sum = s[bot + xb * 3 + c]
-                        .wrapping_sub(s[top + xb * 3 + c])
-                        .wrapping_sub(s[bot + xa * 3 + c])
-                        .wrapping_add(s[top + xa * 3 + c]);
-                    // Divided by the rows, then the columns, as torch's kernel does: the same
-                    // float as facenet-pytorch's pyramid (one division by rows * cols differs
-                    // in the last bit for about a tenth of the pixels, enough to flip the odd
-                    // borderline box).
-                    out[c * plane + oy * ow + ox] = (sum as f32 / rows / cols - MEAN) * SCALE;
-                }
-            }
-        }
-    }
 }
