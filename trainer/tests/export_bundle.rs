@@ -437,7 +437,7 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
     let restart = TrainConfig {
         pretrained: Some(weights.clone()),
         lr: cfg.lr / 2.0,
-        ..cfg
+        ..cfg.clone()
     };
     train(&restart, &common::run_opts(again.path(), false, None)).unwrap();
     let out = export_fp32(again.path());
@@ -446,6 +446,19 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
     assert_eq!(p["pretrained.1.weights"], weights.display().to_string());
     assert_eq!(p["pretrained.1.command"], "sitfer-train train --method sitfer");
     assert!(!p.contains_key("pretrained.2.weights"), "{p:?}");
+
+    // A student distilled from the first run records its teacher's command too.
+    let teacher = checkpoint::resolve(run.path(), Which::Best).unwrap();
+    let student_dir = tempfile::tempdir().unwrap();
+    std::fs::write(student_dir.path().join(COMMAND_FILE), "sitfer-train distill --teacher T\n").unwrap();
+    let student = TrainConfig {
+        distill: Some(sitfer_trainer::distill::DistillConfig { teacher, kd_weight: 1.0 }),
+        ..cfg
+    };
+    sitfer_trainer::distill::train(&student, &common::run_opts(student_dir.path(), false, None)).unwrap();
+    let p = Bundle::open(&export_fp32(student_dir.path())).unwrap().manifest.provenance;
+    assert_eq!(p["command"], "sitfer-train distill --teacher T");
+    assert_eq!(p["teacher.command"], "sitfer-train train --method sitfer");
 }
 
 /// A `reference`-preset run fuses raw scores with per-class max similarity and its own
