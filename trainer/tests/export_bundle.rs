@@ -450,13 +450,23 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
     // A student distilled from the first run records its teacher's command too.
     let teacher = checkpoint::resolve(run.path(), Which::Best).unwrap();
     let student_dir = tempfile::tempdir().unwrap();
-    std::fs::write(student_dir.path().join(COMMAND_FILE), "sitfer-train distill --teacher T\n").unwrap();
+    std::fs::write(
+        student_dir.path().join(COMMAND_FILE),
+        "sitfer-train distill --teacher T\n",
+    )
+    .unwrap();
     let student = TrainConfig {
-        distill: Some(sitfer_trainer::distill::DistillConfig { teacher, kd_weight: 1.0 }),
+        distill: Some(sitfer_trainer::distill::DistillConfig {
+            teacher,
+            kd_weight: 1.0,
+        }),
         ..cfg
     };
     sitfer_trainer::distill::train(&student, &common::run_opts(student_dir.path(), false, None)).unwrap();
-    let p = Bundle::open(&export_fp32(student_dir.path())).unwrap().manifest.provenance;
+    let p = Bundle::open(&export_fp32(student_dir.path()))
+        .unwrap()
+        .manifest
+        .provenance;
     assert_eq!(p["command"], "sitfer-train distill --teacher T");
     assert_eq!(p["teacher.command"], "sitfer-train train --method sitfer");
 }

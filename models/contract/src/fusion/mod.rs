@@ -46,8 +46,20 @@ pub fn argmax(p: &Probs) -> (usize, f32) {
         .fold((0, f32::NEG_INFINITY), |a, (i, v)| if v > a.1 { (i, v) } else { a })
 }
 
+/// Eight running sums instead of one: a single sum is a chain of dependent additions the compiler
+/// may not reorder, so it ran one lane at a time, and with a seed buffer of 128 faces per class
+/// the buffer's similarities became a large part of a frame (docs/results/bundle.md).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    debug_assert_eq!(a.len(), b.len());
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let mut acc = [0f32; 8];
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// cos(z, T_c) / τ_t for unit `z` and unit prototypes.

@@ -185,3 +185,18 @@ fn top_k_mean_is_the_mean_of_the_k_largest_for_every_k() {
     }
     assert_eq!(class_similarity(&mut [], Aggregate::TopKMean(3)), None);
 }
+
+#[test]
+fn the_vectorised_dot_product_is_the_dot_product_at_every_length() {
+    // Lengths around the 8-wide blocks and the embeddings' 384, with values of mixed sign.
+    for n in [0, 1, 7, 8, 9, 15, 16, 17, 383, 384, 385] {
+        let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
+        let b: Vec<f32> = (0..n).map(|i| ((i * 13 % 17) as f32 - 8.0) / 9.0).collect();
+        let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let got = dot(&a, &b) as f64;
+        assert!(
+            (got - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
+            "n {n}: {got} vs {exact}"
+        );
+    }
+}
