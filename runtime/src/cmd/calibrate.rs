@@ -4,7 +4,7 @@
 //! buffer and the admission threshold, all recorded in the manifest's provenance. The maths is
 //! `sitfer_runtime::calibrate` over the contract's; the source bundle is only read.
 
-use super::eval::{frame_of, list};
+use super::eval::{frame_of, list, spread_indices};
 use super::model_args::{Faces, ModelArgs};
 use super::{bundle_arg, derived_bundle};
 use anyhow::{Context, Result, bail};
@@ -64,15 +64,6 @@ pub struct CalibrateArgs {
     pub out: PathBuf,
 }
 
-/// `k` indices spread evenly over `0..n` (all of them when `k >= n`).
-fn spread(n: usize, k: usize) -> Vec<usize> {
-    if k >= n {
-        (0..n).collect()
-    } else {
-        (0..k).map(|i| i * n / k).collect()
-    }
-}
-
 /// Which files calibrate and which seed: the calibration faces (`listed`, else spread over the
 /// whole listing), then up to `seed_per_class` of each class's remaining files, spread over them.
 fn choose(
@@ -83,8 +74,8 @@ fn choose(
 ) -> (Vec<usize>, Vec<usize>) {
     let n = items.len();
     let cal: Vec<usize> = match listed {
-        Some(l) => spread(l.len(), calibration).into_iter().map(|j| l[j]).collect(),
-        None => spread(n, calibration),
+        Some(l) => spread_indices(l.len(), calibration).into_iter().map(|j| l[j]).collect(),
+        None => spread_indices(n, calibration),
     };
     let mut taken = vec![false; n];
     for &i in &cal {
@@ -97,8 +88,7 @@ fn choose(
     let mut seed = Vec::new();
     for c in 0..NUM_CLASSES {
         let rest: Vec<usize> = (0..n).filter(|&i| items[i].1 == c && !taken[i]).collect();
-        let k = seed_per_class.min(rest.len());
-        seed.extend((0..k).map(|j| rest[j * rest.len() / k.max(1)]));
+        seed.extend(spread_indices(rest.len(), seed_per_class).into_iter().map(|j| rest[j]));
     }
     (cal, seed)
 }
@@ -222,15 +212,14 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     model.set_mirror(a.model.mirror);
     let listing = list(&a.data, a.split.as_deref())?;
     let items = &listing.items;
-    let listed = match &a.calibration_list {
-        Some(l) => Some(listed_indices(l, &a.data, items)?),
-        None => None,
+    let (listed, cal_source) = match &a.calibration_list {
+        Some(l) => (
+            Some(listed_indices(l, &a.data, items)?),
+            format!("listed in {}", l.display()),
+        ),
+        None => (None, "spread over the folder".to_string()),
     };
     let (cal_idx, seed_idx) = choose(items, listed.as_deref(), a.calibration_faces, a.seed_per_class);
-    let cal_source = match &a.calibration_list {
-        Some(l) => format!("listed in {}", l.display()),
-        None => "spread over the folder".to_string(),
-    };
     let mut cfg = a.model.recognizer_config(&bundle);
     cfg.continual = false;
     let whole_frame = a.model.faces == Faces::WholeFrame;

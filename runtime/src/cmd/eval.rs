@@ -118,11 +118,24 @@ pub fn list(root: &Path, split: Option<&str>) -> Result<Listing> {
     Ok(Listing { dir, items, skipped })
 }
 
+/// `k` indices spread evenly over `0..n`, each at the start of its stride (all of them when
+/// `k >= n`).
+pub(super) fn spread_indices(n: usize, k: usize) -> Vec<usize> {
+    if k >= n {
+        (0..n).collect()
+    } else {
+        (0..k).map(|i| i * n / k).collect()
+    }
+}
+
 /// Every k-th item so that a limit keeps all classes.
 fn spread<T: Clone>(items: &[T], limit: Option<usize>) -> Vec<T> {
     match limit {
-        Some(n) if n < items.len() => (0..n).map(|i| items[i * items.len() / n].clone()).collect(),
-        _ => items.to_vec(),
+        Some(n) => spread_indices(items.len(), n)
+            .into_iter()
+            .map(|i| items[i].clone())
+            .collect(),
+        None => items.to_vec(),
     }
 }
 
