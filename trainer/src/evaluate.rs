@@ -68,6 +68,15 @@ pub fn prob_rows(p: &Tensor) -> Result<Vec<[f32; NUM_CLASSES]>> {
         .collect())
 }
 
+/// The same faces, each flipped left to right (targets kept): the second view of a mirror
+/// ensemble, as the runtime's `--mirror` scores a face.
+pub fn mirrored(store: &ImageStore) -> ImageStore {
+    ImageStore {
+        images: std::sync::Arc::new(store.images.iter().map(image::imageops::flip_horizontal).collect()),
+        targets: store.targets.clone(),
+    }
+}
+
 /// Runs the model in inference mode over every image of `store`.
 pub fn predict(
     model: &dyn FerModel,

@@ -87,6 +87,7 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
         distill: Some(DistillConfig {
             teacher: checkpoint::resolve(t_run.path(), Which::Best).unwrap(),
             kd_weight: 1.0,
+            teacher_mirror: false,
         }),
         steps: 4,
         ..t_cfg.clone()

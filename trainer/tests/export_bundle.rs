@@ -459,6 +459,7 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
         distill: Some(sitfer_trainer::distill::DistillConfig {
             teacher,
             kd_weight: 1.0,
+            teacher_mirror: false,
         }),
         ..cfg
     };

@@ -15,6 +15,9 @@ pub struct DistillArgs {
     /// w: a labeled face's target is (label + w·p̂) / (1 + w); unlabeled faces learn p̂ alone.
     #[arg(long, default_value_t = 1.0)]
     kd_weight: f64,
+    /// The teacher scores each face and its mirror image and teaches the mean of the two p̂.
+    #[arg(long)]
+    teacher_mirror: bool,
     /// The student's training options (`--split` defaults to the teacher's split, so both see
     /// the same labeled faces).
     #[command(flatten)]
@@ -49,6 +52,7 @@ pub fn run(a: DistillArgs) -> Result<()> {
     cfg.distill = Some(sitfer_trainer::distill::DistillConfig {
         teacher,
         kd_weight: a.kd_weight,
+        teacher_mirror: a.teacher_mirror,
     });
     run_config(&cfg, &t)
 }

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use sitfer_trainer::data::{Format, ReadOptions, read_dataset};
-use sitfer_trainer::evaluate::predict;
+use sitfer_trainer::evaluate::{mirrored, predict};
 use sitfer_trainer::metrics::EvalReport;
 use sitfer_trainer::model::build;
 use sitfer_trainer::train::checkpoint::{self, Which};
@@ -26,6 +26,10 @@ pub struct EvalArgs {
     /// Use the latest checkpoint of a run instead of the best.
     #[arg(long)]
     latest: bool,
+    /// Score each face as the mean of the model's probabilities on it and on its mirror image
+    /// (as the runtime's `--mirror` does).
+    #[arg(long)]
+    mirror: bool,
     /// Write the report (JSON) and a confusion-matrix PNG beside this path stem.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -66,12 +70,21 @@ pub fn run(a: EvalArgs) -> Result<()> {
         bail!("{}: split `{}` is empty", root.display(), a.split);
     }
     let (store, skipped) = labeled_store(samples, cfg.model.input_size, &a.split);
-    let preds = predict(model.as_ref(), &store, cfg.norm, cfg.batch_size, &device)?;
+    let mut preds = predict(model.as_ref(), &store, cfg.norm, cfg.batch_size, &device)?;
+    if a.mirror {
+        let m = predict(model.as_ref(), &mirrored(&store), cfg.norm, cfg.batch_size, &device)?;
+        for (p, q) in preds.probs.iter_mut().zip(&m.probs) {
+            for (p, q) in p.iter_mut().zip(q) {
+                *p = 0.5 * (*p + q);
+            }
+        }
+    }
     let report = EvalReport::from_confusion(preds.confusion(&store));
     println!(
-        "checkpoint {} (step {})\ndata {} [{}]{}",
+        "checkpoint {} (step {}){}\ndata {} [{}]{}",
         dir.display(),
         ck.state.step,
+        if a.mirror { ", mirror ensemble" } else { "" },
         root.display(),
         a.split,
         if skipped.is_empty() {

@@ -3,6 +3,7 @@
 use super::{DistillConfig, Teacher};
 use crate::data::decode::decode_all;
 use crate::data::loader::ImageStore;
+use crate::evaluate::mirrored;
 use crate::train::error::{TrainError, io_err};
 use crate::train::prepare::PreparedData;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,9 @@ pub const TEACHER_CACHE: &str = "teacher-targets.json";
 struct Cached {
     teacher: String,
     step: u64,
+    /// Scored with the mirror ensemble (absent in caches written before it existed: false).
+    #[serde(default)]
+    mirror: bool,
     labeled: Vec<[f32; NUM_CLASSES]>,
     unlabeled: Vec<[f32; NUM_CLASSES]>,
 }
@@ -27,10 +31,17 @@ struct Cached {
 type Rows = Vec<[f32; NUM_CLASSES]>;
 
 /// The cached p̂ if it was made by this teacher for these many faces.
-fn load_cache(path: &Path, teacher: &Teacher, n_labeled: usize, n_unlabeled: usize) -> Option<(Rows, Rows)> {
+fn load_cache(
+    path: &Path,
+    teacher: &Teacher,
+    mirror: bool,
+    n_labeled: usize,
+    n_unlabeled: usize,
+) -> Option<(Rows, Rows)> {
     let c: Cached = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     let same = c.teacher == teacher.dir.display().to_string()
         && c.step == teacher.step
+        && c.mirror == mirror
         && c.labeled.len() == n_labeled
         && c.unlabeled.len() == n_unlabeled;
     if !same {
@@ -69,7 +80,8 @@ fn decode_exact<'a>(
 }
 
 /// The teacher's p̂ for the labeled faces, then the unlabeled ones (`kept`: their indices in the
-/// split), decoded again at the teacher's input size when it differs from the student's.
+/// split), decoded again at the teacher's input size when it differs from the student's; with
+/// `mirror`, the mean of p̂ on each face and on its mirror image.
 fn score(
     data: &PreparedData,
     unlabeled: &ImageStore,
@@ -77,6 +89,7 @@ fn score(
     labeled_targets: &Arc<Vec<[f32; NUM_CLASSES]>>,
     teacher: &Teacher,
     student_size: u32,
+    mirror: bool,
 ) -> Result<(Rows, Rows), TrainError> {
     let (t_labeled, t_unlabeled) = if teacher.input_size() == student_size {
         (data.labeled.clone(), unlabeled.clone())
@@ -104,7 +117,20 @@ fn score(
         )?;
         (l, u)
     };
-    teacher.soft_labels(&t_labeled, Some(&t_unlabeled))
+    let (l, u) = teacher.soft_labels(&t_labeled, Some(&t_unlabeled))?;
+    if !mirror {
+        return Ok((l, u));
+    }
+    let (ml, mu) = teacher.soft_labels(&mirrored(&t_labeled), Some(&mirrored(&t_unlabeled)))?;
+    Ok((mean_rows(&l, &ml), mean_rows(&u, &mu)))
+}
+
+/// Row by row, the mean of two sets of class probabilities.
+fn mean_rows(a: &[[f32; NUM_CLASSES]], b: &[[f32; NUM_CLASSES]]) -> Rows {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| std::array::from_fn(|c| 0.5 * (a[c] + b[c])))
+        .collect()
 }
 
 /// Replaces `data`'s training faces by the distillation set: the labeled faces with mixed
@@ -137,16 +163,25 @@ pub fn relabel(
         }
     };
     let labeled_targets = data.labeled.targets.clone().expect("labeled store has targets");
-    let cached = cache.and_then(|p| load_cache(p, teacher, data.labeled.len(), unlabeled.len()));
+    let cached = cache.and_then(|p| load_cache(p, teacher, cfg.teacher_mirror, data.labeled.len(), unlabeled.len()));
     let from_cache = cached.is_some();
     let (p_labeled, p_unlabeled) = match cached {
         Some(c) => c,
         None => {
-            let p = score(&data, &unlabeled, &kept, &labeled_targets, teacher, student_size)?;
+            let p = score(
+                &data,
+                &unlabeled,
+                &kept,
+                &labeled_targets,
+                teacher,
+                student_size,
+                cfg.teacher_mirror,
+            )?;
             if let Some(path) = cache {
                 let c = Cached {
                     teacher: teacher.dir.display().to_string(),
                     step: teacher.step,
+                    mirror: cfg.teacher_mirror,
                     labeled: p.0.clone(),
                     unlabeled: p.1.clone(),
                 };

@@ -393,6 +393,9 @@ pub fn export_checkpoint(opts: &ExportOptions) -> Result<BundleSummary, ExportEr
     if let Some(d) = &cfg.distill {
         provenance.insert("teacher".into(), d.teacher.display().to_string());
         provenance.insert("kd_weight".into(), d.kd_weight.to_string());
+        if d.teacher_mirror {
+            provenance.insert("teacher_mirror".into(), "true".into());
+        }
         // The teacher's own command, so that the bundle says how to retrain both stages.
         if let Some(c) = recorded_command(&checkpoint::run_dir_of(&d.teacher))? {
             provenance.insert("teacher.command".into(), c);

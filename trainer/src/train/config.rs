@@ -104,4 +104,8 @@ pub struct DistillConfig {
     pub teacher: PathBuf,
     /// w: the weight of KL to p̂ beside the label on labeled faces.
     pub kd_weight: f64,
+    /// The teacher's p̂ is the mean of its p̂ on the face and on the face's mirror image (a
+    /// two-view ensemble: a stronger teacher for the cost of scoring every face twice, once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub teacher_mirror: bool,
 }
