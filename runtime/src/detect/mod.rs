@@ -17,6 +17,7 @@ mod whole_frame;
 mod yunet;
 mod yunet_exec;
 mod yunet_native;
+mod yunet_zoom;
 
 pub use bbox::BBox;
 pub use mtcnn::{MtcnnConfig, MtcnnDetector, MtcnnTimings};
@@ -25,6 +26,7 @@ pub use onnx::{OnnxDetector, OnnxDetectorConfig};
 pub use seeta::{RustfaceConfig, RustfaceDetector};
 pub use whole_frame::WholeFrame;
 pub use yunet::{YUNET_STRIDES, YunetConfig, YunetDetector, YunetOutputs, decode as yunet_decode};
+pub use yunet_zoom::ZoomConfig;
 
 use crate::source::Frame;
 use std::path::PathBuf;
@@ -93,12 +95,19 @@ static YUNET: &[u8] = include_bytes!("../../../models/detectors/yunet/yunet.onnx
 pub const YUNET_FILE: &str = "models/detectors/yunet/yunet.onnx";
 
 /// Which detector to build, as written on the command line or in a board profile:
-/// `yunet` (or `yunet:WxH`, the largest input a frame is scaled down to, default 640x480;
-/// `yunet-tract[:WxH]` runs the same model through tract instead of the native forward pass),
+/// `yunet[-tract][-onepass][:WxH]` (`:WxH`: the largest input a frame is scaled down to, default
+/// 640x480; `-tract` runs the same model through tract instead of the native forward pass;
+/// `-onepass` skips the second look at small doubtful faces, `yunet_zoom.rs`),
 /// `blazeface` (short range), `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DetectorSpec {
-    Yunet { width: u32, height: u32, tract: bool },
+    Yunet {
+        width: u32,
+        height: u32,
+        tract: bool,
+        /// The second look at small faces scored below the threshold (`yunet_zoom.rs`).
+        second_look: bool,
+    },
     BlazeFaceShort,
     BlazeFaceFull,
     Mtcnn,
@@ -111,41 +120,19 @@ impl std::str::FromStr for DetectorSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "yunet" => Ok(DetectorSpec::yunet()),
-            "yunet-tract" => {
-                let d = YunetConfig::default();
-                Ok(DetectorSpec::Yunet {
-                    width: d.width,
-                    height: d.height,
-                    tract: true,
-                })
-            }
             "blazeface" | "blazeface-short" => Ok(DetectorSpec::BlazeFaceShort),
             "blazeface-full" => Ok(DetectorSpec::BlazeFaceFull),
             "mtcnn" => Ok(DetectorSpec::Mtcnn),
             "rustface" | "seetaface" => Ok(DetectorSpec::Rustface),
             "whole-frame" => Ok(DetectorSpec::WholeFrame),
             _ => {
-                let yunet = s
-                    .strip_prefix("yunet-tract:")
-                    .map(|size| (size, true))
-                    .or_else(|| s.strip_prefix("yunet:").map(|size| (size, false)));
-                if let Some((size, tract)) = yunet {
-                    let dims = size
-                        .split_once('x')
-                        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-                        .filter(|&(w, h)| (32..=4096).contains(&w) && (32..=4096).contains(&h));
-                    return match dims {
-                        Some((width, height)) => Ok(DetectorSpec::Yunet { width, height, tract }),
-                        None => Err(format!(
-                            "`{s}`: expected `yunet:WIDTHxHEIGHT` with each side 32 to 4096, e.g. `yunet:320x240`"
-                        )),
-                    };
+                if let Some(spec) = parse_yunet(s) {
+                    return spec;
                 }
                 match s.strip_prefix("onnx:") {
                     Some(p) if !p.is_empty() => Ok(DetectorSpec::Onnx(PathBuf::from(p))),
                     _ => Err(format!(
-                        "`{s}`: expected `yunet`, `yunet:WxH`, `yunet-tract[:WxH]`, `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
+                        "`{s}`: expected `yunet[-tract][-onepass][:WxH]`, `blazeface`, `blazeface-full`, `mtcnn`, `rustface`, `onnx:PATH` or `whole-frame`"
                     )),
                 }
             }
@@ -153,14 +140,54 @@ impl std::str::FromStr for DetectorSpec {
     }
 }
 
+/// `yunet[-tract][-onepass][:WxH]`; `None` when `s` names no YuNet.
+fn parse_yunet(s: &str) -> Option<Result<DetectorSpec, String>> {
+    let (name, size) = match s.split_once(':') {
+        Some((n, size)) => (n, Some(size)),
+        None => (s, None),
+    };
+    let rest = name.strip_prefix("yunet")?;
+    let (tract, rest) = match rest.strip_prefix("-tract") {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let (second_look, rest) = match rest.strip_prefix("-onepass") {
+        Some(r) => (false, r),
+        None => (true, rest),
+    };
+    if !rest.is_empty() {
+        return None;
+    }
+    let d = YunetConfig::default();
+    let dims = match size {
+        None => Some((d.width, d.height)),
+        Some(size) => size
+            .split_once('x')
+            .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+            .filter(|&(w, h)| (32..=4096).contains(&w) && (32..=4096).contains(&h)),
+    };
+    Some(match dims {
+        Some((width, height)) => Ok(DetectorSpec::Yunet {
+            width,
+            height,
+            tract,
+            second_look,
+        }),
+        None => Err(format!(
+            "`{s}`: expected `yunet:WIDTHxHEIGHT` with each side 32 to 4096, e.g. `yunet:320x240`"
+        )),
+    })
+}
+
 impl DetectorSpec {
-    /// YuNet at its default input, 640x480.
+    /// YuNet at its default input, 640x480, with its second look.
     pub fn yunet() -> Self {
         let d = YunetConfig::default();
         DetectorSpec::Yunet {
             width: d.width,
             height: d.height,
             tract: false,
+            second_look: true,
         }
     }
 
@@ -188,11 +215,18 @@ impl DetectorSpec {
             Ok(Box::new(OnnxDetector::from_bytes(bytes, &path, cfg)?))
         };
         Ok(match self {
-            &DetectorSpec::Yunet { width, height, tract } => {
+            &DetectorSpec::Yunet {
+                width,
+                height,
+                tract,
+                second_look,
+            } => {
+                let d = YunetConfig::default();
                 let cfg = YunetConfig {
                     width,
                     height,
-                    ..YunetConfig::default()
+                    zoom: d.zoom.filter(|_| second_look),
+                    ..d
                 };
                 let path = std::path::Path::new(YUNET_FILE);
                 Box::new(if tract {

@@ -17,6 +17,7 @@
 //! multiples of 32); boxes and landmarks are mapped back to frame pixels.
 
 use super::yunet_native::YunetNet;
+use super::yunet_zoom::{Window, ZoomConfig, confirmed, to_frame};
 use super::{BBox, DetectError, Detection, FaceDetector, nms};
 use crate::infer::panic_guard::tract_guarded;
 use crate::source::Frame;
@@ -40,6 +41,9 @@ pub struct YunetConfig {
     /// Candidates kept for NMS (best first) and faces returned.
     pub top_k: usize,
     pub max_faces: usize,
+    /// The second look at small faces scored below the threshold (`yunet_zoom.rs`); `None`: one
+    /// pass.
+    pub zoom: Option<ZoomConfig>,
 }
 
 impl Default for YunetConfig {
@@ -54,6 +58,7 @@ impl Default for YunetConfig {
             iou_threshold: 0.3,
             top_k: 5000,
             max_faces: 64,
+            zoom: Some(ZoomConfig::default()),
         }
     }
 }
@@ -153,6 +158,8 @@ pub struct YunetDetector {
     /// Network input size (multiples of 32).
     in_w: usize,
     in_h: usize,
+    /// The second look's network (the same model at the zoom window's size, one pass).
+    zoom: Option<Box<YunetDetector>>,
 }
 
 impl YunetDetector {
@@ -184,6 +191,24 @@ impl YunetDetector {
             )));
         }
         let (w, h) = (padded(cfg.width), padded(cfg.height));
+        let zoom = match cfg.zoom {
+            Some(z) => {
+                if !(z.context >= 1.0 && z.max_side > 0.0 && (32..=1024).contains(&z.window)) {
+                    return Err(err(format!(
+                        "YuNet zoom: context {} (≥ 1), max side {} (> 0), window {} (32 to 1024)",
+                        z.context, z.max_side, z.window
+                    )));
+                }
+                let look = YunetConfig {
+                    width: z.window,
+                    height: z.window,
+                    zoom: None,
+                    ..cfg
+                };
+                Some(Box::new(YunetDetector::with_engine(bytes, path, look, tract)?))
+            }
+            None => None,
+        };
         let typed = tract_guarded(&format!("not a loadable ONNX model at {w}x{h}"), || {
             tract_onnx::onnx()
                 .model_for_read(&mut &bytes[..])?
@@ -234,6 +259,7 @@ impl YunetDetector {
             file: path.to_path_buf(),
             in_w: w,
             in_h: h,
+            zoom,
         })
     }
 
@@ -281,9 +307,64 @@ impl YunetDetector {
         }
     }
 
-    /// Runs the network on the filled input and decodes its outputs.
-    fn run_and_decode(&mut self, scale: f32, frame_w: u32, frame_h: u32) -> Result<Vec<Detection>, DetectError> {
+    /// Fills the engine's input with the frame's square `win` scaled by `scale` (input pixel =
+    /// (frame pixel − corner) · scale, read bilinearly), zeros where the window leaves the frame.
+    fn fill_window(&mut self, frame: &Frame, win: &Window, scale: f32) {
         let (w, h) = (self.in_w, self.in_h);
+        let plane = w * h;
+        let (input, planar) = match &mut self.engine {
+            Engine::Native(net) => (net.input_mut(), false),
+            Engine::Tract { input, .. } => (&mut input[..], true),
+        };
+        input.fill(0.0);
+        let (fw, fh) = (frame.width as f32, frame.height as f32);
+        for y in 0..h {
+            let fy = win.y0 + (y as f32 + 0.5) / scale - 0.5;
+            if !(-0.5..fh - 0.5).contains(&fy) {
+                continue;
+            }
+            for x in 0..w {
+                let fx = win.x0 + (x as f32 + 0.5) / scale - 0.5;
+                if !(-0.5..fw - 0.5).contains(&fx) {
+                    continue;
+                }
+                let v = frame.bilinear(fx, fy);
+                let at = y * w + x;
+                if planar {
+                    input[at] = v[2];
+                    input[plane + at] = v[1];
+                    input[2 * plane + at] = v[0];
+                } else {
+                    input[3 * at..3 * at + 3].copy_from_slice(&[v[2], v[1], v[0]]);
+                }
+            }
+        }
+    }
+
+    /// The second look at `win`: this (window-sized) network on the window scaled to its input,
+    /// the face it finds near the window's centre, in frame pixels.
+    fn look_again(&mut self, frame: &Frame, win: &Window) -> Result<Option<Detection>, DetectError> {
+        let scale = self.in_w.min(self.in_h) as f32 / win.side;
+        self.fill_window(frame, win, scale);
+        let extent = (win.side.ceil() as u32).max(1);
+        let found = self.run_and_decode(scale, extent, extent, self.cfg.score_threshold)?;
+        Ok(confirmed(found, win).map(|d| to_frame(d, win, frame.width, frame.height)))
+    }
+
+    /// Runs the network on the filled input and decodes its outputs, keeping cells scoring at
+    /// least `threshold`.
+    fn run_and_decode(
+        &mut self,
+        scale: f32,
+        frame_w: u32,
+        frame_h: u32,
+        threshold: f32,
+    ) -> Result<Vec<Detection>, DetectError> {
+        let (w, h) = (self.in_w, self.in_h);
+        let cfg = YunetConfig {
+            score_threshold: threshold,
+            ..self.cfg
+        };
         let decoded = match &mut self.engine {
             Engine::Native(net) => {
                 net.run();
@@ -294,7 +375,7 @@ impl YunetDetector {
                     bbox: [o(6), o(7), o(8)],
                     kps: [o(9), o(10), o(11)],
                 };
-                decode(&outs, w, h, scale, frame_w, frame_h, &self.cfg)
+                decode(&outs, w, h, scale, frame_w, frame_h, &cfg)
             }
             Engine::Tract { plan, input } => match run_tract(plan, input, w, h) {
                 Ok(flat) => {
@@ -305,7 +386,7 @@ impl YunetDetector {
                         bbox: [v[6], v[7], v[8]],
                         kps: [v[9], v[10], v[11]],
                     };
-                    decode(&outs, w, h, scale, frame_w, frame_h, &self.cfg)
+                    decode(&outs, w, h, scale, frame_w, frame_h, &cfg)
                 }
                 Err(e) => Err(e.to_string()),
             },
@@ -361,7 +442,21 @@ impl FaceDetector for YunetDetector {
         }
         let scale = self.scale_for(frame);
         self.fill_input(frame, scale);
-        self.run_and_decode(scale, frame.width, frame.height)
+        let threshold = self.cfg.score_threshold;
+        let (Some(zc), Some(_)) = (self.cfg.zoom, &self.zoom) else {
+            return self.run_and_decode(scale, frame.width, frame.height, threshold);
+        };
+        let cands = self.run_and_decode(scale, frame.width, frame.height, zc.candidate_threshold.min(threshold))?;
+        let mut faces: Vec<Detection> = cands.iter().filter(|d| d.score >= threshold).cloned().collect();
+        let windows: Vec<Window> = zc
+            .doubtful(&cands, threshold)
+            .map(|d| zc.window_around(&d.bbox))
+            .collect();
+        let look = self.zoom.as_mut().expect("checked above");
+        for win in &windows {
+            faces.extend(look.look_again(frame, win)?);
+        }
+        Ok(nms(faces, self.cfg.iou_threshold, self.cfg.max_faces))
     }
 
     fn name(&self) -> String {
@@ -374,10 +469,11 @@ impl FaceDetector for YunetDetector {
             Engine::Native(_) => "yunet",
             Engine::Tract { .. } => "yunet-tract",
         };
+        let passes = if self.zoom.is_some() { "" } else { "-onepass" };
         if self.file == Path::new(super::YUNET_FILE) {
-            format!("{engine}{size}")
+            format!("{engine}{passes}{size}")
         } else {
-            format!("{engine}{size} ({})", self.file.display())
+            format!("{engine}{passes}{size} ({})", self.file.display())
         }
     }
 }

@@ -94,7 +94,8 @@ fn yunet_finds_the_demo_face_with_landmarks_at_the_eyes() {
         DetectorSpec::Yunet {
             width: 320,
             height: 240,
-            tract: false
+            tract: false,
+            second_look: true
         }
     );
     assert_eq!(
@@ -102,9 +103,26 @@ fn yunet_finds_the_demo_face_with_landmarks_at_the_eyes() {
         DetectorSpec::Yunet {
             width: 320,
             height: 240,
-            tract: true
+            tract: true,
+            second_look: true
         }
     );
+    assert_eq!(
+        "yunet-tract-onepass:320x240".parse::<DetectorSpec>().unwrap(),
+        DetectorSpec::Yunet {
+            width: 320,
+            height: 240,
+            tract: true,
+            second_look: false
+        }
+    );
+    assert_eq!(
+        "yunet-onepass".parse::<DetectorSpec>().unwrap().build().unwrap().name(),
+        "yunet-onepass"
+    );
+    for bad in ["yunet-onepass-tract", "yunet-", "yunetx", "yunet-onepass:320"] {
+        assert!(bad.parse::<DetectorSpec>().is_err(), "{bad}");
+    }
     assert_eq!(
         "yunet-tract".parse::<DetectorSpec>().unwrap().build().unwrap().name(),
         "yunet-tract"

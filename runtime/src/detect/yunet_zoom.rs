@@ -1,0 +1,100 @@
+//! YuNet's second look: small faces the full-frame pass scores below the threshold are looked at
+//! again, magnified.
+//!
+//! Why: at 640x480 YuNet's smallest anchors see a 32–48 px face with few cells around it, and on
+//! tight, low-resolution faces (FER2013's crops) it often scores them 0.05–0.5, below the
+//! threshold, while the same face scaled to ~96 px scores far above it (docs/results/detection.md).
+//! Running the whole frame magnified would cost 4–9x; instead each doubtful small candidate (a
+//! handful per frame) gets a window around it, scaled so that the candidate is ~`window /
+//! context` px, through a second, small YuNet (the same weights at `window` x `window`), and is
+//! kept only if that look finds a face at the usual threshold near the window's centre. A cascade,
+//! as MTCNN's stages are, with YuNet as both stages.
+
+use super::{BBox, Detection};
+
+/// The second look's settings (`YunetConfig::zoom`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ZoomConfig {
+    /// Candidates of the full-frame pass scoring at least this (and below the detector's
+    /// threshold) are doubtful: looked at again.
+    pub candidate_threshold: f32,
+    /// Only doubtful candidates whose box side (the larger) is at most this many frame pixels are
+    /// looked at again; larger ones are dropped (YuNet's full-frame recall is already high there).
+    pub max_side: f32,
+    /// The second look's network input side (a multiple of 32).
+    pub window: u32,
+    /// The window's side over the candidate's: the context around it.
+    pub context: f32,
+    /// Second looks per frame at most (the best-scoring doubtful candidates first): the bound on
+    /// the extra time a frame full of doubtful texture can cost.
+    pub max_windows: usize,
+}
+
+impl Default for ZoomConfig {
+    /// A doubtful small candidate (score 0.02–0.5, side ≤ 80 px) is seen again with as much
+    /// context around it, at 192x192: the face at ~96 px, the size where one pass finds ~97 % of
+    /// FER2013's faces. Chosen on FER2013 validation frames, confirmed on train-crop frames
+    /// (docs/results/detection.md, "YuNet's second look").
+    fn default() -> Self {
+        ZoomConfig {
+            candidate_threshold: 0.02,
+            max_side: 80.0,
+            window: 192,
+            context: 2.0,
+            max_windows: 8,
+        }
+    }
+}
+
+/// A square window in frame pixels: its top-left corner and side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub x0: f32,
+    pub y0: f32,
+    pub side: f32,
+}
+
+impl ZoomConfig {
+    /// The doubtful candidates worth a second look, best first: those scoring in
+    /// `[candidate_threshold, threshold)` with a box side ≤ `max_side`, at most `max_windows`.
+    /// `dets` come sorted by score, best first.
+    pub fn doubtful<'a>(&self, dets: &'a [Detection], threshold: f32) -> impl Iterator<Item = &'a Detection> {
+        let (lo, max_side) = (self.candidate_threshold, self.max_side);
+        dets.iter()
+            .filter(move |d| d.score >= lo && d.score < threshold && d.bbox.width().max(d.bbox.height()) <= max_side)
+            .take(self.max_windows)
+    }
+
+    /// The window around a candidate: centred on it, `context` times its larger side.
+    pub fn window_around(&self, b: &BBox) -> Window {
+        let side = (b.width().max(b.height()) * self.context).max(1.0);
+        let (cx, cy) = b.center();
+        Window {
+            x0: cx - side / 2.0,
+            y0: cy - side / 2.0,
+            side,
+        }
+    }
+}
+
+/// What the second look kept: the best face (detections in the window's own pixels, best first)
+/// whose centre lies in the middle half of the window, the candidate's place; `None` when the look
+/// found nothing there.
+pub fn confirmed(found: Vec<Detection>, w: &Window) -> Option<Detection> {
+    let c = w.side / 2.0;
+    found.into_iter().find(|d| {
+        let (x, y) = d.bbox.center();
+        (x - c).abs() <= w.side / 4.0 && (y - c).abs() <= w.side / 4.0
+    })
+}
+
+/// A detection found in a window's own pixels (window pixel = frame pixel − origin) moved to the
+/// frame's, clamped to it.
+pub fn to_frame(d: Detection, w: &Window, frame_w: u32, frame_h: u32) -> Detection {
+    let b = &d.bbox;
+    Detection {
+        bbox: BBox::new(b.x1 + w.x0, b.y1 + w.y0, b.x2 + w.x0, b.y2 + w.y0).clamp(frame_w, frame_h),
+        score: d.score,
+        landmarks: d.landmarks.map(|lm| lm.map(|[x, y]| [x + w.x0, y + w.y0])),
+    }
+}
