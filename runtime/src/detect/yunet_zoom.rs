@@ -31,13 +31,13 @@ pub struct ZoomConfig {
 }
 
 impl Default for ZoomConfig {
-    /// A doubtful small candidate (score 0.02–0.5, side ≤ 80 px) is seen again with as much
+    /// A doubtful small candidate (score 0.01–0.5, side ≤ 80 px) is seen again with as much
     /// context around it, at 192x192: the face at ~96 px, the size where one pass finds ~97 % of
     /// FER2013's faces. Chosen on FER2013 validation frames, confirmed on train-crop frames
     /// (docs/results/detection.md, "YuNet's second look").
     fn default() -> Self {
         ZoomConfig {
-            candidate_threshold: 0.02,
+            candidate_threshold: 0.01,
             max_side: 80.0,
             window: 192,
             context: 2.0,
