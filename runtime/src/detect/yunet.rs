@@ -17,7 +17,7 @@
 //! multiples of 32); boxes and landmarks are mapped back to frame pixels.
 
 use super::yunet_native::YunetNet;
-use super::yunet_zoom::{Window, ZoomConfig, confirmed, to_frame};
+use super::yunet_zoom::{Window, ZoomConfig, confirmed, inside_a_face, to_frame};
 use super::{BBox, DetectError, Detection, FaceDetector, nms};
 use crate::infer::panic_guard::tract_guarded;
 use crate::source::Frame;
@@ -449,13 +449,15 @@ impl FaceDetector for YunetDetector {
         let cands = self.run_and_decode(scale, frame.width, frame.height, zc.candidate_threshold.min(threshold))?;
         let mut faces: Vec<Detection> = cands.iter().filter(|d| d.score >= threshold).cloned().collect();
         let windows: Vec<Window> = zc
-            .doubtful(&cands, threshold)
+            .doubtful(&cands, &faces, threshold)
             .map(|d| zc.window_around(&d.bbox))
             .collect();
         let look = self.zoom.as_mut().expect("checked above");
+        let mut seen = Vec::new();
         for win in &windows {
-            faces.extend(look.look_again(frame, win)?);
+            seen.extend(look.look_again(frame, win)?.filter(|d| !inside_a_face(d, &faces)));
         }
+        faces.extend(seen);
         Ok(nms(faces, self.cfg.iou_threshold, self.cfg.max_faces))
     }
 

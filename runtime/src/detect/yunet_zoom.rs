@@ -56,12 +56,22 @@ pub struct Window {
 
 impl ZoomConfig {
     /// The doubtful candidates worth a second look, best first: those scoring in
-    /// `[candidate_threshold, threshold)` with a box side ≤ `max_side`, at most `max_windows`.
-    /// `dets` come sorted by score, best first.
-    pub fn doubtful<'a>(&self, dets: &'a [Detection], threshold: f32) -> impl Iterator<Item = &'a Detection> {
+    /// `[candidate_threshold, threshold)` with a box side ≤ `max_side` and not centred inside one
+    /// of the `sure` faces, at most `max_windows`. `dets` come sorted by score, best first.
+    pub fn doubtful<'a>(
+        &self,
+        dets: &'a [Detection],
+        sure: &'a [Detection],
+        threshold: f32,
+    ) -> impl Iterator<Item = &'a Detection> {
         let (lo, max_side) = (self.candidate_threshold, self.max_side);
         dets.iter()
-            .filter(move |d| d.score >= lo && d.score < threshold && d.bbox.width().max(d.bbox.height()) <= max_side)
+            .filter(move |d| {
+                d.score >= lo
+                    && d.score < threshold
+                    && d.bbox.width().max(d.bbox.height()) <= max_side
+                    && !sure.iter().any(|s| contains(&s.bbox, d.bbox.center()))
+            })
             .take(self.max_windows)
     }
 
@@ -75,6 +85,21 @@ impl ZoomConfig {
             side,
         }
     }
+}
+
+fn contains(b: &BBox, (x, y): (f32, f32)) -> bool {
+    (b.x1..=b.x2).contains(&x) && (b.y1..=b.y2).contains(&y)
+}
+
+/// Whether a face the second look found lies mostly (half its area or more) inside one of the
+/// `sure` faces: then it is a part of that face (an eye, a mouth seen magnified), not a face.
+pub fn inside_a_face(d: &Detection, sure: &[Detection]) -> bool {
+    let b = &d.bbox;
+    sure.iter().any(|s| {
+        let w = (b.x2.min(s.bbox.x2) - b.x1.max(s.bbox.x1)).max(0.0);
+        let h = (b.y2.min(s.bbox.y2) - b.y1.max(s.bbox.y1)).max(0.0);
+        w * h >= 0.5 * b.area()
+    })
 }
 
 /// What the second look kept: the best face (detections in the window's own pixels, best first)
