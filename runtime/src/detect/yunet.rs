@@ -191,24 +191,6 @@ impl YunetDetector {
             )));
         }
         let (w, h) = (padded(cfg.width), padded(cfg.height));
-        let zoom = match cfg.zoom {
-            Some(z) => {
-                if !(z.context >= 1.0 && z.max_side > 0.0 && (32..=1024).contains(&z.window)) {
-                    return Err(err(format!(
-                        "YuNet zoom: context {} (≥ 1), max side {} (> 0), window {} (32 to 1024)",
-                        z.context, z.max_side, z.window
-                    )));
-                }
-                let look = YunetConfig {
-                    width: z.window,
-                    height: z.window,
-                    zoom: None,
-                    ..cfg
-                };
-                Some(Box::new(YunetDetector::with_engine(bytes, path, look, tract)?))
-            }
-            None => None,
-        };
         let typed = tract_guarded(&format!("not a loadable ONNX model at {w}x{h}"), || {
             tract_onnx::onnx()
                 .model_for_read(&mut &bytes[..])?
@@ -252,6 +234,24 @@ impl YunetDetector {
                 return Err(err(format!("{} outputs, not 12", net.num_outputs())));
             }
             Engine::Native(Box::new(net))
+        };
+        let zoom = match cfg.zoom {
+            Some(z) => {
+                if !(z.context >= 1.0 && z.max_side > 0.0 && (32..=1024).contains(&z.window)) {
+                    return Err(err(format!(
+                        "YuNet zoom: context {} (≥ 1), max side {} (> 0), window {} (32 to 1024)",
+                        z.context, z.max_side, z.window
+                    )));
+                }
+                let look = YunetConfig {
+                    width: z.window,
+                    height: z.window,
+                    zoom: None,
+                    ..cfg
+                };
+                Some(Box::new(YunetDetector::with_engine(bytes, path, look, tract)?))
+            }
+            None => None,
         };
         Ok(YunetDetector {
             engine,
@@ -342,12 +342,12 @@ impl YunetDetector {
     }
 
     /// The second look at `win`: this (window-sized) network on the window scaled to its input,
-    /// the face it finds near the window's centre, in frame pixels.
-    fn look_again(&mut self, frame: &Frame, win: &Window) -> Result<Option<Detection>, DetectError> {
+    /// the face it finds at ≥ `threshold` near the window's centre, in frame pixels.
+    fn look_again(&mut self, frame: &Frame, win: &Window, threshold: f32) -> Result<Option<Detection>, DetectError> {
         let scale = self.in_w.min(self.in_h) as f32 / win.side;
         self.fill_window(frame, win, scale);
         let extent = (win.side.ceil() as u32).max(1);
-        let found = self.run_and_decode(scale, extent, extent, self.cfg.score_threshold)?;
+        let found = self.run_and_decode(scale, extent, extent, threshold)?;
         Ok(confirmed(found, win).map(|d| to_frame(d, win, frame.width, frame.height)))
     }
 
@@ -455,7 +455,10 @@ impl FaceDetector for YunetDetector {
         let look = self.zoom.as_mut().expect("checked above");
         let mut seen = Vec::new();
         for win in &windows {
-            seen.extend(look.look_again(frame, win)?.filter(|d| !inside_a_face(d, &faces)));
+            seen.extend(
+                look.look_again(frame, win, zc.confirm_threshold)?
+                    .filter(|d| !inside_a_face(d, &faces)),
+            );
         }
         faces.extend(seen);
         Ok(nms(faces, self.cfg.iou_threshold, self.cfg.max_faces))

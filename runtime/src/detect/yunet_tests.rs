@@ -333,3 +333,56 @@ fn yunet_native_refuses_graphs_it_cannot_run() {
     assert!(e.contains("not supported") || e.contains("only"), "{e}");
     assert!(yunet_native::YunetNet::from_onnx(b"not onnx", 64, 64).is_err());
 }
+
+/// The demo photo's face cut out tight (the square around its box: x 178, y 63, 89 x 112, as
+/// FER2013's crops are cut), scaled to `face` px and pasted at (200, 150) into a 640x480 frame of
+/// the test pattern; the pasted square.
+fn small_demo_face(face: u32) -> (Frame, BBox) {
+    let photo = demo_photo();
+    let img = image::RgbImage::from_raw(photo.width, photo.height, photo.rgb.clone()).unwrap();
+    let crop = image::imageops::crop_imm(&img, 166, 63, 112, 112).to_image();
+    let small = image::imageops::resize(&crop, face, face, image::imageops::FilterType::Triangle);
+    let mut out = frame(640, 480);
+    let (ox, oy) = (200u32, 150u32);
+    for (x, y, p) in small.enumerate_pixels() {
+        let at = (((oy + y) * 640 + ox + x) * 3) as usize;
+        out.rgb[at..at + 3].copy_from_slice(&p.0);
+    }
+    let (x, y, f) = (ox as f32, oy as f32, face as f32);
+    (out, BBox::new(x, y, x + f, y + f))
+}
+
+#[test]
+fn the_second_look_finds_small_faces_one_pass_misses_and_keeps_what_it_finds() {
+    let mut one = "yunet-onepass".parse::<DetectorSpec>().unwrap().build().unwrap();
+    let mut two = DetectorSpec::yunet().build().unwrap();
+    let mut gained = Vec::new();
+    for face in (16..=48).step_by(4) {
+        let (f, truth) = small_demo_face(face);
+        let a = one.detect(&f).unwrap();
+        let b = two.detect(&f).unwrap();
+        let hit = |d: &[Detection]| d.iter().any(|d| d.bbox.iou(&truth) >= 0.3);
+        // What one pass finds at the threshold, two passes find too.
+        for d in a.iter().filter(|d| d.score >= 0.5) {
+            assert!(
+                b.iter().any(|e| e.bbox.iou(&d.bbox) > 0.9),
+                "{face} px: {d:?} lost in {b:?}"
+            );
+        }
+        // What the second look adds is the face, nothing else.
+        for d in b.iter().filter(|d| !a.iter().any(|e| e.bbox.iou(&d.bbox) > 0.9)) {
+            assert!(
+                d.bbox.iou(&truth) >= 0.3,
+                "{face} px: {d:?} added, the face is {truth:?}"
+            );
+        }
+        if hit(&b) && !hit(&a) {
+            gained.push(face);
+        }
+    }
+    eprintln!("the second look alone found the face at {gained:?} px");
+    assert!(
+        !gained.is_empty(),
+        "no face size where the second look found what one pass missed"
+    );
+}

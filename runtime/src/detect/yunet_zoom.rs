@@ -7,7 +7,7 @@
 //! Running the whole frame magnified would cost 4–9x; instead each doubtful small candidate (a
 //! handful per frame) gets a window around it, scaled so that the candidate is ~`window /
 //! context` px, through a second, small YuNet (the same weights at `window` x `window`), and is
-//! kept only if that look finds a face at the usual threshold near the window's centre. A cascade,
+//! kept only if that look finds a face near the window's centre, surer than the usual threshold. A cascade,
 //! as MTCNN's stages are, with YuNet as both stages.
 
 use super::{BBox, Detection};
@@ -21,6 +21,10 @@ pub struct ZoomConfig {
     /// Only doubtful candidates whose box side (the larger) is at most this many frame pixels are
     /// looked at again; larger ones are dropped (YuNet's full-frame recall is already high there).
     pub max_side: f32,
+    /// The score the second look needs: above the first pass's threshold, since a face that
+    /// gets a second chance must be surer (faces in magnified windows score ~0.8–0.9; parts of
+    /// bodies and clothes ~0.55–0.6 on the demo photo).
+    pub confirm_threshold: f32,
     /// The second look's network input side (a multiple of 32).
     pub window: u32,
     /// The window's side over the candidate's: the context around it.
@@ -32,12 +36,13 @@ pub struct ZoomConfig {
 
 impl Default for ZoomConfig {
     /// A doubtful small candidate (score 0.01–0.5, side ≤ 80 px) is seen again with as much
-    /// context around it, at 192x192: the face at ~96 px, the size where one pass finds ~97 % of
+    /// context around it, at 192x192, and kept at ≥ 0.7: the face at ~96 px, the size where one pass finds ~97 % of
     /// FER2013's faces. Chosen on FER2013 validation frames, confirmed on train-crop frames
     /// (docs/results/detection.md, "YuNet's second look").
     fn default() -> Self {
         ZoomConfig {
             candidate_threshold: 0.01,
+            confirm_threshold: 0.7,
             max_side: 80.0,
             window: 192,
             context: 2.0,
@@ -121,5 +126,94 @@ pub fn to_frame(d: Detection, w: &Window, frame_w: u32, frame_h: u32) -> Detecti
         bbox: BBox::new(b.x1 + w.x0, b.y1 + w.y0, b.x2 + w.x0, b.y2 + w.y0).clamp(frame_w, frame_h),
         score: d.score,
         landmarks: d.landmarks.map(|lm| lm.map(|[x, y]| [x + w.x0, y + w.y0])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x1: f32, y1: f32, x2: f32, y2: f32, score: f32) -> Detection {
+        Detection {
+            bbox: BBox::new(x1, y1, x2, y2),
+            score,
+            landmarks: Some([[x1, y1]; 5]),
+        }
+    }
+
+    #[test]
+    fn only_small_doubtful_candidates_outside_sure_faces_are_looked_at_best_first() {
+        let z = ZoomConfig {
+            max_windows: 2,
+            ..ZoomConfig::default()
+        };
+        let sure = [det(100.0, 100.0, 260.0, 260.0, 0.9)];
+        let cands = [
+            det(0.0, 0.0, 30.0, 30.0, 0.4),       // looked at (first)
+            det(150.0, 150.0, 170.0, 170.0, 0.3), // centred inside the sure face: not
+            det(300.0, 0.0, 400.0, 100.0, 0.3),   // too large (100 > 80 px): not
+            det(0.0, 300.0, 30.0, 330.0, 0.005),  // below the candidate threshold: not
+            det(500.0, 0.0, 530.0, 30.0, 0.2),    // looked at (second)
+            det(500.0, 200.0, 530.0, 230.0, 0.1), // beyond max_windows: not
+        ];
+        let picked: Vec<f32> = z.doubtful(&cands, &sure, 0.5).map(|d| d.bbox.x1).collect();
+        assert_eq!(picked, [0.0, 500.0]);
+        // A candidate at the threshold is not doubtful: the first pass keeps it.
+        let at = [det(0.0, 0.0, 30.0, 30.0, 0.5)];
+        assert_eq!(z.doubtful(&at, &[], 0.5).count(), 0);
+    }
+
+    #[test]
+    fn a_window_is_centred_on_its_candidate_with_context() {
+        let z = ZoomConfig::default();
+        let w = z.window_around(&BBox::new(100.0, 50.0, 130.0, 90.0));
+        // The larger side (40) times the context (2), centred at (115, 70).
+        assert_eq!(
+            w,
+            Window {
+                x0: 75.0,
+                y0: 30.0,
+                side: 80.0
+            }
+        );
+    }
+
+    #[test]
+    fn the_look_keeps_the_best_face_near_the_centre_and_maps_it_to_the_frame() {
+        let w = Window {
+            x0: 75.0,
+            y0: 30.0,
+            side: 80.0,
+        };
+        // Window pixels: the middle half is 20..60 on both axes.
+        let off_centre = det(0.0, 0.0, 20.0, 20.0, 0.95); // centre (10, 10)
+        let central = det(25.0, 25.0, 55.0, 55.0, 0.7); // centre (40, 40)
+        assert_eq!(confirmed(vec![off_centre.clone()], &w), None);
+        let kept = confirmed(vec![off_centre, central.clone()], &w).unwrap();
+        assert_eq!(kept, central);
+        let f = to_frame(kept, &w, 640, 480);
+        assert_eq!(f.bbox, BBox::new(100.0, 55.0, 130.0, 85.0));
+        assert_eq!(f.landmarks.unwrap()[0], [100.0, 55.0]);
+        assert_eq!(f.score, 0.7);
+        // Clamped to the frame.
+        let edge = Window {
+            x0: 620.0,
+            y0: -10.0,
+            side: 40.0,
+        };
+        let f = to_frame(det(10.0, 0.0, 35.0, 30.0, 0.6), &edge, 640, 480);
+        assert_eq!(f.bbox, BBox::new(630.0, 0.0, 640.0, 20.0));
+    }
+
+    #[test]
+    fn a_face_mostly_inside_a_sure_face_is_a_part_of_it() {
+        let sure = [det(100.0, 100.0, 200.0, 200.0, 0.9)];
+        assert!(inside_a_face(&det(120.0, 120.0, 150.0, 150.0, 0.6), &sure));
+        // Half inside (150..250 x 100..150 overlaps 150..200): still a part.
+        assert!(inside_a_face(&det(150.0, 100.0, 250.0, 150.0, 0.6), &sure));
+        // A quarter inside: a face of its own.
+        assert!(!inside_a_face(&det(175.0, 100.0, 275.0, 150.0, 0.6), &sure));
+        assert!(!inside_a_face(&det(300.0, 300.0, 330.0, 330.0, 0.6), &sure));
+        assert!(!inside_a_face(&det(120.0, 120.0, 150.0, 150.0, 0.6), &[]));
     }
 }
