@@ -8,7 +8,7 @@ use candle_core::{D, DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use common::{config, run_opts, semi_config, write_dataset, write_prototypes};
 use sitfer_trainer::distill::{self, DistillConfig, TEACHER_CACHE, Teacher, relabel};
-use sitfer_trainer::evaluate::{forward_store, prob_rows};
+use sitfer_trainer::evaluate::{forward_store, mirrored, prob_rows};
 use sitfer_trainer::method::SslConfig;
 use sitfer_trainer::model::build;
 use sitfer_trainer::train::checkpoint::{self, Which};
@@ -111,6 +111,44 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
         }
     }
 
+    // With `teacher_mirror` the teacher teaches the mean of its p̂ on each face and on the face's
+    // mirror image.
+    let m_cfg = DistillConfig {
+        teacher_mirror: true,
+        ..s_cfg.distill.clone().unwrap()
+    };
+    let m_data = relabel(
+        prepare_data(&s_cfg, s_data_dir.path()).unwrap(),
+        &m_cfg,
+        &teacher,
+        20,
+        None,
+    )
+    .unwrap();
+    let (pm_l, pm_u) = teacher
+        .soft_labels(&mirrored(&t_data.labeled), Some(&mirrored(t_unlabeled)))
+        .unwrap();
+    let m_targets = m_data.labeled.targets.as_ref().unwrap();
+    let mut moved = 0f32;
+    for (i, y) in labels.iter().enumerate() {
+        for c in 0..7 {
+            let want = (y[c] + 0.5 * (p_l[i][c] + pm_l[i][c])) / 2.0;
+            assert!(
+                (m_targets[i][c] - want).abs() < 1e-5,
+                "labeled face {i}: {:?} vs {want}",
+                m_targets[i]
+            );
+            moved = moved.max((m_targets[i][c] - targets[i][c]).abs());
+        }
+    }
+    for (i, t) in m_targets[21..].iter().enumerate() {
+        for c in 0..7 {
+            let want = 0.5 * (p_u[i][c] + pm_u[i][c]);
+            assert!((t[c] - want).abs() < 1e-5, "unlabeled face {i}: {t:?} vs {want}");
+        }
+    }
+    assert!(moved > 1e-4, "the mirror images changed no target");
+
     // The distilled run itself: trains L_s and L_t on the 70 faces, saves the teacher in its
     // config, and resumes under the same settings.
     let s_run = tempfile::tempdir().unwrap();
@@ -138,6 +176,16 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
     };
     let cached = redo(&s_cfg);
     assert_eq!(cached[21], marked, "the cache was not read");
+    // A cache scored without the mirror images does not serve a run that asks for them.
+    let m_run_cfg = TrainConfig {
+        distill: Some(m_cfg.clone()),
+        ..s_cfg.clone()
+    };
+    assert_ne!(
+        redo(&m_run_cfg)[21],
+        marked,
+        "a cache without the mirror images was used"
+    );
     assert_eq!(cached[..21], targets[..21]);
     c["step"] = 999.into();
     std::fs::write(&cache, serde_json::to_vec(&c).unwrap()).unwrap();
