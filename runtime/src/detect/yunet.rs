@@ -21,6 +21,7 @@ use super::yunet_zoom::{Window, ZoomConfig, confirmed, inside_a_face, to_frame};
 use super::{BBox, DetectError, Detection, FaceDetector, nms};
 use crate::infer::panic_guard::tract_guarded;
 use crate::source::Frame;
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
@@ -158,8 +159,9 @@ pub struct YunetDetector {
     /// Network input size (multiples of 32).
     in_w: usize,
     in_h: usize,
-    /// The second look's network (the same model at the zoom window's size, one pass).
-    zoom: Option<Box<YunetDetector>>,
+    /// The second look's networks (the same model at the zoom window's size, one pass), one per
+    /// thread of rayon's pool at load (at most 4): the looks of a frame run side by side.
+    zoom: Vec<YunetDetector>,
 }
 
 impl YunetDetector {
@@ -249,9 +251,11 @@ impl YunetDetector {
                     zoom: None,
                     ..cfg
                 };
-                Some(Box::new(YunetDetector::with_engine(bytes, path, look, tract)?))
+                (0..rayon::current_num_threads().clamp(1, 4))
+                    .map(|_| YunetDetector::with_engine(bytes, path, look, tract))
+                    .collect::<Result<Vec<_>, _>>()?
             }
-            None => None,
+            None => Vec::new(),
         };
         Ok(YunetDetector {
             engine,
@@ -443,7 +447,7 @@ impl FaceDetector for YunetDetector {
         let scale = self.scale_for(frame);
         self.fill_input(frame, scale);
         let threshold = self.cfg.score_threshold;
-        let (Some(zc), Some(_)) = (self.cfg.zoom, &self.zoom) else {
+        let Some(zc) = self.cfg.zoom.filter(|_| !self.zoom.is_empty()) else {
             return self.run_and_decode(scale, frame.width, frame.height, threshold);
         };
         let cands = self.run_and_decode(scale, frame.width, frame.height, zc.candidate_threshold.min(threshold))?;
@@ -452,13 +456,21 @@ impl FaceDetector for YunetDetector {
             .doubtful(&cands, &faces, threshold)
             .map(|d| zc.window_around(&d.bbox))
             .collect();
-        let look = self.zoom.as_mut().expect("checked above");
+        // Contiguous shares of the windows, one per network, in the windows' order.
+        let share = windows.len().div_ceil(self.zoom.len()).max(1);
+        let looks: Vec<Result<Vec<Option<Detection>>, DetectError>> = self
+            .zoom
+            .par_iter_mut()
+            .zip(windows.par_chunks(share))
+            .map(|(net, wins)| {
+                wins.iter()
+                    .map(|w| net.look_again(frame, w, zc.confirm_threshold))
+                    .collect()
+            })
+            .collect();
         let mut seen = Vec::new();
-        for win in &windows {
-            seen.extend(
-                look.look_again(frame, win, zc.confirm_threshold)?
-                    .filter(|d| !inside_a_face(d, &faces)),
-            );
+        for part in looks {
+            seen.extend(part?.into_iter().flatten().filter(|d| !inside_a_face(d, &faces)));
         }
         faces.extend(seen);
         Ok(nms(faces, self.cfg.iou_threshold, self.cfg.max_faces))
@@ -474,7 +486,7 @@ impl FaceDetector for YunetDetector {
             Engine::Native(_) => "yunet",
             Engine::Tract { .. } => "yunet-tract",
         };
-        let passes = if self.zoom.is_some() { "" } else { "-onepass" };
+        let passes = if self.zoom.is_empty() { "-onepass" } else { "" };
         if self.file == Path::new(super::YUNET_FILE) {
             format!("{engine}{passes}{size}")
         } else {

@@ -386,3 +386,33 @@ fn the_second_look_finds_small_faces_one_pass_misses_and_keeps_what_it_finds() {
         "no face size where the second look found what one pass missed"
     );
 }
+
+#[test]
+fn the_second_looks_give_the_same_faces_on_one_thread_and_on_several() {
+    // Four small tight faces (the looks' work) in one frame.
+    let (mut f, _) = small_demo_face(20);
+    for (i, (x, y)) in [(40u32, 40u32), (420, 60), (100, 380), (500, 360)]
+        .into_iter()
+        .enumerate()
+    {
+        let (g, _) = small_demo_face(16 + 4 * i as u32);
+        for row in 0..48u32 {
+            for col in 0..48u32 {
+                let from = (((150 + row) * 640 + 200 + col) * 3) as usize;
+                let to = (((y + row) * 640 + x + col) * 3) as usize;
+                let px: [u8; 3] = g.rgb[from..from + 3].try_into().unwrap();
+                f.rgb[to..to + 3].copy_from_slice(&px);
+            }
+        }
+    }
+    let detect_on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| DetectorSpec::yunet().build().unwrap().detect(&f).unwrap())
+    };
+    let one = detect_on(1);
+    assert!(!one.is_empty());
+    assert_eq!(detect_on(3), one);
+}
