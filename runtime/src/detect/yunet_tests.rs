@@ -357,7 +357,8 @@ fn the_second_look_finds_small_faces_one_pass_misses_and_keeps_what_it_finds() {
     let mut one = "yunet-onepass".parse::<DetectorSpec>().unwrap().build().unwrap();
     let mut two = DetectorSpec::yunet().build().unwrap();
     let mut gained = Vec::new();
-    for face in (16..=48).step_by(4) {
+    // Five sizes, not every one: this test also runs under qemu in CI.
+    for face in [16, 20, 24, 32, 48] {
         let (f, truth) = small_demo_face(face);
         let a = one.detect(&f).unwrap();
         let b = two.detect(&f).unwrap();
