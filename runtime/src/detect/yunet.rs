@@ -278,27 +278,20 @@ impl YunetDetector {
         }
     }
 
-    /// Fills the engine's input with the frame scaled by `scale` at the top left (BGR, 0–255),
-    /// zeros elsewhere: channels-last for the native engine, planes for tract. Pixels are copied
-    /// when the scale is 1, read bilinearly otherwise.
-    fn fill_input(&mut self, frame: &Frame, scale: f32) {
-        let (w, h) = (self.in_w, self.in_h);
-        let plane = w * h;
+    /// Clears the engine's input and writes `pixel(x, y)` (RGB, 0–255; `None` leaves zero) at
+    /// each input position of the first `cols` x `rows`, as BGR: channels-last for the native
+    /// engine, planes for tract.
+    fn fill_with(&mut self, cols: usize, rows: usize, pixel: impl Fn(usize, usize) -> Option<[f32; 3]>) {
+        let w = self.in_w;
+        let plane = w * self.in_h;
         let (input, planar) = match &mut self.engine {
             Engine::Native(net) => (net.input_mut(), false),
             Engine::Tract { input, .. } => (&mut input[..], true),
         };
         input.fill(0.0);
-        let sw = ((frame.width as f32 * scale).round() as usize).min(w);
-        let sh = ((frame.height as f32 * scale).round() as usize).min(h);
-        let exact = sw == frame.width as usize && sh == frame.height as usize;
-        for y in 0..sh {
-            for x in 0..sw {
-                let v: [f32; 3] = if exact {
-                    frame.pixel(x as u32, y as u32).map(f32::from)
-                } else {
-                    frame.bilinear((x as f32 + 0.5) / scale - 0.5, (y as f32 + 0.5) / scale - 0.5)
-                };
+        for y in 0..rows {
+            for x in 0..cols {
+                let Some(v) = pixel(x, y) else { continue };
                 let at = y * w + x;
                 if planar {
                     input[at] = v[2];
@@ -311,38 +304,30 @@ impl YunetDetector {
         }
     }
 
+    /// Fills the engine's input with the frame scaled by `scale` at the top left, zeros
+    /// elsewhere. Pixels are copied when the scale is 1, read bilinearly otherwise.
+    fn fill_input(&mut self, frame: &Frame, scale: f32) {
+        let sw = ((frame.width as f32 * scale).round() as usize).min(self.in_w);
+        let sh = ((frame.height as f32 * scale).round() as usize).min(self.in_h);
+        let exact = sw == frame.width as usize && sh == frame.height as usize;
+        self.fill_with(sw, sh, |x, y| {
+            Some(if exact {
+                frame.pixel(x as u32, y as u32).map(f32::from)
+            } else {
+                frame.bilinear((x as f32 + 0.5) / scale - 0.5, (y as f32 + 0.5) / scale - 0.5)
+            })
+        });
+    }
+
     /// Fills the engine's input with the frame's square `win` scaled by `scale` (input pixel =
     /// (frame pixel − corner) · scale, read bilinearly), zeros where the window leaves the frame.
     fn fill_window(&mut self, frame: &Frame, win: &Window, scale: f32) {
-        let (w, h) = (self.in_w, self.in_h);
-        let plane = w * h;
-        let (input, planar) = match &mut self.engine {
-            Engine::Native(net) => (net.input_mut(), false),
-            Engine::Tract { input, .. } => (&mut input[..], true),
-        };
-        input.fill(0.0);
         let (fw, fh) = (frame.width as f32, frame.height as f32);
-        for y in 0..h {
+        self.fill_with(self.in_w, self.in_h, |x, y| {
+            let fx = win.x0 + (x as f32 + 0.5) / scale - 0.5;
             let fy = win.y0 + (y as f32 + 0.5) / scale - 0.5;
-            if !(-0.5..fh - 0.5).contains(&fy) {
-                continue;
-            }
-            for x in 0..w {
-                let fx = win.x0 + (x as f32 + 0.5) / scale - 0.5;
-                if !(-0.5..fw - 0.5).contains(&fx) {
-                    continue;
-                }
-                let v = frame.bilinear(fx, fy);
-                let at = y * w + x;
-                if planar {
-                    input[at] = v[2];
-                    input[plane + at] = v[1];
-                    input[2 * plane + at] = v[0];
-                } else {
-                    input[3 * at..3 * at + 3].copy_from_slice(&[v[2], v[1], v[0]]);
-                }
-            }
-        }
+            ((-0.5..fw - 0.5).contains(&fx) && (-0.5..fh - 0.5).contains(&fy)).then(|| frame.bilinear(fx, fy))
+        });
     }
 
     /// The second look at `win`: this (window-sized) network on the window scaled to its input,
