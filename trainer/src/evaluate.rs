@@ -77,6 +77,14 @@ pub fn mirrored(store: &ImageStore) -> ImageStore {
     }
 }
 
+/// Row by row, the mean of two sets of class probabilities (a face's and its mirror image's).
+pub fn mean_rows(a: &[[f32; NUM_CLASSES]], b: &[[f32; NUM_CLASSES]]) -> Vec<[f32; NUM_CLASSES]> {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| std::array::from_fn(|c| 0.5 * (a[c] + b[c])))
+        .collect()
+}
+
 /// Runs the model in inference mode over every image of `store`.
 pub fn predict(
     model: &dyn FerModel,

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use sitfer_trainer::data::{Format, ReadOptions, read_dataset};
-use sitfer_trainer::evaluate::{mirrored, predict};
+use sitfer_trainer::evaluate::{mean_rows, mirrored, predict};
 use sitfer_trainer::metrics::EvalReport;
 use sitfer_trainer::model::build;
 use sitfer_trainer::train::checkpoint::{self, Which};
@@ -73,11 +73,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let mut preds = predict(model.as_ref(), &store, cfg.norm, cfg.batch_size, &device)?;
     if a.mirror {
         let m = predict(model.as_ref(), &mirrored(&store), cfg.norm, cfg.batch_size, &device)?;
-        for (p, q) in preds.probs.iter_mut().zip(&m.probs) {
-            for (p, q) in p.iter_mut().zip(q) {
-                *p = 0.5 * (*p + q);
-            }
-        }
+        preds.probs = mean_rows(&preds.probs, &m.probs);
     }
     let report = EvalReport::from_confusion(preds.confusion(&store));
     println!(

@@ -3,7 +3,7 @@
 use super::{DistillConfig, Teacher};
 use crate::data::decode::decode_all;
 use crate::data::loader::ImageStore;
-use crate::evaluate::mirrored;
+use crate::evaluate::{mean_rows, mirrored};
 use crate::train::error::{TrainError, io_err};
 use crate::train::prepare::PreparedData;
 use serde::{Deserialize, Serialize};
@@ -123,14 +123,6 @@ fn score(
     }
     let (ml, mu) = teacher.soft_labels(&mirrored(&t_labeled), Some(&mirrored(&t_unlabeled)))?;
     Ok((mean_rows(&l, &ml), mean_rows(&u, &mu)))
-}
-
-/// Row by row, the mean of two sets of class probabilities.
-fn mean_rows(a: &[[f32; NUM_CLASSES]], b: &[[f32; NUM_CLASSES]]) -> Rows {
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| std::array::from_fn(|c| 0.5 * (a[c] + b[c])))
-        .collect()
 }
 
 /// Replaces `data`'s training faces by the distillation set: the labeled faces with mixed
