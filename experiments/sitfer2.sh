@@ -16,8 +16,12 @@
 # runs/sitfer4): two changes of sitfer-cal's L_u target (soft p̂; confidence-weighted argmax on
 # every face), developed on seed 2 (P3's warm-ups, linked in), confirmed on fresh seeds 4 and 5.
 #
+# Protocol 5 (PHASE=p5; pre-registered in sitfer.md; runs/sitfer5): sitfer-cal with its
+# pseudo-labels from a mean teacher (--ema-teacher 0.99), and FixMatch with the same teacher as
+# the ablation, against FixMatch and supervised on the fresh seeds 6 and 7.
+#
 # Usage: nice -n 10 experiments/sitfer2.sh [runs-dir]
-#   PHASE=matrix (default) | confirm | ablation | p3 | p3-ablation | p4-dev | p4 | p4-ablation;
+#   PHASE=matrix (default) | confirm | ablation | p3 | p3-ablation | p4-dev | p4 | p4-ablation | p5;
 #   LABELS, SEEDS, METHODS override.
 #   Report: cargo run --release -p sitfer-trainer --example sitfer_report -- runs/sitfer2 docs/results
 set -euo pipefail
@@ -35,7 +39,8 @@ case "$PHASE" in
   p4-dev) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"2"}; METHODS=${METHODS:-"sitfer-soft sitfer-wt"} ;;
   p4) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"4 5"}; METHODS=${METHODS:-"${P4:?P4=sitfer-soft or sitfer-wt} fixmatch supervised supervised-9"} ;;
   p4-ablation) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"4"}; METHODS=${METHODS:-"${P4:?}:no-sem ${P4}:no-text ${P4}:no-ins ${P4}:no-lt"} ;;
-  *) echo "PHASE must be matrix, confirm, ablation, p3, p3-ablation, p4-dev, p4 or p4-ablation" >&2; exit 2 ;;
+  p5) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"6 7"}; METHODS=${METHODS:-"sitfer-ema fixmatch supervised fixmatch-ema"} ;;
+  *) echo "PHASE must be matrix, confirm, ablation, p3, p3-ablation, p4-dev, p4, p4-ablation or p5" >&2; exit 2 ;;
 esac
 WARM_STEPS=${WARM_STEPS:-200}
 STEPS=${STEPS:-3000}
@@ -90,6 +95,9 @@ sitfer_soft=("${sitfer_cal[@]}" --pseudo-target soft)
 sitfer_wt=(--method sitfer --calibration-fraction 0.1 --calibrate-every 250 --calibrated-threshold 0
   --queue-threshold 0.5 --pseudo-target weighted --unlabeled-ratio 2 --ins-warmup 0)
 
+# Protocol 5: the pseudo-labeler is an exponential moving average of the weights (decay 0.99).
+ema=(--ema-teacher 0.99)
+
 cell() {  # labels seed method
   local labels=$1 seed=$2 m=$3 split init
   split="$RUNS/warm-$labels-s$seed/split.json"
@@ -136,6 +144,14 @@ cell() {  # labels seed method
       init=$(warm "$labels" "$seed" 0.1)
       run "$name" "${args[@]}" "${off[@]}" --labels-per-class "$labels" --seed "$seed" --split "$split" \
         --pretrained "$init" "${stage2[@]}" ;;
+    sitfer-ema)
+      init=$(warm "$labels" "$seed" 0.1)
+      run "$m-$labels-s$seed" "${sitfer_cal[@]}" "${ema[@]}" --labels-per-class "$labels" --seed "$seed" \
+        --split "$split" --pretrained "$init" "${stage2[@]}" ;;
+    fixmatch-ema)
+      init=$(warm "$labels" "$seed" 0)
+      run "$m-$labels-s$seed" --method fixmatch --threshold 0.95 --unlabeled-ratio 2 "${ema[@]}" \
+        --labels-per-class "$labels" --seed "$seed" --split "$split" --pretrained "$init" "${stage2[@]}" ;;
     *) echo "unknown method $m" >&2; exit 2 ;;
   esac
 }

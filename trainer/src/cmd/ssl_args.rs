@@ -87,6 +87,10 @@ pub struct SslArgs {
     /// The confidence of p̂ at which a pseudo-label joins the buffer [default: the L_u threshold].
     #[arg(long)]
     pub queue_threshold: Option<f64>,
+    /// Make the pseudo-labels with a mean teacher: a copy of the model whose weights follow the
+    /// trained ones as an exponential moving average with this decay (e.g. 0.999).
+    #[arg(long)]
+    pub ema_teacher: Option<f64>,
     /// Text prototype cache (rebuilt with the encoder when the descriptions or encoder change).
     #[arg(long, default_value = sitfer_trainer::text::DEFAULT_PROTOTYPES)]
     pub prototypes: PathBuf,
@@ -111,7 +115,11 @@ impl SslArgs {
                     self.w_ins,
                     self.threshold,
                 ];
-                if given.iter().any(Option::is_some) || self.pseudo_target.is_some() || self.queue_threshold.is_some() {
+                if given.iter().any(Option::is_some)
+                    || self.pseudo_target.is_some()
+                    || self.queue_threshold.is_some()
+                    || self.ema_teacher.is_some()
+                {
                     bail!("semi-supervised options need --method fixmatch or sitfer");
                 }
                 return Ok(None);
@@ -132,6 +140,12 @@ impl SslArgs {
                 bail!("--queue-threshold {t}: a probability in [0, 1]");
             }
             c.queue_threshold = Some(t);
+        }
+        if let Some(d) = self.ema_teacher {
+            if !(0.0..1.0).contains(&d) {
+                bail!("--ema-teacher {d}: a decay in [0, 1)");
+            }
+            c.ema_teacher = Some(d);
         }
         if self.calibrated_threshold.is_some() && self.calibrate_every.is_none() {
             bail!("--calibrated-threshold needs --calibrate-every (a threshold on calibrated p̂)");

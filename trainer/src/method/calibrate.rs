@@ -84,11 +84,12 @@ fn scaled(row: &Row, t: f64) -> Row {
 }
 
 impl SslState {
-    /// The hold-out's scores per source from the model's outputs on it (eval mode, no
-    /// augmentation). p_ins reads the buffer p̂ reads during training (with its queues).
+    /// The hold-out's scores per source from the pseudo-labeler's outputs on it (eval mode, no
+    /// augmentation; the teacher's when there is one). p_ins reads the buffer p̂ reads during
+    /// training (with its queues).
     pub fn holdout_scores(&self, logits: &Tensor, embedding: &Tensor) -> Result<HoldoutScores> {
         let sem = rows(logits)?;
-        let Some((proj, protos)) = self.text_head() else {
+        let Some((proj, protos)) = self.labeler_head() else {
             return Ok(HoldoutScores {
                 sem,
                 text: None,

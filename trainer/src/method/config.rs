@@ -85,6 +85,11 @@ pub struct SslConfig {
     /// as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_threshold: Option<f64>,
+    /// Pseudo-labels (every source of p̂, the buffer's embeddings, the calibration) from an
+    /// exponential moving average of the model's weights with this decay (`ema_teacher.rs`)
+    /// instead of from the model being trained. `None`: the model itself, as FixMatch does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_teacher: Option<f64>,
 }
 
 /// How the sources of p̂ are calibrated on the hold-out (`crate::method::calibrate`).
@@ -152,6 +157,7 @@ impl SslConfig {
             calibration: None,
             pseudo_target: PseudoTarget::Hard,
             queue_threshold: None,
+            ema_teacher: None,
         }
     }
 

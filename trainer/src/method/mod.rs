@@ -12,6 +12,7 @@
 
 pub mod calibrate;
 pub mod config;
+pub mod ema_teacher;
 pub mod fusion;
 pub mod loss;
 pub mod memory;
@@ -20,6 +21,7 @@ pub mod threshold;
 
 pub use calibrate::{CalibrationOutcome, Temperatures};
 pub use config::{Aggregate, CalibrationConfig, FuseMode, FusionWeights, PseudoTarget, SslConfig, ThresholdMode};
+pub use ema_teacher::EmaTeacher;
 pub use memory::InstanceMemory;
 pub use step::{SslState, StepOutput};
 pub use threshold::Thresholds;

@@ -4,6 +4,7 @@
 
 use super::calibrate::Temperatures;
 use super::config::{PseudoTarget, SslConfig};
+use super::ema_teacher::EmaTeacher;
 use super::fusion::{SourceScores, confidence, fuse, text_scores};
 use super::loss::soft_cross_entropy;
 use super::loss::{LossWeights, Terms, combine, rows_cross_entropy};
@@ -61,6 +62,19 @@ pub struct SslState {
     /// What p̂'s sources are divided by before their softmax: 1, τ_t and τ_i as configured until
     /// a calibration fits them (`calibrate.rs`). L_t keeps the configured τ_t.
     pub temperatures: Temperatures,
+    /// The mean teacher that makes the pseudo-labels (`SslConfig::ema_teacher`); `None`: the
+    /// trained model makes them.
+    pub teacher: Option<EmaTeacher>,
+}
+
+/// What the pseudo-labeler made of a step's faces (no gradient).
+struct WeakOutput {
+    /// Logits of the weak views.
+    logits: Tensor,
+    /// Unit text-space embeddings of the weak views (methods with text).
+    z: Option<Tensor>,
+    /// The teacher's unit embeddings of the labeled faces, for the buffer's labeled slots.
+    z_labeled: Option<Tensor>,
 }
 
 fn argmax_rows(t: &Tensor) -> Result<Vec<usize>> {
@@ -91,7 +105,52 @@ impl SslState {
             proj,
             memory,
             thresholds,
+            teacher: None,
         }
+    }
+
+    /// The projection that pseudo-labels are scored through, with the prototypes: the teacher's
+    /// head when there is a teacher.
+    pub fn labeler_head(&self) -> Option<(&ProjectionHead, &Tensor)> {
+        let (proj, protos) = self.text_head()?;
+        Some((
+            self.teacher.as_ref().and_then(|t| t.proj.as_ref()).unwrap_or(proj),
+            protos,
+        ))
+    }
+
+    /// The model that pseudo-labels, calibrates and fills the buffer: the teacher, else `model`.
+    pub fn labeler<'a>(&'a self, model: &'a dyn FerModel) -> &'a dyn FerModel {
+        self.teacher.as_ref().map_or(model, |t| t.model.as_ref())
+    }
+
+    /// The pseudo-labeler's view of a step. Without a teacher, the trained model scores the weak
+    /// views in train mode (their batch statistics still update the running ones, as in
+    /// FixMatch's joint batch). A teacher scores in eval mode, and embeds the labeled faces too so
+    /// that the buffer holds one model's embeddings.
+    fn label_views(&self, model: &dyn FerModel, labeled: &Tensor, weak: &Tensor) -> Result<WeakOutput> {
+        let project = |e: &Tensor| -> Result<Option<Tensor>> {
+            self.labeler_head()
+                .map(|(p, _)| p.forward(e).map(|z| z.detach()))
+                .transpose()
+        };
+        let Some(t) = &self.teacher else {
+            let out = model.forward_t(weak, true)?;
+            return Ok(WeakOutput {
+                logits: out.logits.detach(),
+                z: project(&out.embedding)?,
+                z_labeled: None,
+            });
+        };
+        let b = labeled.dim(0)?;
+        let out = t.model.forward_t(&Tensor::cat(&[labeled, weak], 0)?, false)?;
+        let n = out.logits.dim(0)? - b;
+        let z = project(&out.embedding)?;
+        Ok(WeakOutput {
+            logits: out.logits.narrow(0, b, n)?.detach(),
+            z: z.as_ref().map(|z| z.narrow(0, b, n)).transpose()?,
+            z_labeled: z.as_ref().map(|z| z.narrow(0, 0, b)).transpose()?,
+        })
     }
 
     fn weights(&self) -> LossWeights {
@@ -176,19 +235,10 @@ impl SslState {
         u: Option<UnlabeledInput>,
     ) -> Result<StepOutput> {
         let b = l.x.dim(0)?;
-        // Weak unlabeled view first, without gradient (its batch statistics still update the
-        // running ones, as in FixMatch's joint batch).
-        // On the CPU fast path `no_grad` also keeps the fused layers from saving anything for a
-        // backward pass that never comes.
+        // The pseudo-labeler first, without gradient. On the CPU fast path `no_grad` also keeps
+        // the fused layers from saving anything for a backward pass that never comes.
         let weak = match &u {
-            Some(u) => Some(crate::ops::no_grad(|| -> Result<_> {
-                let out = model.forward_t(u.weak, true)?;
-                let z = match self.text_head() {
-                    Some((proj, _)) => Some(proj.forward(&out.embedding)?.detach()),
-                    None => None,
-                };
-                Ok((out.logits.detach(), z))
-            })?),
+            Some(u) => Some(crate::ops::no_grad(|| self.label_views(model, l.x, u.weak))?),
             None => None,
         };
         let x = match &u {
@@ -216,11 +266,19 @@ impl SslState {
 
         let mut pseudo = None;
         let mut l_u = None;
-        if let (Some((logits_w, z_w)), Some(u)) = (&weak, &u) {
+        if let (
+            Some(WeakOutput {
+                logits: logits_w,
+                z: z_w,
+                ..
+            }),
+            Some(u),
+        ) = (&weak, &u)
+        {
             let labeled_only = self.cfg.queue_per_class == 0;
             // Each source is scored once: the log's per-source labels (p_ins even during its
             // warm-up) and p̂ (p_ins only after it) read the same scores.
-            let (text, ins) = match (z_w, self.text_head()) {
+            let (text, ins) = match (z_w, self.labeler_head()) {
                 (Some(z), Some((_, protos))) => (
                     Some(text_scores(z, protos, self.temperatures.text)?),
                     self.ins_source(z, u64::MAX, labeled_only)?,
@@ -264,10 +322,11 @@ impl SslState {
             self.thresholds.update(&conf_l, &pred_l, l.labels);
         }
         if let Some(mem) = &mut self.memory {
-            if let Some(z) = &z_l {
+            let z_slots = weak.as_ref().and_then(|w| w.z_labeled.as_ref()).or(z_l.as_ref());
+            if let Some(z) = z_slots {
                 mem.update_labeled(l.slots, &z.flatten_all()?.to_vec1::<f32>()?);
             }
-            if let (Some(p), Some((_, Some(z)))) = (&pseudo, &weak) {
+            if let (Some(p), Some(WeakOutput { z: Some(z), .. })) = (&pseudo, &weak) {
                 let rows = z.to_vec2::<f32>()?;
                 for (i, (row, &c)) in rows.iter().zip(&p.class).enumerate() {
                     let queued = match self.cfg.queue_threshold {

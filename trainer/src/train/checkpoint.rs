@@ -53,6 +53,9 @@ pub struct EpochRecord {
     /// Validation accuracy of the fused p̂ (p_sem, p_text, p_ins with the labeled buffer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_fused_accuracy: Option<f64>,
+    /// Validation accuracy of the EMA teacher's p_sem (runs with a teacher, at the last step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_teacher_accuracy: Option<f64>,
     /// Semi-supervised statistics of the interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<SslRecord>,

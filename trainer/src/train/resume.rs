@@ -8,6 +8,7 @@ use super::optimizer::Optimizer;
 use super::prepare::set_vars;
 use super::run::RunOptions;
 use crate::method::SslState;
+use crate::method::ema_teacher::EMA_PREFIX;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use sitfer_contract::labels::NUM_CLASSES;
@@ -40,7 +41,7 @@ pub(super) fn restore(
     let (ssl_state, optim_state): (HashMap<_, _>, HashMap<_, _>) = ck
         .optimizer
         .into_iter()
-        .partition(|(k, _)| k.starts_with(SSL_STATE_PREFIX) || k.starts_with("memory."));
+        .partition(|(k, _)| k.starts_with(SSL_STATE_PREFIX) || k.starts_with("memory.") || k.starts_with(EMA_PREFIX));
     optimizer.load_state(optim_state, ck.state.optimizer_updates)?;
     restore_ssl_state(ssl, &ssl_state)?;
     *state = ck.state;
@@ -72,7 +73,7 @@ fn check_resumable(saved: &TrainConfig, now: &TrainConfig) -> Result<(), TrainEr
 }
 
 /// Prefix of the method's state (thresholds) in the checkpoint's optimizer file; the instance
-/// memory uses `memory.`.
+/// memory uses `memory.`, the EMA teacher `ema.`.
 const SSL_STATE_PREFIX: &str = "ssl.";
 
 pub(super) fn ssl_state_tensors(ssl: &SslState) -> Result<HashMap<String, Tensor>, TrainError> {
@@ -80,6 +81,9 @@ pub(super) fn ssl_state_tensors(ssl: &SslState) -> Result<HashMap<String, Tensor
         Some(mem) => mem.to_tensors()?,
         None => HashMap::new(),
     };
+    if let Some(t) = &ssl.teacher {
+        m.extend(t.to_tensors());
+    }
     let th: Vec<f64> = ssl.thresholds.per_class().to_vec();
     m.insert(
         format!("{SSL_STATE_PREFIX}thresholds"),
@@ -105,6 +109,9 @@ fn restore_ssl_state(ssl: &mut SslState, t: &HashMap<String, Tensor>) -> Result<
     }
     if let Some(mem) = &mut ssl.memory {
         mem.load_tensors(t)?;
+    }
+    if let Some(teacher) = &ssl.teacher {
+        teacher.load_tensors(t)?;
     }
     Ok(())
 }

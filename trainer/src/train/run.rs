@@ -14,7 +14,7 @@ use crate::data::augment::ViewKind;
 use crate::data::loader::{Batch, BatchStream, StreamConfig};
 use crate::evaluate::{Predictions, forward_store, prob_rows};
 use crate::method::step::{LabeledInput, UnlabeledInput, hard_labels};
-use crate::method::{InstanceMemory, SslConfig, SslState};
+use crate::method::{EmaTeacher, InstanceMemory, SslConfig, SslState};
 use crate::metrics::EvalReport;
 use crate::model::FerModel;
 use candle_core::{Device, Tensor};
@@ -89,6 +89,13 @@ pub fn train_with_targets(
     {
         let labeled_labels = hard_labels(data.labeled.targets.as_ref().expect("labeled store has targets"));
         ssl.memory = Some(InstanceMemory::new(p.dim, labeled_labels, c.queue_per_class));
+    }
+    if let Some(decay) = cfg.ssl.as_ref().and_then(|c| c.ema_teacher) {
+        // A second build of the same model (same seed, same pretrained file), then a copy of
+        // the first's variables: the teacher starts where the trained model starts.
+        let t = build_model(cfg, &device, prototypes.as_ref().map(|p| p.dim))?;
+        ssl.teacher = Some(EmaTeacher::new(t.model, t.proj, &t.varmap, &varmap, decay)?);
+        log::info!("pseudo-labels from an EMA teacher (decay {decay})");
     }
     let steps_per_epoch = (data.labeled.len() / cfg.batch_size).max(1) as u64;
     let total_steps = if cfg.steps > 0 {
@@ -286,8 +293,8 @@ impl Run<'_> {
             return Ok(());
         }
         let n = self.data.labeled.len();
-        let (_, embedding) = self.forward(&self.data.labeled)?;
-        let proj = self.ssl.proj.as_ref().expect("checked above");
+        let (_, embedding) = self.forward(self.ssl.labeler(self.model.as_ref()), &self.data.labeled)?;
+        let proj = self.ssl.labeler_head().map(|(p, _)| p).expect("checked above");
         let z = proj.forward(&embedding)?.flatten_all()?.to_vec1::<f32>()?;
         let slots: Vec<usize> = (0..n).collect();
         self.ssl
@@ -299,10 +306,14 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The model's logits and embeddings over a store (eval mode, no augmentation).
-    fn forward(&self, store: &crate::data::loader::ImageStore) -> Result<(Tensor, Tensor), TrainError> {
+    /// A model's logits and embeddings over a store (eval mode, no augmentation).
+    fn forward(
+        &self,
+        model: &dyn FerModel,
+        store: &crate::data::loader::ImageStore,
+    ) -> Result<(Tensor, Tensor), TrainError> {
         Ok(forward_store(
-            self.model.as_ref(),
+            model,
             store,
             self.cfg.norm,
             self.cfg.batch_size,
@@ -316,7 +327,7 @@ impl Run<'_> {
         let (Some(c), Some(store)) = (self.ssl.cfg.calibration, &self.data.calibration) else {
             return Ok(());
         };
-        let (logits, embedding) = self.forward(store)?;
+        let (logits, embedding) = self.forward(self.ssl.labeler(self.model.as_ref()), store)?;
         let labels = hard_labels(store.targets.as_ref().expect("the hold-out is labeled"));
         let scores = self.ssl.holdout_scores(&logits, &embedding)?;
         let out = self.ssl.calibrate(&scores, &labels, &c);
@@ -397,6 +408,9 @@ impl Run<'_> {
         }
         let grads = out.loss.backward()?;
         self.optimizer.step(&grads, lr)?;
+        if let Some(t) = &self.ssl.teacher {
+            t.update()?;
+        }
         self.state.step += 1;
         self.state.optimizer_updates = self.optimizer.t;
         let preds = out.labeled_logits.argmax(1)?.to_vec1::<u32>()?;
@@ -414,7 +428,7 @@ impl Run<'_> {
     fn validate(&mut self, lr: f64, ips: f64, bar: &ProgressBar) -> Result<(), TrainError> {
         let cfg = self.cfg;
         let val = &self.data.val;
-        let (logits, embedding) = self.forward(val)?;
+        let (logits, embedding) = self.forward(self.model.as_ref(), val)?;
         let preds = Predictions {
             probs: prob_rows(&crate::method::fusion::softmax(&logits)?)?,
         };
@@ -426,6 +440,16 @@ impl Run<'_> {
             Some(fused.confusion(val).accuracy())
         } else {
             None
+        };
+        // The teacher's own accuracy once, at the end (a pass over val every interval would add
+        // a quarter to a run): what the run would give if the teacher were the model kept.
+        let val_teacher_accuracy = match &self.ssl.teacher {
+            Some(t) if self.state.step == self.total_steps => {
+                let (logits, _) = self.forward(t.model.as_ref(), val)?;
+                let probs = prob_rows(&crate::method::fusion::softmax(&logits)?)?;
+                Some(Predictions { probs }.confusion(val).accuracy())
+            }
+            _ => None,
         };
         let state = &mut self.state;
         state.elapsed_seconds = self.elapsed_before + self.started.elapsed().as_secs_f64();
@@ -441,6 +465,7 @@ impl Run<'_> {
             images_per_second: ips,
             elapsed_seconds: state.elapsed_seconds,
             val_fused_accuracy,
+            val_teacher_accuracy,
             ssl: interval.ssl_record(&self.ssl),
         };
         bar.suspend(|| log_record(&record));
