@@ -216,3 +216,41 @@ fn a_save_interrupted_midway_leaves_the_previous_checkpoint_loadable() {
     let s = train(&cfg, &run_opts(run.path(), true, None)).unwrap();
     assert_eq!(s.step, 4);
 }
+
+#[test]
+fn a_mixed_batch_run_trains_differently_and_resumes_exactly() {
+    use sitfer_trainer::data::mix::BatchMix;
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 8, 12345);
+    let runs = tempfile::tempdir().unwrap();
+    let plain = config(data.path(), 6);
+    let cfg = sitfer_trainer::train::config::TrainConfig {
+        mix: Some(BatchMix {
+            mixup_alpha: 0.4,
+            cutmix_alpha: 1.0,
+            label_smoothing: 0.1,
+        }),
+        ..plain.clone()
+    };
+    train(&plain, &run_opts(&runs.path().join("plain"), false, None)).unwrap();
+    train(&cfg, &run_opts(&runs.path().join("straight"), false, None)).unwrap();
+    let resumed = runs.path().join("resumed");
+    assert_eq!(train(&cfg, &run_opts(&resumed, false, Some(3))).unwrap().step, 3);
+    assert_eq!(train(&cfg, &run_opts(&resumed, true, None)).unwrap().step, 6);
+    let (p, a, b) = (
+        weights(&runs.path().join("plain"), Which::Latest),
+        weights(&runs.path().join("straight"), Which::Latest),
+        weights(&resumed, Which::Latest),
+    );
+    let max_diff = |x: &Vec<f32>, y: &Vec<f32>| x.iter().zip(y).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+    for (k, va) in &a {
+        assert!(max_diff(va, &b[k]) < 1e-4, "{k}: the resumed mixed run differs");
+    }
+    assert!(
+        a.iter().any(|(k, va)| max_diff(va, &p[k]) > 1e-4),
+        "mixing changed the training"
+    );
+    // Resuming a mixed run without the mixing is refused (the settings differ).
+    let err = train(&plain, &run_opts(&resumed, true, None)).unwrap_err().to_string();
+    assert!(err.contains("mix"), "{err}");
+}

@@ -5,6 +5,7 @@ use super::ssl_args::{Preset, SslArgs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use sitfer_trainer::data::augment::{AugmentConfig, NormalizationPreset};
+use sitfer_trainer::data::mix::BatchMix;
 use sitfer_trainer::data::split::LabelBudget;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem};
 use sitfer_trainer::train::config::{DataConfig, Method, TextConfig, TrainConfig};
@@ -99,6 +100,16 @@ pub struct TrainArgs {
     /// Stop after this many steps (resume later with --resume).
     #[arg(long)]
     pub stop_after: Option<u64>,
+    /// Mixup of the labeled batch: α of Beta(α, α) (e.g. 0.2; supervised runs).
+    #[arg(long, default_value_t = 0.0)]
+    pub mixup: f32,
+    /// CutMix of the labeled batch: α of Beta(α, α) (e.g. 1.0; with --mixup, one of the two per
+    /// batch at even odds).
+    #[arg(long, default_value_t = 0.0)]
+    pub cutmix: f32,
+    /// Label smoothing ε of the labeled targets (e.g. 0.1).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f32,
     #[command(flatten)]
     pub ssl: SslArgs,
 }
@@ -132,6 +143,18 @@ pub fn train_config(a: &TrainArgs, method: Method) -> Result<TrainConfig> {
         bail!("--calibration-fraction must be in [0, 1)");
     }
     let ssl = a.ssl.config(method)?;
+    let mix = BatchMix {
+        mixup_alpha: a.mixup,
+        cutmix_alpha: a.cutmix,
+        label_smoothing: a.label_smoothing,
+    };
+    if a.mixup < 0.0 || a.cutmix < 0.0 || !(0.0..1.0).contains(&a.label_smoothing) {
+        bail!("--mixup and --cutmix must be ≥ 0, --label-smoothing in [0, 1)");
+    }
+    if !mix.is_off() && method != Method::Supervised {
+        // The buffer's labeled slots, L_t and a teacher's cached targets would all see mixed faces.
+        bail!("--mixup, --cutmix and --label-smoothing are for --method supervised");
+    }
     let text = ssl.as_ref().filter(|c| c.text).map(|_| TextConfig {
         prototypes: a.ssl.prototypes.clone(),
         encoder_dir: a.ssl.text_encoder.clone(),
@@ -172,6 +195,7 @@ pub fn train_config(a: &TrainArgs, method: Method) -> Result<TrainConfig> {
         ssl,
         text,
         distill: None,
+        mix: (!mix.is_off()).then_some(mix),
     };
     Ok(cfg)
 }

@@ -11,6 +11,7 @@ pub mod fer2013_csv;
 pub mod ferplus;
 pub mod image_folder;
 pub mod loader;
+pub mod mix;
 pub mod rafdb;
 pub mod read_options;
 pub mod sample;

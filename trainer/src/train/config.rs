@@ -94,6 +94,10 @@ pub struct TrainConfig {
     /// configs so that their checkpoints compare equal on resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillConfig>,
+    /// Mixup / CutMix / label smoothing of the labeled batch (supervised runs only); absent when
+    /// off, so earlier runs' checkpoints compare equal on resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<crate::data::mix::BatchMix>,
 }
 
 /// What a distilled run was taught by (saved in its checkpoints; the teaching itself is

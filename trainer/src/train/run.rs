@@ -367,14 +367,19 @@ impl Run<'_> {
         let side = self.cfg.model.input_size as usize;
         let device = &self.device;
         let b = batch.len();
-        let x = Tensor::from_vec(batch.views[0].clone(), (b, 3, side, side), device)?;
         let targets = batch.targets.as_ref().expect("labeled batches carry targets");
+        // The hard labels stay the faces' own (training accuracy, the buffer's slots).
+        let labels = hard_labels(targets);
+        let (mut pixels, mut mixed) = (batch.views[0].clone(), targets.clone());
+        if let Some(m) = &self.cfg.mix {
+            m.apply(&mut pixels, &mut mixed, side, self.cfg.seed, self.state.step);
+        }
+        let x = Tensor::from_vec(pixels, (b, 3, side, side), device)?;
         let t = Tensor::from_vec(
-            targets.iter().flatten().copied().collect::<Vec<f32>>(),
+            mixed.iter().flatten().copied().collect::<Vec<f32>>(),
             (b, NUM_CLASSES),
             device,
         )?;
-        let labels = hard_labels(targets);
         let uviews = match ubatch {
             Some(u) => {
                 let n = u.len();

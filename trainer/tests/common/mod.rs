@@ -81,6 +81,7 @@ pub fn config(root: &Path, steps: u64) -> TrainConfig {
         ssl: None,
         text: None,
         distill: None,
+        mix: None,
     }
 }
 
