@@ -164,9 +164,9 @@ fn main() {
 
     println!("\n### Every run (best: the best of the evaluations every 50 steps, selected on val)\n");
     println!(
-        "| run | steps | last val p_sem | last val p̂ | best val p_sem | best val p̂ | mask rate (mean) | pseudo-label precision (pooled) | p_sem / p_text / p_ins acc on unlabeled (last) | τ sem / text / ins, threshold (last) | wall time |"
+        "| run | steps | last val p_sem | last val p̂ | best val p_sem | best val p̂ | EMA teacher's last val p_sem | mask rate (mean) | pseudo-label precision (pooled) | p_sem / p_text / p_ins acc on unlabeled (last) | τ sem / text / ins, threshold (last) | wall time |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut csv = String::from(
         "method,labels,seed,steps,best_val_p_sem,best_val_p_hat,mask_rate,pseudo_label_precision,last_val_p_sem,last_val_p_hat\n",
     );
@@ -189,13 +189,16 @@ fn main() {
             .map(|(t, th)| format!("{:.2} / {:.3} / {:.3}, {th:.2}", t[0], t[1], t[2]))
             .unwrap_or_else(|| "–".into());
         println!(
-            "| {} | {} | {:.2} | {} | {:.2} | {} | {} | {} | {} | {} | {:.0} s |",
+            "| {} | {} | {:.2} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} s |",
             r.name,
             last.step,
             100.0 * last.val_accuracy,
             pct(last.val_fused_accuracy),
             100.0 * r.best(),
             pct(r.best_fused()),
+            last.val_teacher_accuracy
+                .map(|x| format!("{:.2}", 100.0 * x))
+                .unwrap_or_else(|| "–".into()),
             pct(r.mean_ssl(|s| s.mask_rate)),
             pct(r.pooled_precision()),
             src,
