@@ -42,6 +42,8 @@ read -r N1 N2 <<< "${FACES:-6 23}"
 # The model precision of the per-frame counts: per CPU, the one its boards run (boards/*.toml).
 FRAME_PRECISION=${FRAME_PRECISION:-}
 [ -x "$B" ] || { echo "no aarch64 sitfer at $B (see the build command above)" >&2; exit 1; }
+# The frames are made under qemu-user before count.sh (which installs it too) first runs.
+command -v qemu-aarch64 >/dev/null || { apt-get update -qq && apt-get install -y -qq qemu-user >/dev/null; }
 mkdir -p "$OUT"
 # One thread: the plugin's counter is not atomic, and the detector pool would otherwise take the
 # host's core count.
