@@ -9,7 +9,7 @@ use common::{run_opts, semi_config as config, write_dataset, write_prototypes};
 use sitfer_trainer::data::split::LabelBudget;
 use sitfer_trainer::method::memory::ins_scores;
 use sitfer_trainer::method::step::{LabeledInput, PseudoLabels, SslState, UnlabeledInput};
-use sitfer_trainer::method::{InstanceMemory, PseudoTarget, SslConfig, ThresholdMode, Thresholds};
+use sitfer_trainer::method::{InstanceLoss, InstanceMemory, PseudoTarget, SslConfig, ThresholdMode, Thresholds};
 use sitfer_trainer::model::projection::ProjectionHead;
 use sitfer_trainer::model::{Arch, ModelSpec, Stem, build, init::seeded_var_builder};
 use sitfer_trainer::train::checkpoint::{self, Which};
@@ -224,9 +224,11 @@ fn step_loss_is_the_weighted_sum_of_its_terms_and_updates_the_memory() {
         threshold: 0.01, // every pseudo-label passes
         ins_warmup_steps: 0,
         queue_per_class: 8,
+        instance_loss: Some(InstanceLoss { lambda: 0.5, tau: 0.1 }),
         ..SslConfig::sitfer()
     };
-    let (_vm, model, mut ssl) = parts(cfg);
+    // The labeled slots already hold embeddings, so L_in has a buffer to compare with.
+    let (_vm, model, mut ssl) = primed(cfg);
     let dev = Device::Cpu;
     let x = Tensor::randn(0f32, 1.0, (7, 3, 16, 16), &dev).unwrap();
     let labels: Vec<usize> = (0..7).collect();
@@ -256,8 +258,10 @@ fn step_loss_is_the_weighted_sum_of_its_terms_and_updates_the_memory() {
         .unwrap();
     let total = out.loss.to_scalar::<f32>().unwrap();
     let (ls, lt, lu) = (out.l_s, out.l_t.unwrap(), out.l_u.unwrap());
+    let l_in = out.l_in.expect("L_in is on and the buffer has its labeled slots");
     assert!(lu > 0.0, "every pseudo-label passed, so L_u > 0");
-    let want = 0.7 * ls + 0.3 * lt + 2.0 * lu;
+    assert!(l_in > 0.0, "a cross-entropy between two spread distributions");
+    let want = 0.7 * ls + 0.3 * lt + 2.0 * lu + 0.5 * l_in;
     assert!((total - want).abs() < 1e-4 * want.abs().max(1.0), "{total} vs {want}");
     let p = out.unlabeled.unwrap();
     assert!(p.mask.iter().all(|&m| m));

@@ -3,7 +3,9 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
-use sitfer_trainer::method::{Aggregate, CalibrationConfig, FuseMode, PseudoTarget, SslConfig, ThresholdMode};
+use sitfer_trainer::method::{
+    Aggregate, CalibrationConfig, FuseMode, InstanceLoss, PseudoTarget, SslConfig, ThresholdMode,
+};
 use sitfer_trainer::text::EncoderKind;
 use sitfer_trainer::train::config::Method;
 use std::path::PathBuf;
@@ -91,6 +93,13 @@ pub struct SslArgs {
     /// trained ones as an exponential moving average with this decay (e.g. 0.999).
     #[arg(long)]
     pub ema_teacher: Option<f64>,
+    /// Weight of the instance consistency L_in (every unlabeled face's strong view learns the
+    /// weak view's similarities to the buffer, re-weighted by p̂; sitfer with a buffer).
+    #[arg(long)]
+    pub lambda_in: Option<f64>,
+    /// Temperature of L_in's similarity distributions.
+    #[arg(long, default_value_t = 0.1)]
+    pub tau_in: f64,
     /// Text prototype cache (rebuilt with the encoder when the descriptions or encoder change).
     #[arg(long, default_value = sitfer_trainer::text::DEFAULT_PROTOTYPES)]
     pub prototypes: PathBuf,
@@ -119,6 +128,7 @@ impl SslArgs {
                     || self.pseudo_target.is_some()
                     || self.queue_threshold.is_some()
                     || self.ema_teacher.is_some()
+                    || self.lambda_in.is_some()
                 {
                     bail!("semi-supervised options need --method fixmatch or sitfer");
                 }
@@ -146,6 +156,15 @@ impl SslArgs {
                 bail!("--ema-teacher {d}: a decay in [0, 1)");
             }
             c.ema_teacher = Some(d);
+        }
+        if let Some(lambda) = self.lambda_in.filter(|&l| l > 0.0) {
+            if self.tau_in <= 0.0 {
+                bail!("--tau-in must be positive");
+            }
+            c.instance_loss = Some(InstanceLoss {
+                lambda,
+                tau: self.tau_in,
+            });
         }
         if self.calibrated_threshold.is_some() && self.calibrate_every.is_none() {
             bail!("--calibrated-threshold needs --calibrate-every (a threshold on calibrated p̂)");
@@ -182,6 +201,9 @@ impl SslArgs {
             bail!("at least one fusion weight must be positive");
         }
         c.text = c.lambda_t > 0.0 || c.weights.text > 0.0 || c.weights.ins > 0.0;
+        if c.instance_loss.is_some() && !c.uses_memory() {
+            bail!("--lambda-in needs the instance buffer: --method sitfer with p_ins on (--w-ins > 0)");
+        }
         Ok(Some(c))
     }
 }

@@ -90,6 +90,19 @@ pub struct SslConfig {
     /// instead of from the model being trained. `None`: the model itself, as FixMatch does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema_teacher: Option<f64>,
+    /// Instance consistency (`instance_loss.rs`): weight λ_in of L_in, which trains every
+    /// unlabeled face's strong view to be as similar to the buffer's embeddings as its weak view
+    /// is (re-weighted by p̂); `None`: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_loss: Option<InstanceLoss>,
+}
+
+/// L_in's settings: its weight and the temperature of the similarity distributions over the
+/// buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InstanceLoss {
+    pub lambda: f64,
+    pub tau: f64,
 }
 
 /// How the sources of p̂ are calibrated on the hold-out (`crate::method::calibrate`).
@@ -158,6 +171,7 @@ impl SslConfig {
             pseudo_target: PseudoTarget::Hard,
             queue_threshold: None,
             ema_teacher: None,
+            instance_loss: None,
         }
     }
 

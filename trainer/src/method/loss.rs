@@ -1,4 +1,5 @@
-//! The objective of every method: soft cross-entropy, and L = λ_s L_s + λ_t L_t + λ_u L_u.
+//! The objective of every method: soft cross-entropy, and L = λ_s L_s + λ_t L_t + λ_u L_u
+//! (+ λ_in L_in with the instance consistency term).
 
 use candle_core::{D, Result, Tensor};
 
@@ -15,6 +16,8 @@ pub struct LossWeights {
     pub s: f64,
     pub t: f64,
     pub u: f64,
+    /// λ_in of the instance consistency term (0 when it is off).
+    pub ins: f64,
 }
 
 /// The terms of one step (`None` = the term is off).
@@ -22,6 +25,7 @@ pub struct Terms {
     pub l_s: Tensor,
     pub l_t: Option<Tensor>,
     pub l_u: Option<Tensor>,
+    pub l_in: Option<Tensor>,
 }
 
 /// λ_s L_s + λ_t L_t + λ_u L_u over the present terms.
@@ -32,6 +36,9 @@ pub fn combine(terms: &Terms, w: LossWeights) -> Result<Tensor> {
     }
     if let Some(l) = &terms.l_u {
         total = (total + (l * w.u)?)?;
+    }
+    if let Some(l) = &terms.l_in {
+        total = (total + (l * w.ins)?)?;
     }
     Ok(total)
 }
@@ -82,13 +89,20 @@ mod tests {
             l_s: Tensor::new(2f32, &d).unwrap(),
             l_t: Some(Tensor::new(3f32, &d).unwrap()),
             l_u: Some(Tensor::new(5f32, &d).unwrap()),
+            l_in: Some(Tensor::new(7f32, &d).unwrap()),
         };
-        let w = LossWeights { s: 0.4, t: 0.4, u: 0.2 };
-        assert!((scalar(&combine(&terms, w).unwrap()) - (0.8 + 1.2 + 1.0)).abs() < 1e-6);
+        let w = LossWeights {
+            s: 0.4,
+            t: 0.4,
+            u: 0.2,
+            ins: 0.5,
+        };
+        assert!((scalar(&combine(&terms, w).unwrap()) - (0.8 + 1.2 + 1.0 + 3.5)).abs() < 1e-6);
         let only_s = Terms {
             l_s: Tensor::new(2f32, &d).unwrap(),
             l_t: None,
             l_u: None,
+            l_in: None,
         };
         assert!((scalar(&combine(&only_s, w).unwrap()) - 0.8).abs() < 1e-6);
     }

@@ -14,13 +14,16 @@ pub mod calibrate;
 pub mod config;
 pub mod ema_teacher;
 pub mod fusion;
+pub mod instance_loss;
 pub mod loss;
 pub mod memory;
 pub mod step;
 pub mod threshold;
 
 pub use calibrate::{CalibrationOutcome, Temperatures};
-pub use config::{Aggregate, CalibrationConfig, FuseMode, FusionWeights, PseudoTarget, SslConfig, ThresholdMode};
+pub use config::{
+    Aggregate, CalibrationConfig, FuseMode, FusionWeights, InstanceLoss, PseudoTarget, SslConfig, ThresholdMode,
+};
 pub use ema_teacher::EmaTeacher;
 pub use memory::InstanceMemory;
 pub use step::{SslState, StepOutput};

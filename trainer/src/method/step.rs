@@ -6,6 +6,7 @@ use super::calibrate::Temperatures;
 use super::config::{PseudoTarget, SslConfig};
 use super::ema_teacher::EmaTeacher;
 use super::fusion::{SourceScores, confidence, fuse, text_scores};
+use super::instance_loss::instance_consistency;
 use super::loss::soft_cross_entropy;
 use super::loss::{LossWeights, Terms, combine, rows_cross_entropy};
 use super::memory::{InstanceMemory, ins_scores};
@@ -37,6 +38,7 @@ pub struct StepOutput {
     pub l_s: f32,
     pub l_t: Option<f32>,
     pub l_u: Option<f32>,
+    pub l_in: Option<f32>,
     pub labeled_logits: Tensor,
     pub unlabeled: Option<PseudoLabels>,
 }
@@ -158,6 +160,7 @@ impl SslState {
             s: self.cfg.lambda_s,
             t: self.cfg.lambda_t,
             u: self.cfg.lambda_u,
+            ins: self.cfg.instance_loss.map_or(0.0, |l| l.lambda),
         }
     }
 
@@ -266,6 +269,7 @@ impl SslState {
 
         let mut pseudo = None;
         let mut l_u = None;
+        let mut l_in = None;
         if let (
             Some(WeakOutput {
                 logits: logits_w,
@@ -296,6 +300,13 @@ impl SslState {
                 &logits_s,
                 pseudo_targets(self.cfg.pseudo_target, &p_hat, &class, &conf, &mask)?,
             )?);
+            if let (Some(il), Some(z_w), Some((proj, _)), Some(mem)) =
+                (self.cfg.instance_loss, z_w, self.text_head(), &self.memory)
+            {
+                let z_s = proj.forward(&out.embedding.narrow(0, b, bu)?)?;
+                let bank = mem.bank(z_s.device(), labeled_only)?;
+                l_in = instance_consistency(z_w, &z_s, &p_hat, &bank, il.tau)?;
+            }
             pseudo = Some(PseudoLabels {
                 sem: argmax_rows(logits_w)?,
                 text: text.as_ref().map(argmax_rows).transpose()?,
@@ -310,6 +321,7 @@ impl SslState {
             l_s: l_s.clone(),
             l_t: l_t.clone(),
             l_u: l_u.clone(),
+            l_in: l_in.clone(),
         };
         let loss = combine(&terms, self.weights())?;
 
@@ -344,6 +356,7 @@ impl SslState {
             l_s: scalar(&l_s)?,
             l_t: l_t.as_ref().map(scalar).transpose()?,
             l_u: l_u.as_ref().map(scalar).transpose()?,
+            l_in: l_in.as_ref().map(scalar).transpose()?,
             loss,
             labeled_logits: logits_l,
             unlabeled: pseudo,

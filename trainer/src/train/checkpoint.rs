@@ -70,6 +70,9 @@ pub struct SslRecord {
     pub loss_s: f64,
     pub loss_t: Option<f64>,
     pub loss_u: f64,
+    /// Instance consistency L_in (runs with `--lambda-in`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_in: Option<f64>,
     /// Share of unlabeled samples whose p̂ passed the threshold.
     pub mask_rate: Option<f64>,
     /// Accuracy of the pseudo-labels that passed.

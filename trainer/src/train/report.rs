@@ -22,6 +22,7 @@ pub(super) struct Interval {
     pub(super) loss_s: f64,
     pub(super) loss_t: Option<f64>,
     pub(super) loss_u: f64,
+    pub(super) loss_in: Option<f64>,
     pub(super) unlabeled: usize,
     pub(super) masked: usize,
     pub(super) masked_correct: usize,
@@ -45,6 +46,9 @@ impl Interval {
             *self.loss_t.get_or_insert(0.0) += t as f64;
         }
         self.loss_u += out.l_u.unwrap_or(0.0) as f64;
+        if let Some(l) = out.l_in {
+            *self.loss_in.get_or_insert(0.0) += l as f64;
+        }
         let (Some(p), Some(samples), Some((_, kept))) = (&out.unlabeled, samples, &data.unlabeled) else {
             return;
         };
@@ -85,6 +89,7 @@ impl Interval {
             loss_s: self.loss_s / n,
             loss_t: self.loss_t.map(|t| t / n),
             loss_u: self.loss_u / n,
+            loss_in: self.loss_in.map(|l| l / n),
             mask_rate: share(self.masked),
             pseudo_precision: (self.masked > 0).then(|| self.masked_correct as f64 / self.masked as f64),
             fused_accuracy: share(self.fused_correct),
@@ -193,6 +198,7 @@ pub(super) fn plot_history(run_dir: &Path, history: &[EpochRecord]) {
         term("L_s", |s| Some(s.loss_s)),
         term("L_t", |s| s.loss_t),
         term("L_u", |s| s.mask_rate.map(|_| s.loss_u)),
+        term("L_in", |s| s.loss_in),
     ]
     .into_iter()
     .filter(|s| !s.points.is_empty())
