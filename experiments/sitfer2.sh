@@ -20,8 +20,13 @@
 # pseudo-labels from a mean teacher (--ema-teacher 0.99), and FixMatch with the same teacher as
 # the ablation, against FixMatch and supervised on the fresh seeds 6 and 7.
 #
+# Protocol 6 (PHASE=p6-dev on seed 6 with P5's warm-ups linked in, then p6 on the fresh seeds 8
+# and 9; pre-registered in sitfer.md; runs/sitfer6): sitfer-ema with the instance consistency
+# L_in (--lambda-in 1), against FixMatch, supervised and sitfer-ema (its ablation).
+#
 # Usage: nice -n 10 experiments/sitfer2.sh [runs-dir]
-#   PHASE=matrix (default) | confirm | ablation | p3 | p3-ablation | p4-dev | p4 | p4-ablation | p5;
+#   PHASE=matrix (default) | confirm | ablation | p3 | p3-ablation | p4-dev | p4 | p4-ablation | p5 |
+#   p6-dev | p6;
 #   LABELS, SEEDS, METHODS override.
 #   Report: cargo run --release -p sitfer-trainer --example sitfer_report -- runs/sitfer2 docs/results
 set -euo pipefail
@@ -40,7 +45,9 @@ case "$PHASE" in
   p4) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"4 5"}; METHODS=${METHODS:-"${P4:?P4=sitfer-soft or sitfer-wt} fixmatch supervised supervised-9"} ;;
   p4-ablation) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"4"}; METHODS=${METHODS:-"${P4:?}:no-sem ${P4}:no-text ${P4}:no-ins ${P4}:no-lt"} ;;
   p5) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"6 7"}; METHODS=${METHODS:-"sitfer-ema fixmatch supervised fixmatch-ema"} ;;
-  *) echo "PHASE must be matrix, confirm, ablation, p3, p3-ablation, p4-dev, p4, p4-ablation or p5" >&2; exit 2 ;;
+  p6-dev) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"6"}; METHODS=${METHODS:-"sitfer-ema-in"} ;;
+  p6) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"8 9"}; METHODS=${METHODS:-"sitfer-ema-in fixmatch supervised sitfer-ema"} ;;
+  *) echo "PHASE must be matrix, confirm, ablation, p3, p3-ablation, p4-dev, p4, p4-ablation, p5, p6-dev or p6" >&2; exit 2 ;;
 esac
 WARM_STEPS=${WARM_STEPS:-200}
 STEPS=${STEPS:-3000}
@@ -144,10 +151,13 @@ cell() {  # labels seed method
       init=$(warm "$labels" "$seed" 0.1)
       run "$name" "${args[@]}" "${off[@]}" --labels-per-class "$labels" --seed "$seed" --split "$split" \
         --pretrained "$init" "${stage2[@]}" ;;
-    sitfer-ema)
+    sitfer-ema|sitfer-ema-in)
+      local extra=()
+      # Protocol 6: SimMatch's instance term at its published weight and temperature.
+      [ "$m" = sitfer-ema-in ] && extra=(--lambda-in 1 --tau-in 0.1)
       init=$(warm "$labels" "$seed" 0.1)
-      run "$m-$labels-s$seed" "${sitfer_cal[@]}" "${ema[@]}" --labels-per-class "$labels" --seed "$seed" \
-        --split "$split" --pretrained "$init" "${stage2[@]}" ;;
+      run "$m-$labels-s$seed" "${sitfer_cal[@]}" "${ema[@]}" "${extra[@]}" --labels-per-class "$labels" \
+        --seed "$seed" --split "$split" --pretrained "$init" "${stage2[@]}" ;;
     fixmatch-ema)
       init=$(warm "$labels" "$seed" 0)
       run "$m-$labels-s$seed" --method fixmatch --threshold 0.95 --unlabeled-ratio 2 "${ema[@]}" \
