@@ -80,10 +80,10 @@ impl EmaTeacher {
     }
 
     /// The teacher's variables under [`EMA_PREFIX`] (for a checkpoint).
-    pub fn to_tensors(&self) -> HashMap<String, Tensor> {
+    pub fn to_tensors(&self) -> Result<HashMap<String, Tensor>> {
         self.pairs
             .iter()
-            .map(|(n, t, _)| (format!("{EMA_PREFIX}{n}"), t.as_tensor().copy().expect("copy")))
+            .map(|(n, t, _)| Ok((format!("{EMA_PREFIX}{n}"), t.as_tensor().copy()?)))
             .collect()
     }
 
@@ -137,7 +137,7 @@ mod tests {
         ema.update().unwrap();
         // 0.9 · 1 + 0.1 · 11 = 2: the teacher lags the model.
         assert!(read(&teacher).iter().flatten().all(|v| (v - 2.0).abs() < 1e-5));
-        let saved = ema.to_tensors();
+        let saved = ema.to_tensors().unwrap();
         ema.update().unwrap();
         assert!(read(&teacher).iter().flatten().all(|v| (v - 2.9).abs() < 1e-5));
         ema.load_tensors(&saved).unwrap();

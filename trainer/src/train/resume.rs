@@ -82,7 +82,7 @@ pub(super) fn ssl_state_tensors(ssl: &SslState) -> Result<HashMap<String, Tensor
         None => HashMap::new(),
     };
     if let Some(t) = &ssl.teacher {
-        m.extend(t.to_tensors());
+        m.extend(t.to_tensors()?);
     }
     let th: Vec<f64> = ssl.thresholds.per_class().to_vec();
     m.insert(
