@@ -66,10 +66,6 @@ impl EmaTeacher {
         })
     }
 
-    pub fn decay(&self) -> f64 {
-        self.decay
-    }
-
     /// One averaging step, after the trained model's optimiser step.
     pub fn update(&self) -> Result<()> {
         let d = self.decay;

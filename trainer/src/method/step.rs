@@ -9,12 +9,12 @@ use super::fusion::{SourceScores, confidence, fuse, text_scores};
 use super::instance_loss::instance_consistency;
 use super::loss::soft_cross_entropy;
 use super::loss::{LossWeights, Terms, combine, rows_cross_entropy};
-use super::memory::{InstanceMemory, ins_scores};
+use super::memory::{Bank, InstanceMemory, ins_scores};
 use super::threshold::Thresholds;
 use crate::evaluate::argmax;
 use crate::model::FerModel;
 use crate::model::projection::ProjectionHead;
-use candle_core::{D, Result, Tensor};
+use candle_core::{D, Device, Result, Tensor};
 use sitfer_contract::labels::NUM_CLASSES;
 
 /// A labeled batch: the weak view `[B, 3, H, W]`, target distributions `[B, classes]`, the hard
@@ -171,14 +171,19 @@ impl SslState {
         }
     }
 
-    /// p_ins's scores of unit embeddings `z`, when the memory takes part at `step`.
-    fn ins_source(&self, z: &Tensor, step: u64, labeled_only: bool) -> Result<Option<Tensor>> {
-        let Some(mem) = &self.memory else { return Ok(None) };
-        if self.cfg.weights.ins <= 0.0 || step < self.cfg.ins_warmup_steps || mem.is_empty() {
-            return Ok(None);
+    /// The buffer's embeddings as one bank (its labeled slots only with `labeled_only`), when
+    /// p_ins is on and the buffer holds something. Built once per use: p_ins and L_in read it.
+    fn bank(&self, device: &Device, labeled_only: bool) -> Result<Option<Bank>> {
+        match &self.memory {
+            Some(mem) if self.cfg.weights.ins > 0.0 && !mem.is_empty() => Ok(Some(mem.bank(device, labeled_only)?)),
+            _ => Ok(None),
         }
-        let bank = mem.bank(z.device(), labeled_only)?;
-        Ok(Some(ins_scores(z, &bank, self.cfg.aggregate, self.temperatures.ins)?))
+    }
+
+    /// p_ins's scores of unit embeddings `z` against `bank`.
+    fn ins_source(&self, z: &Tensor, bank: Option<&Bank>) -> Result<Option<Tensor>> {
+        bank.map(|b| ins_scores(z, b, self.cfg.aggregate, self.temperatures.ins))
+            .transpose()
     }
 
     /// p_text's scores of unit embeddings `z`, when text takes part in the fusion.
@@ -194,7 +199,14 @@ impl SslState {
     /// Fused class probabilities from logits and unit text-space embeddings (no gradient).
     pub fn fused(&self, logits: &Tensor, z: Option<&Tensor>, step: u64, labeled_only: bool) -> Result<Tensor> {
         let (text, ins) = match (z, self.text_head()) {
-            (Some(z), Some(_)) => (self.text_source(z)?, self.ins_source(z, step, labeled_only)?),
+            (Some(z), Some(_)) => {
+                let bank = if step >= self.cfg.ins_warmup_steps {
+                    self.bank(z.device(), labeled_only)?
+                } else {
+                    None
+                };
+                (self.text_source(z)?, self.ins_source(z, bank.as_ref())?)
+            }
             _ => (None, None),
         };
         self.fuse_scores(logits, text.as_ref(), ins.as_ref())
@@ -282,10 +294,14 @@ impl SslState {
             let labeled_only = self.cfg.queue_per_class == 0;
             // Each source is scored once: the log's per-source labels (p_ins even during its
             // warm-up) and p̂ (p_ins only after it) read the same scores.
+            let bank = match (z_w, self.labeler_head()) {
+                (Some(z), Some(_)) => self.bank(z.device(), labeled_only)?,
+                _ => None,
+            };
             let (text, ins) = match (z_w, self.labeler_head()) {
                 (Some(z), Some((_, protos))) => (
                     Some(text_scores(z, protos, self.temperatures.text)?),
-                    self.ins_source(z, u64::MAX, labeled_only)?,
+                    self.ins_source(z, bank.as_ref())?,
                 ),
                 _ => (None, None),
             };
@@ -300,12 +316,11 @@ impl SslState {
                 &logits_s,
                 pseudo_targets(self.cfg.pseudo_target, &p_hat, &class, &conf, &mask)?,
             )?);
-            if let (Some(il), Some(z_w), Some((proj, _)), Some(mem)) =
-                (self.cfg.instance_loss, z_w, self.text_head(), &self.memory)
+            if let (Some(il), Some(z_w), Some((proj, _)), Some(bank)) =
+                (self.cfg.instance_loss, z_w, self.text_head(), &bank)
             {
                 let z_s = proj.forward(&out.embedding.narrow(0, b, bu)?)?;
-                let bank = mem.bank(z_s.device(), labeled_only)?;
-                l_in = instance_consistency(z_w, &z_s, &p_hat, &bank, il.tau)?;
+                l_in = instance_consistency(z_w, &z_s, &p_hat, bank, il.tau)?;
             }
             pseudo = Some(PseudoLabels {
                 sem: argmax_rows(logits_w)?,
