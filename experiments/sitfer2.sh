@@ -26,7 +26,7 @@
 #
 # Usage: nice -n 10 experiments/sitfer2.sh [runs-dir]
 #   PHASE=matrix (default) | confirm | ablation | p3 | p3-ablation | p4-dev | p4 | p4-ablation | p5 |
-#   p6-dev | p6;
+#   p6-dev | p6 | p6-ablation | p6-400;
 #   LABELS, SEEDS, METHODS override.
 #   Report: cargo run --release -p sitfer-trainer --example sitfer_report -- runs/sitfer2 docs/results
 set -euo pipefail
@@ -47,7 +47,9 @@ case "$PHASE" in
   p5) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"6 7"}; METHODS=${METHODS:-"sitfer-ema fixmatch supervised fixmatch-ema"} ;;
   p6-dev) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"6"}; METHODS=${METHODS:-"sitfer-ema-in"} ;;
   p6) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"8 9"}; METHODS=${METHODS:-"sitfer-ema-in fixmatch supervised sitfer-ema"} ;;
-  *) echo "PHASE must be matrix, confirm, ablation, p3, p3-ablation, p4-dev, p4, p4-ablation, p5, p6-dev or p6" >&2; exit 2 ;;
+  p6-ablation) LABELS=${LABELS:-"100"}; SEEDS=${SEEDS:-"8"}; METHODS=${METHODS:-"sitfer-ema-in:no-sem sitfer-ema-in:no-text sitfer-ema-in:no-ins sitfer-ema-in:no-lt"} ;;
+  p6-400) LABELS=${LABELS:-"400"}; SEEDS=${SEEDS:-"8 9"}; METHODS=${METHODS:-"sitfer-ema-in fixmatch supervised"} ;;
+  *) echo "PHASE must be matrix, confirm, ablation, p3, p3-ablation, p4-dev, p4, p4-ablation, p5, p6-dev, p6, p6-ablation or p6-400" >&2; exit 2 ;;
 esac
 WARM_STEPS=${WARM_STEPS:-200}
 STEPS=${STEPS:-3000}
@@ -151,12 +153,16 @@ cell() {  # labels seed method
       init=$(warm "$labels" "$seed" 0.1)
       run "$name" "${args[@]}" "${off[@]}" --labels-per-class "$labels" --seed "$seed" --split "$split" \
         --pretrained "$init" "${stage2[@]}" ;;
-    sitfer-ema|sitfer-ema-in)
-      local extra=()
+    sitfer-ema|sitfer-ema-in|sitfer-ema-in:no-*)
+      local extra=() off=() name=$m-$labels-s$seed
       # Protocol 6: SimMatch's instance term at its published weight and temperature.
-      [ "$m" = sitfer-ema-in ] && extra=(--lambda-in 1 --tau-in 0.1)
+      [ "$m" != sitfer-ema ] && extra=(--lambda-in 1 --tau-in 0.1)
+      case "$m" in
+        *:no-sem) off=(--w-sem 0) ;; *:no-text) off=(--w-text 0) ;; *:no-ins) off=(--w-ins 0) ;; *:no-lt) off=(--lambda-t 0) ;;
+      esac
+      [[ "$m" == *:* ]] && name="ablation-${m/:/-}-$labels-s$seed"
       init=$(warm "$labels" "$seed" 0.1)
-      run "$m-$labels-s$seed" "${sitfer_cal[@]}" "${ema[@]}" "${extra[@]}" --labels-per-class "$labels" \
+      run "$name" "${sitfer_cal[@]}" "${ema[@]}" "${extra[@]}" "${off[@]}" --labels-per-class "$labels" \
         --seed "$seed" --split "$split" --pretrained "$init" "${stage2[@]}" ;;
     fixmatch-ema)
       init=$(warm "$labels" "$seed" 0)
