@@ -244,45 +244,73 @@ fn main() {
     .unwrap();
     eprintln!("wrote {}", p.display());
 
-    // Pseudo-labels over training, seed 0 at the smallest label budget.
+    // Curves over training at the smallest label budget, for the first seed FixMatch ran on (the
+    // protocols' seeds differ): val p_sem of every method, and each SSL method's pseudo-labels.
     if let Some(&l) = labels.first() {
-        type Stat = fn(&SslRecord) -> Option<f64>;
-        let stats: [(&str, Stat); 4] = [
-            ("precision", |x| x.pseudo_precision),
-            ("mask rate", |x| x.mask_rate),
-            ("threshold", |x| Some(x.mean_threshold)),
-            ("p̂ acc (all unlabeled)", |x| x.fused_accuracy),
-        ];
-        let mut curves: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-        for m in ["fixmatch", "sitfer"] {
-            if let Some(r) = runs.iter().find(|r| r.method == m && r.labels == l && r.seed == 0) {
-                for (what, f) in stats {
-                    let pts = r
-                        .history
-                        .iter()
-                        .filter_map(|h| h.ssl.as_ref().and_then(f).map(|v| (h.step as f64, 100.0 * v)))
-                        .collect();
-                    curves.push((format!("{m} {what}"), pts));
-                }
-            }
-        }
-        let s: Vec<Series> = curves
+        let at_l = |r: &&Run| r.labels == l && !r.method.starts_with("ablation");
+        let seed = runs
             .iter()
-            .map(|(n, p)| Series {
-                name: n,
-                points: p.clone(),
+            .filter(at_l)
+            .filter(|r| r.method == "fixmatch")
+            .map(|r| r.seed)
+            .min()
+            .or_else(|| runs.iter().filter(at_l).map(|r| r.seed).min())
+            .unwrap_or(0);
+        let shown: Vec<&Run> = runs.iter().filter(at_l).filter(|r| r.seed == seed).collect();
+        let val_curves: Vec<(String, Vec<(f64, f64)>)> = shown
+            .iter()
+            .map(|r| {
+                let pts = r
+                    .history
+                    .iter()
+                    .map(|h| (h.step as f64, 100.0 * h.val_accuracy))
+                    .collect();
+                (r.method.clone(), pts)
             })
             .collect();
-        let p = out_dir.join(format!("{prefix}-pseudo-labels.png"));
-        line_chart(
-            &p,
-            &format!("Pseudo-labels at {l} labels/class, seed 0 (vs hidden labels)"),
-            "step",
+        chart(
+            &out_dir.join(format!("{prefix}-val-curves.png")),
+            &format!("FER2013 val accuracy of p_sem during training, {l} labels/class, seed {seed}"),
+            "val accuracy (%)",
+            &val_curves,
+            None,
+        );
+        type Stat = fn(&SslRecord) -> Option<f64>;
+        let stats: [(&str, Stat); 2] = [("precision", |x| x.pseudo_precision), ("mask rate", |x| x.mask_rate)];
+        let mut curves: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for r in shown.iter().filter(|r| {
+            r.history
+                .iter()
+                .any(|h| h.ssl.as_ref().is_some_and(|x| x.mask_rate.is_some()))
+        }) {
+            for (what, f) in stats {
+                let pts = r
+                    .history
+                    .iter()
+                    .filter_map(|h| h.ssl.as_ref().and_then(f).map(|v| (h.step as f64, 100.0 * v)))
+                    .collect();
+                curves.push((format!("{} {what}", r.method), pts));
+            }
+        }
+        chart(
+            &out_dir.join(format!("{prefix}-pseudo-labels.png")),
+            &format!("Pseudo-labels at {l} labels/class, seed {seed} (vs hidden labels)"),
             "%",
-            &s,
+            &curves,
             Some((0.0, 100.0)),
-        )
-        .unwrap();
-        eprintln!("wrote {}", p.display());
+        );
     }
+}
+
+/// One chart of curves over training steps.
+fn chart(path: &Path, title: &str, y: &str, curves: &[(String, Vec<(f64, f64)>)], range: Option<(f64, f64)>) {
+    let s: Vec<Series> = curves
+        .iter()
+        .map(|(n, p)| Series {
+            name: n,
+            points: p.clone(),
+        })
+        .collect();
+    line_chart(path, title, "step", y, &s, range).unwrap();
+    eprintln!("wrote {}", path.display());
 }
