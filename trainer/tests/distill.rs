@@ -88,12 +88,20 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
             teacher: checkpoint::resolve(t_run.path(), Which::Best).unwrap(),
             kd_weight: 1.0,
             teacher_mirror: false,
+            more_teachers: vec![],
         }),
         steps: 4,
         ..t_cfg.clone()
     };
     let s_data = prepare_data(&s_cfg, s_data_dir.path()).unwrap();
-    let s_data = relabel(s_data, s_cfg.distill.as_ref().unwrap(), &teacher, 20, None).unwrap();
+    let s_data = relabel(
+        s_data,
+        s_cfg.distill.as_ref().unwrap(),
+        std::slice::from_ref(&teacher),
+        20,
+        None,
+    )
+    .unwrap();
     assert!(s_data.unlabeled.is_none());
     assert_eq!(s_data.labeled.len(), 70);
     assert_eq!(s_data.labeled.side(), 20);
@@ -120,7 +128,7 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
     let m_data = relabel(
         prepare_data(&s_cfg, s_data_dir.path()).unwrap(),
         &m_cfg,
-        &teacher,
+        std::slice::from_ref(&teacher),
         20,
         None,
     )
@@ -171,7 +179,14 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
     std::fs::write(&cache, serde_json::to_vec(&c).unwrap()).unwrap();
     let redo = |cfg: &TrainConfig| {
         let fresh = prepare_data(cfg, s_run.path()).unwrap();
-        let d = relabel(fresh, cfg.distill.as_ref().unwrap(), &teacher, 20, Some(&cache)).unwrap();
+        let d = relabel(
+            fresh,
+            cfg.distill.as_ref().unwrap(),
+            std::slice::from_ref(&teacher),
+            20,
+            Some(&cache),
+        )
+        .unwrap();
         d.labeled.targets.as_ref().unwrap().to_vec()
     };
     let cached = redo(&s_cfg);
@@ -217,6 +232,75 @@ fn teacher_fuses_its_sources_and_the_student_learns_them_on_every_face() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("--resume") && err.contains("distill"), "{err}");
+}
+
+#[test]
+fn an_ensemble_of_teachers_teaches_the_mean_of_their_p_hat_and_caches_it_apart() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 8, 77);
+    let a_cfg = config(data.path(), 3);
+    // The second teacher sees the same split with another seed and length: other weights.
+    let b_cfg = TrainConfig {
+        seed: a_cfg.seed + 1,
+        steps: 5,
+        ..a_cfg.clone()
+    };
+    let (a_run, b_run) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    train(&a_cfg, &run_opts(a_run.path(), true, None)).unwrap();
+    train(&b_cfg, &run_opts(b_run.path(), true, None)).unwrap();
+    let a = Teacher::load(a_run.path(), &Device::Cpu).unwrap();
+    let b = Teacher::load(b_run.path(), &Device::Cpu).unwrap();
+    let d = DistillConfig {
+        teacher: a.dir.clone(),
+        kd_weight: 1.0,
+        teacher_mirror: false,
+        more_teachers: vec![b.dir.clone()],
+    };
+    let cfg = TrainConfig {
+        data: sitfer_trainer::train::config::DataConfig {
+            split_manifest: Some(a_run.path().join("split.json")),
+            ..a_cfg.data.clone()
+        },
+        distill: Some(d.clone()),
+        ..a_cfg.clone()
+    };
+    let s_run = tempfile::tempdir().unwrap();
+    let targets = |teachers: &[Teacher], cache: Option<&Path>| {
+        let fresh = prepare_data(&cfg, s_run.path()).unwrap();
+        relabel(fresh, &d, teachers, 16, cache)
+            .unwrap()
+            .labeled
+            .targets
+            .unwrap()
+            .to_vec()
+    };
+    let (ta, tb) = (
+        targets(std::slice::from_ref(&a), None),
+        targets(std::slice::from_ref(&b), None),
+    );
+    let both = targets(&[a, b], None);
+    let mut apart = 0f32;
+    for ((x, y), m) in ta.iter().zip(&tb).zip(&both) {
+        for c in 0..7 {
+            // Every target is linear in p̂, so the mean of the teachers' targets is the target of
+            // their mean p̂.
+            assert!((m[c] - 0.5 * (x[c] + y[c])).abs() < 1e-5, "{m:?} vs {x:?}, {y:?}");
+            apart = apart.max((x[c] - y[c]).abs());
+        }
+    }
+    assert!(
+        apart > 1e-3,
+        "the two teachers taught the same targets: the test shows nothing"
+    );
+
+    // A cache made by the first teacher alone does not serve the ensemble, and back.
+    let cache = s_run.path().join(TEACHER_CACHE);
+    let a = Teacher::load(a_run.path(), &Device::Cpu).unwrap();
+    let b = Teacher::load(b_run.path(), &Device::Cpu).unwrap();
+    assert_eq!(targets(std::slice::from_ref(&a), Some(&cache)), ta);
+    assert_eq!(targets(&[a, b], Some(&cache)), both);
+    let a = Teacher::load(a_run.path(), &Device::Cpu).unwrap();
+    assert_eq!(targets(std::slice::from_ref(&a), Some(&cache)), ta);
 }
 
 #[test]

@@ -460,6 +460,7 @@ fn an_all_label_sitfer_run_exports_with_prototypes_and_its_command() {
             teacher,
             kd_weight: 1.0,
             teacher_mirror: false,
+            more_teachers: vec![],
         }),
         ..cfg
     };

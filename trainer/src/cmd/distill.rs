@@ -9,9 +9,11 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct DistillArgs {
-    /// The teacher: a run directory (its best checkpoint) or a checkpoint directory.
-    #[arg(long)]
-    teacher: PathBuf,
+    /// The teacher: a run directory (its best checkpoint) or a checkpoint directory. Given
+    /// more than once, the teachers' p̂ is averaged face by face (an ensemble; the first one's
+    /// split is the default `--split`).
+    #[arg(long, required = true)]
+    teacher: Vec<PathBuf>,
     /// w: a labeled face's target is (label + w·p̂) / (1 + w); unlabeled faces learn p̂ alone.
     #[arg(long, default_value_t = 1.0)]
     kd_weight: f64,
@@ -29,7 +31,11 @@ pub fn run(a: DistillArgs) -> Result<()> {
     if !(a.kd_weight >= 0.0 && a.kd_weight.is_finite()) {
         bail!("--kd-weight must be a finite number ≥ 0");
     }
-    let teacher = checkpoint::resolve(&a.teacher, Which::Best)?;
+    let teacher = checkpoint::resolve(&a.teacher[0], Which::Best)?;
+    let more_teachers = a.teacher[1..]
+        .iter()
+        .map(|t| checkpoint::resolve(t, Which::Best))
+        .collect::<Result<Vec<_>, _>>()?;
     let run_dir = checkpoint::run_dir_of(&teacher);
     let mut t = a.train;
     if t.split.is_none() {
@@ -53,6 +59,7 @@ pub fn run(a: DistillArgs) -> Result<()> {
         teacher,
         kd_weight: a.kd_weight,
         teacher_mirror: a.teacher_mirror,
+        more_teachers,
     });
     run_config(&cfg, &t)
 }

@@ -1,6 +1,6 @@
 //! Distillation: a student trained on a teacher's fused pseudo-labels p̂.
 //!
-//! The teacher (any trained run) scores every training face once, before training, with the same
+//! The teacher (any trained run, or the mean of several) scores every training face once, before training, with the same
 //! fusion it was trained with (p_sem, p_text from its projection head and prototypes, p_ins from
 //! a buffer of its own embeddings of the labeled faces). The student then trains on soft targets:
 //! a labeled face's target is (y + w·p̂) / (1 + w) — cross-entropy to y plus w × KL to p̂, up to
@@ -26,8 +26,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary, TrainEr
         return Err(TrainError::Config("distill::train: the config names no teacher".into()));
     };
     train_with_targets(cfg, opts, |data, device, run_dir| {
-        let teacher = Teacher::load(&d.teacher, device)?;
+        let teachers = std::iter::once(&d.teacher)
+            .chain(&d.more_teachers)
+            .map(|t| Teacher::load(t, device))
+            .collect::<Result<Vec<_>, _>>()?;
         let cache = run_dir.join(TEACHER_CACHE);
-        relabel(data, d, &teacher, cfg.model.input_size, Some(&cache))
+        relabel(data, d, &teachers, cfg.model.input_size, Some(&cache))
     })
 }

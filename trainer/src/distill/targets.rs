@@ -23,6 +23,9 @@ struct Cached {
     /// Scored with the mirror ensemble (absent in caches written before it existed: false).
     #[serde(default)]
     mirror: bool,
+    /// The ensemble's further teachers, (directory, step) each (absent in earlier caches: none).
+    #[serde(default)]
+    more: Vec<(String, u64)>,
     labeled: Vec<[f32; NUM_CLASSES]>,
     unlabeled: Vec<[f32; NUM_CLASSES]>,
 }
@@ -30,17 +33,27 @@ struct Cached {
 /// Class probabilities, one row per face.
 type Rows = Vec<[f32; NUM_CLASSES]>;
 
-/// The cached p̂ if it was made by this teacher for these many faces.
+/// (directory, step) of each teacher after the first.
+fn more_of(teachers: &[Teacher]) -> Vec<(String, u64)> {
+    teachers[1..]
+        .iter()
+        .map(|t| (t.dir.display().to_string(), t.step))
+        .collect()
+}
+
+/// The cached p̂ if it was made by these teachers for these many faces.
 fn load_cache(
     path: &Path,
-    teacher: &Teacher,
+    teachers: &[Teacher],
     mirror: bool,
     n_labeled: usize,
     n_unlabeled: usize,
 ) -> Option<(Rows, Rows)> {
     let c: Cached = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let teacher = &teachers[0];
     let same = c.teacher == teacher.dir.display().to_string()
         && c.step == teacher.step
+        && c.more == more_of(teachers)
         && c.mirror == mirror
         && c.labeled.len() == n_labeled
         && c.unlabeled.len() == n_unlabeled;
@@ -125,17 +138,36 @@ fn score(
     Ok((mean_rows(&l, &ml), mean_rows(&u, &mu)))
 }
 
+/// The face-by-face mean of several teachers' (labeled, unlabeled) p̂.
+fn mean_over_teachers(mut per_teacher: Vec<(Rows, Rows)>) -> (Rows, Rows) {
+    let n = per_teacher.len() as f32;
+    let (mut l, mut u) = per_teacher.remove(0);
+    for (ol, ou) in &per_teacher {
+        for (acc, row) in l.iter_mut().zip(ol).chain(u.iter_mut().zip(ou)) {
+            acc.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+        }
+    }
+    for row in l.iter_mut().chain(u.iter_mut()) {
+        row.iter_mut().for_each(|a| *a /= n);
+    }
+    (l, u)
+}
+
 /// Replaces `data`'s training faces by the distillation set: the labeled faces with mixed
 /// targets, then the unlabeled faces with p̂ as their target (all of them in `data.labeled`;
 /// `data.unlabeled` is then empty). `student_size` is the side the stores were decoded at.
-/// `cache`: where the teacher's p̂ is kept between runs (`None`: always scored).
+/// `teachers`: one, or an ensemble whose p̂ is averaged face by face (the first is named in logs).
+/// `cache`: where the teachers' p̂ is kept between runs (`None`: always scored).
 pub fn relabel(
     mut data: PreparedData,
     cfg: &DistillConfig,
-    teacher: &Teacher,
+    teachers: &[Teacher],
     student_size: u32,
     cache: Option<&Path>,
 ) -> Result<PreparedData, TrainError> {
+    let Some(teacher) = teachers.first() else {
+        return Err(TrainError::Config("distill: no teacher".into()));
+    };
     let t0 = Instant::now();
     // The student's unlabeled faces (decoded only when its own method needs them).
     let (unlabeled, kept) = match data.unlabeled.take() {
@@ -155,25 +187,30 @@ pub fn relabel(
         }
     };
     let labeled_targets = data.labeled.targets.clone().expect("labeled store has targets");
-    let cached = cache.and_then(|p| load_cache(p, teacher, cfg.teacher_mirror, data.labeled.len(), unlabeled.len()));
+    let cached = cache.and_then(|p| load_cache(p, teachers, cfg.teacher_mirror, data.labeled.len(), unlabeled.len()));
     let from_cache = cached.is_some();
     let (p_labeled, p_unlabeled) = match cached {
         Some(c) => c,
         None => {
-            let p = score(
-                &data,
-                &unlabeled,
-                &kept,
-                &labeled_targets,
-                teacher,
-                student_size,
-                cfg.teacher_mirror,
-            )?;
+            let mut per_teacher = Vec::with_capacity(teachers.len());
+            for t in teachers {
+                per_teacher.push(score(
+                    &data,
+                    &unlabeled,
+                    &kept,
+                    &labeled_targets,
+                    t,
+                    student_size,
+                    cfg.teacher_mirror,
+                )?);
+            }
+            let p = mean_over_teachers(per_teacher);
             if let Some(path) = cache {
                 let c = Cached {
                     teacher: teacher.dir.display().to_string(),
                     step: teacher.step,
                     mirror: cfg.teacher_mirror,
+                    more: more_of(teachers),
                     labeled: p.0.clone(),
                     unlabeled: p.1.clone(),
                 };
@@ -200,9 +237,14 @@ pub fn relabel(
         })
         .collect();
     log::info!(
-        "teacher {} (step {}): p̂ for {} labeled faces (top-1 = label on {:.1} %) and {} unlabeled{} {} {:.0} s",
+        "teacher {} (step {}{}): p̂ for {} labeled faces (top-1 = label on {:.1} %) and {} unlabeled{} {} {:.0} s",
         teacher.dir.display(),
         teacher.step,
+        if teachers.len() > 1 {
+            format!("; mean with {} more teachers", teachers.len() - 1)
+        } else {
+            String::new()
+        },
         p_labeled.len(),
         100.0 * agree as f64 / p_labeled.len().max(1) as f64,
         p_unlabeled.len(),

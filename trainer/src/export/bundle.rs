@@ -400,6 +400,12 @@ pub fn export_checkpoint(opts: &ExportOptions) -> Result<BundleSummary, ExportEr
         if let Some(c) = recorded_command(&checkpoint::run_dir_of(&d.teacher))? {
             provenance.insert("teacher.command".into(), c);
         }
+        for (i, t) in d.more_teachers.iter().enumerate() {
+            provenance.insert(format!("teacher.{}", i + 2), t.display().to_string());
+            if let Some(c) = recorded_command(&checkpoint::run_dir_of(t))? {
+                provenance.insert(format!("teacher.{}.command", i + 2), c);
+            }
+        }
     }
     provenance.insert("data".into(), root.display().to_string());
     // The command that started the run, as `sitfer-train` recorded it, and those of the runs it

@@ -112,4 +112,9 @@ pub struct DistillConfig {
     /// two-view ensemble: a stronger teacher for the cost of scoring every face twice, once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub teacher_mirror: bool,
+    /// Further teachers' checkpoint directories: the faces' p̂ is the mean over `teacher` and
+    /// these (an ensemble of teachers trained differently teaches softer, better-calibrated
+    /// targets than either). Empty for one teacher, so earlier runs' configs compare equal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_teachers: Vec<PathBuf>,
 }
