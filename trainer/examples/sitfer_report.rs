@@ -225,24 +225,15 @@ fn main() {
     let p = out_dir.join(format!("{prefix}-matrix.csv"));
     std::fs::write(&p, csv).unwrap();
     eprintln!("wrote {}", p.display());
-    let series: Vec<Series> = points
-        .iter()
-        .map(|(m, p)| Series {
-            name: m,
-            points: p.clone(),
-        })
-        .collect();
-    let p = out_dir.join(format!("{prefix}-accuracy-vs-labels.png"));
-    line_chart(
-        &p,
+    let series: Vec<(String, Vec<(f64, f64)>)> = points.iter().map(|(m, p)| (m.to_string(), p.clone())).collect();
+    chart(
+        &out_dir.join(format!("{prefix}-accuracy-vs-labels.png")),
         &format!("FER2013 val accuracy of p_sem ({primary_name}) vs labels per class, mean over seeds"),
         "labels per class",
         "val accuracy (%)",
         &series,
         None,
-    )
-    .unwrap();
-    eprintln!("wrote {}", p.display());
+    );
 
     // Curves over training at the smallest label budget, for the first seed FixMatch ran on (the
     // protocols' seeds differ): val p_sem of every method, and each SSL method's pseudo-labels.
@@ -271,6 +262,7 @@ fn main() {
         chart(
             &out_dir.join(format!("{prefix}-val-curves.png")),
             &format!("FER2013 val accuracy of p_sem during training, {l} labels/class, seed {seed}"),
+            "step",
             "val accuracy (%)",
             &val_curves,
             None,
@@ -295,6 +287,7 @@ fn main() {
         chart(
             &out_dir.join(format!("{prefix}-pseudo-labels.png")),
             &format!("Pseudo-labels at {l} labels/class, seed {seed} (vs hidden labels)"),
+            "step",
             "%",
             &curves,
             Some((0.0, 100.0)),
@@ -302,8 +295,8 @@ fn main() {
     }
 }
 
-/// One chart of curves over training steps.
-fn chart(path: &Path, title: &str, y: &str, curves: &[(String, Vec<(f64, f64)>)], range: Option<(f64, f64)>) {
+/// One line chart of named curves.
+fn chart(path: &Path, title: &str, x: &str, y: &str, curves: &[(String, Vec<(f64, f64)>)], range: Option<(f64, f64)>) {
     let s: Vec<Series> = curves
         .iter()
         .map(|(n, p)| Series {
@@ -311,6 +304,6 @@ fn chart(path: &Path, title: &str, y: &str, curves: &[(String, Vec<(f64, f64)>)]
             points: p.clone(),
         })
         .collect();
-    line_chart(path, title, "step", y, &s, range).unwrap();
+    line_chart(path, title, x, y, &s, range).unwrap();
     eprintln!("wrote {}", path.display());
 }

@@ -77,11 +77,13 @@ pub fn mirrored(store: &ImageStore) -> ImageStore {
     }
 }
 
-/// Row by row, the mean of two sets of class probabilities (a face's and its mirror image's).
-pub fn mean_rows(a: &[[f32; NUM_CLASSES]], b: &[[f32; NUM_CLASSES]]) -> Vec<[f32; NUM_CLASSES]> {
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| std::array::from_fn(|c| 0.5 * (a[c] + b[c])))
+/// Row by row, the mean of sets of class probabilities over the same faces (a face's and its
+/// mirror image's; several teachers'). Empty when `sets` is.
+pub fn mean_rows(sets: &[&[[f32; NUM_CLASSES]]]) -> Vec<[f32; NUM_CLASSES]> {
+    let Some(first) = sets.first() else { return Vec::new() };
+    let n = sets.len() as f32;
+    (0..first.len())
+        .map(|i| std::array::from_fn(|c| sets.iter().map(|s| s[i][c]).sum::<f32>() / n))
         .collect()
 }
 

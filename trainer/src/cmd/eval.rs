@@ -73,7 +73,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let mut preds = predict(model.as_ref(), &store, cfg.norm, cfg.batch_size, &device)?;
     if a.mirror {
         let m = predict(model.as_ref(), &mirrored(&store), cfg.norm, cfg.batch_size, &device)?;
-        preds.probs = mean_rows(&preds.probs, &m.probs);
+        preds.probs = mean_rows(&[&preds.probs, &m.probs]);
     }
     let report = EvalReport::from_confusion(preds.confusion(&store));
     println!(

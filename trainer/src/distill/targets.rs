@@ -135,22 +135,14 @@ fn score(
         return Ok((l, u));
     }
     let (ml, mu) = teacher.soft_labels(&mirrored(&t_labeled), Some(&mirrored(&t_unlabeled)))?;
-    Ok((mean_rows(&l, &ml), mean_rows(&u, &mu)))
+    Ok((mean_rows(&[&l, &ml]), mean_rows(&[&u, &mu])))
 }
 
 /// The face-by-face mean of several teachers' (labeled, unlabeled) p̂.
-fn mean_over_teachers(mut per_teacher: Vec<(Rows, Rows)>) -> (Rows, Rows) {
-    let n = per_teacher.len() as f32;
-    let (mut l, mut u) = per_teacher.remove(0);
-    for (ol, ou) in &per_teacher {
-        for (acc, row) in l.iter_mut().zip(ol).chain(u.iter_mut().zip(ou)) {
-            acc.iter_mut().zip(row).for_each(|(a, b)| *a += b);
-        }
-    }
-    for row in l.iter_mut().chain(u.iter_mut()) {
-        row.iter_mut().for_each(|a| *a /= n);
-    }
-    (l, u)
+fn mean_over_teachers(per_teacher: &[(Rows, Rows)]) -> (Rows, Rows) {
+    let labeled: Vec<&[_]> = per_teacher.iter().map(|(l, _)| &l[..]).collect();
+    let unlabeled: Vec<&[_]> = per_teacher.iter().map(|(_, u)| &u[..]).collect();
+    (mean_rows(&labeled), mean_rows(&unlabeled))
 }
 
 /// Replaces `data`'s training faces by the distillation set: the labeled faces with mixed
@@ -204,7 +196,7 @@ pub fn relabel(
                     cfg.teacher_mirror,
                 )?);
             }
-            let p = mean_over_teachers(per_teacher);
+            let p = mean_over_teachers(&per_teacher);
             if let Some(path) = cache {
                 let c = Cached {
                     teacher: teacher.dir.display().to_string(),
