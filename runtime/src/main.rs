@@ -62,7 +62,8 @@ enum Command {
         counts: Option<PathBuf>,
     },
     /// Recognize expressions in frames from a source; one JSON line per frame.
-    Run(cmd::run::RunArgs),
+    // Boxed: the largest arguments by far (clap reads them the same).
+    Run(Box<cmd::run::RunArgs>),
     /// Accuracy of a bundle on a labeled ImageFolder: p_sem and fused p̂ side by side.
     Eval(cmd::eval::EvalArgs),
     /// A copy of a bundle with its fusion calibrated on labeled faces it is not scored on: a
@@ -204,7 +205,7 @@ fn main() -> Result<()> {
             bench(bundle, &batches, runs.max(1))?;
             println!("{}", aarch64_counts(counts.as_deref())?);
         }
-        Command::Run(a) => cmd::run::run(a)?,
+        Command::Run(a) => cmd::run::run(*a)?,
         Command::Eval(a) => cmd::eval::eval(a)?,
         Command::Calibrate(a) => cmd::calibrate::calibrate(a)?,
         Command::Anchors(a) => cmd::anchors::anchors(a)?,

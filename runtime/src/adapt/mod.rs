@@ -10,6 +10,7 @@
 
 pub mod collapse_guard;
 mod error;
+pub mod label_shift;
 pub mod onnx_head;
 pub mod refit;
 mod report;

@@ -59,6 +59,9 @@ pub struct RefitConfig {
     pub lr: f32,
     /// Weight of ½‖W − W₀‖² + ½‖b − b₀‖² (per-sample loss scale).
     pub anchor: f32,
+    /// The class mix the diversity term pulls the mean prediction toward, as KL(mean ‖ mix)
+    /// ([`super::label_shift`]); `None`: uniform, SHOT's marginal entropy.
+    pub target_mix: Option<Probs>,
 }
 
 impl Default for RefitConfig {
@@ -68,6 +71,7 @@ impl Default for RefitConfig {
             steps: 100,
             lr: 1e-2,
             anchor: 1e-2,
+            target_mix: None,
         }
     }
 }
@@ -110,13 +114,19 @@ fn pseudo_label_term(labels: &[usize]) -> impl Fn(&[Probs]) -> (f32, Vec<Probs>)
 }
 
 /// Mean conditional entropy minus `diversity` × entropy of the mean prediction.
-fn info_max_term(diversity: f32) -> impl Fn(&[Probs]) -> (f32, Vec<Probs>) {
+fn info_max_term(diversity: f32, mix: Option<Probs>) -> impl Fn(&[Probs]) -> (f32, Vec<Probs>) {
+    // KL(mean ‖ mix) = Σ mean (log mean − log mix): with a uniform mix it is −H(mean) + log K,
+    // so one expression serves both, and the gradients differ only through log mix.
+    let log_mix: Probs = match mix {
+        Some(m) => std::array::from_fn(|c| m[c].max(1e-12).ln()),
+        None => [-(NUM_CLASSES as f32).ln(); NUM_CLASSES],
+    };
     move |logits: &[Probs]| {
         let n = logits.len().max(1) as f32;
         let ps: Vec<Probs> = logits.iter().map(softmax).collect();
         let mean: Probs = std::array::from_fn(|c| ps.iter().map(|p| p[c]).sum::<f32>() / n);
-        let log_mean: Probs = std::array::from_fn(|c| mean[c].max(1e-12).ln());
-        let marginal_entropy: f32 = -(0..NUM_CLASSES).map(|c| mean[c] * log_mean[c]).sum::<f32>();
+        let log_ratio: Probs = std::array::from_fn(|c| mean[c].max(1e-12).ln() - log_mix[c]);
+        let divergence: f32 = (0..NUM_CLASSES).map(|c| mean[c] * log_ratio[c]).sum::<f32>();
         let mut cond = 0.0;
         let grads = ps
             .iter()
@@ -124,12 +134,13 @@ fn info_max_term(diversity: f32) -> impl Fn(&[Probs]) -> (f32, Vec<Probs>) {
                 let logp: Probs = std::array::from_fn(|c| p[c].max(1e-12).ln());
                 let h: f32 = -(0..NUM_CLASSES).map(|c| p[c] * logp[c]).sum::<f32>();
                 cond += h / n;
-                // d H(p)/dz_j = -p_j (log p_j + H); d(-H(mean))/dz_j = p_j (log mean_j - Σ_c p_c log mean_c) / n.
-                let pl: f32 = (0..NUM_CLASSES).map(|c| p[c] * log_mean[c]).sum();
-                std::array::from_fn(|j| -p[j] * (logp[j] + h) / n + diversity * p[j] * (log_mean[j] - pl) / n)
+                // d H(p)/dz_j = -p_j (log p_j + H); d KL(mean ‖ mix)/dz_j = p_j (r_j - Σ_c p_c r_c) / n,
+                // r = log mean − log mix.
+                let pr: f32 = (0..NUM_CLASSES).map(|c| p[c] * log_ratio[c]).sum();
+                std::array::from_fn(|j| -p[j] * (logp[j] + h) / n + diversity * p[j] * (log_ratio[j] - pr) / n)
             })
             .collect();
-        (cond - diversity * marginal_entropy, grads)
+        (cond + diversity * divergence, grads)
     }
 }
 
@@ -197,8 +208,9 @@ fn shot_term<'a>(
     diversity: f32,
     beta: f32,
     interval: usize,
+    mix: Option<Probs>,
 ) -> impl FnMut(usize, &[Probs]) -> (f32, Vec<Probs>) + 'a {
-    let im = info_max_term(diversity);
+    let im = info_max_term(diversity, mix);
     let mut labels: Option<(usize, Vec<usize>)> = None;
     move |step: usize, logits: &[Probs]| {
         let stale = match &labels {
@@ -350,7 +362,7 @@ pub fn refit_objective(
             Box::new(move |_, z: &[Probs]| t(z))
         }
         Objective::InfoMax { diversity } => {
-            let t = info_max_term(diversity);
+            let t = info_max_term(diversity, cfg.target_mix);
             Box::new(move |_, z: &[Probs]| t(z))
         }
         Objective::Shot {
@@ -362,6 +374,7 @@ pub fn refit_objective(
             diversity,
             beta,
             cfg.steps.div_ceil(relabels.max(1)).max(1),
+            cfg.target_mix,
         )),
     };
     match replay {
@@ -381,7 +394,7 @@ pub fn refit(h0: &Head, feats: &[&[f32]], labels: &[usize], cfg: &RefitConfig) -
 
 /// Information maximisation over every face's feature; no labels.
 pub fn refit_info_max(h0: &Head, feats: &[&[f32]], diversity: f32, cfg: &RefitConfig) -> Refit {
-    let term = info_max_term(diversity);
+    let term = info_max_term(diversity, cfg.target_mix);
     optimize(h0, feats, &mut |_, z: &[Probs]| term(z), cfg)
 }
 
@@ -389,7 +402,12 @@ pub fn refit_info_max(h0: &Head, feats: &[&[f32]], diversity: f32, cfg: &RefitCo
 /// pseudo-labels, recomputed `relabels` times over the steps; no labels.
 pub fn refit_shot(h0: &Head, feats: &[&[f32]], diversity: f32, beta: f32, relabels: usize, cfg: &RefitConfig) -> Refit {
     let interval = cfg.steps.div_ceil(relabels.max(1)).max(1);
-    optimize(h0, feats, &mut shot_term(feats, diversity, beta, interval), cfg)
+    optimize(
+        h0,
+        feats,
+        &mut shot_term(feats, diversity, beta, interval, cfg.target_mix),
+        cfg,
+    )
 }
 
 #[cfg(test)]
@@ -407,20 +425,22 @@ mod tests {
             .map(|i| vec![(i as f32).cos(), (i as f32 * 0.5).sin(), 1.0])
             .collect();
         let feat_refs: Vec<&[f32]> = feats.iter().map(Vec::as_slice).collect();
-        let (pl, im) = (pseudo_label_term(&labels), info_max_term(0.8));
+        let (pl, im) = (pseudo_label_term(&labels), info_max_term(0.8, None));
         // Info-max on the first three rows, the last two replayed with their labels.
-        let im3 = info_max_term(0.8);
+        let im3 = info_max_term(0.8, None);
         let mut inner: Box<DataTerm> = Box::new(move |_, z: &[Probs]| im3(z));
         let replay = Replay {
             feats: &feat_refs[3..],
             labels: &[2, 5],
             weight: 0.7,
         };
+        let toward_mix = info_max_term(0.8, Some([0.3, 0.05, 0.15, 0.2, 0.1, 0.1, 0.1]));
         let mut terms: Vec<Box<DataTerm>> = vec![
             Box::new(move |_, z: &[Probs]| pl(z)),
             Box::new(move |_, z: &[Probs]| im(z)),
+            Box::new(move |_, z: &[Probs]| toward_mix(z)),
             // Relabels only at step 0: the labels stay fixed while differences are taken.
-            Box::new(shot_term(&feat_refs, 0.8, 0.3, usize::MAX)),
+            Box::new(shot_term(&feat_refs, 0.8, 0.3, usize::MAX, None)),
             Box::new(with_replay(&mut inner, 3, replay)),
         ];
         for term in &mut terms {

@@ -204,6 +204,8 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
             steps: a.refit_steps,
             lr: a.refit_lr,
             anchor: a.anchor,
+            // Offline adaptation keeps SHOT's uniform diversity (its objective was registered so).
+            target_mix: None,
         }),
         guard: GuardConfig {
             min_pseudo_labels: a.min_pseudo_labels,

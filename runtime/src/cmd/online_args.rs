@@ -8,7 +8,7 @@ use sitfer_runtime::adapt::{GuardConfig, Head, Objective, RefitConfig};
 use sitfer_runtime::bundle::Bundle;
 use sitfer_runtime::instance_buffer::space_id;
 use sitfer_runtime::online::{
-    AnchorConfig, HeadIdentity, HeadState, OnlineConfig, OnlineLearner, WatchConfig, head_id, head_path,
+    AnchorConfig, HeadIdentity, HeadState, OnlineConfig, OnlineLearner, TargetMix, WatchConfig, head_id, head_path,
 };
 use sitfer_runtime::pipeline::Recognizer;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,16 @@ pub struct OnlineArgs {
     /// as measured in docs/results/runtime.md: a camera in another domain should move the head].
     #[arg(long)]
     pub refit_max_anchor_drop: Option<f32>,
+    /// Class mix information maximisation's diversity term pulls the predictions toward:
+    /// uniform, or the camera's own, estimated from the bundle's calibrated predictions on the
+    /// recent faces against its anchors' (training) mix.
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub refit_target_mix: TargetMixArg,
+    /// Refit only while the camera's estimated class mix is at least this far (KL, nats) from
+    /// the bundle's training mix (its anchors'); nearer, only the buffer learns [default: always
+    /// refit].
+    #[arg(long)]
+    pub refit_min_mix_shift: Option<f32>,
     /// No last refit when the run ends (with anchors it is kept if it passes their check).
     #[arg(long)]
     pub no_refit_on_exit: bool,
@@ -63,6 +73,12 @@ pub struct OnlineArgs {
     /// waits for it, and results no longer depend on thread timing (for measurements).
     #[arg(long, requires = "online_refit")]
     pub refit_inline: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetMixArg {
+    Uniform,
+    Estimated,
 }
 
 impl OnlineArgs {
@@ -96,6 +112,11 @@ impl OnlineArgs {
                 max_drop: self.refit_max_anchor_drop.map(|p| p / 100.0),
                 refit_on_exit: !self.no_refit_on_exit,
             },
+            target_mix: match self.refit_target_mix {
+                TargetMixArg::Uniform => TargetMix::Uniform,
+                TargetMixArg::Estimated => TargetMix::Estimated,
+            },
+            min_mix_shift: self.refit_min_mix_shift,
             ..OnlineConfig::default()
         }
     }
@@ -147,6 +168,7 @@ pub fn learner(
     if let Some(x) = &bundle.anchors {
         l.set_anchors(x);
     }
+    l.set_sem_temperature(bundle.manifest.fusion.tau_sem);
     if let Some(b) = buffer {
         l.persist_to(head_path(b), id);
     }

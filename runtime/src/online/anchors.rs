@@ -61,6 +61,8 @@ pub struct Anchors {
     /// The bundle's head on `check`, the reference every candidate is held to (not the head in
     /// use, so that small losses cannot add up over refits).
     pub base_accuracy: f32,
+    /// The class mix of all the anchors: the bundle's training mix, which they were drawn in.
+    pub mix: crate::fusion::Probs,
 }
 
 impl Anchors {
@@ -80,10 +82,13 @@ impl Anchors {
             half.labels.push(c);
         }
         let base_accuracy = check.accuracy(base);
+        let labels: Vec<usize> = a.labels.iter().map(|&y| y as usize).collect();
+        let mix = crate::adapt::label_shift::class_mix(&labels)?;
         Some(Anchors {
             replay,
             check,
             base_accuracy,
+            mix,
         })
     }
 

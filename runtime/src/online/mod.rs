@@ -54,6 +54,26 @@ pub struct OnlineConfig {
     pub guard: GuardConfig,
     pub watch: WatchConfig,
     pub anchor: AnchorConfig,
+    pub target_mix: TargetMix,
+    /// Refit only while the camera's class mix, estimated as for [`TargetMix::Estimated`], is
+    /// at least this far from the bundle's training mix (KL, nats); nearer, the camera looks
+    /// like the data the head was trained on, where an unlabeled refit has nothing to correct
+    /// and only the buffer learns. A shift within sampling noise of the recent faces (a
+    /// likelihood-ratio test at 1 %) counts as none. `None`: always refit. Needs anchors (their
+    /// mix is the training mix).
+    pub min_mix_shift: Option<f32>,
+}
+
+/// What class mix information maximisation's diversity term pulls the predictions toward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetMix {
+    /// Uniform (SHOT's marginal entropy).
+    #[default]
+    Uniform,
+    /// The camera's own mix, estimated from the bundle head's calibrated predictions on the
+    /// recent faces against the anchors' (training) mix ([`crate::adapt::label_shift`]); uniform
+    /// without anchors.
+    Estimated,
 }
 
 /// How the bundle's anchor faces (if it has them) take part.
@@ -102,6 +122,8 @@ impl Default for OnlineConfig {
             guard: GuardConfig::default(),
             watch: WatchConfig::default(),
             anchor: AnchorConfig::default(),
+            target_mix: TargetMix::Uniform,
+            min_mix_shift: None,
         }
     }
 }
@@ -115,6 +137,8 @@ pub struct OnlineStats {
     pub refused: u64,
     /// Candidates refused for their accuracy on the held-back anchor faces.
     pub refused_anchors: u64,
+    /// Refits not run because the camera's class mix matched the training mix.
+    pub skipped_same_mix: u64,
     /// Heads kept by the refit when the run ended.
     pub kept_on_exit: u64,
     /// Heads swapped in.
@@ -144,6 +168,8 @@ pub struct OnlineLearner {
     anchors: Option<Arc<Anchors>>,
     /// The refit at exit ran (a second `finish` does not repeat it).
     exited: bool,
+    /// The classifier's calibrated temperature (the bundle's τ_sem), for the mix estimate.
+    tau_sem: f32,
     refits_total: u64,
     stats: OnlineStats,
 }
@@ -170,6 +196,7 @@ impl OnlineLearner {
             persist: None,
             anchors: None,
             exited: false,
+            tau_sem: 1.0,
             refits_total: 0,
             stats: OnlineStats::default(),
         })
@@ -203,6 +230,14 @@ impl OnlineLearner {
                 a.dim,
                 self.base.dim
             ),
+        }
+    }
+
+    /// The bundle's calibrated classifier temperature (its manifest's τ_sem): the mix estimate
+    /// needs calibrated predictions.
+    pub fn set_sem_temperature(&mut self, tau: f32) {
+        if tau.is_finite() && tau > 0.0 {
+            self.tau_sem = tau;
         }
     }
 
@@ -324,6 +359,9 @@ impl OnlineLearner {
             guard: self.cfg.guard,
             anchors: self.anchors.clone(),
             anchor: self.cfg.anchor,
+            target_mix: self.cfg.target_mix,
+            min_mix_shift: self.cfg.min_mix_shift,
+            tau_sem: self.tau_sem,
         }
     }
 
@@ -342,14 +380,19 @@ impl OnlineLearner {
             }
             Outcome::Refit(Err(why)) => {
                 self.busy = false;
-                match why {
-                    Refusal::Collapse(_) => self.stats.refused += 1,
-                    Refusal::Anchors(_) => self.stats.refused_anchors += 1,
-                }
+                self.count_refusal(&why);
                 log::info!("online refit refused: {why}");
             }
             Outcome::Saved(Err(e)) => log::warn!("online head not saved: {e}"),
             Outcome::Saved(Ok(())) => {}
+        }
+    }
+
+    fn count_refusal(&mut self, why: &Refusal) {
+        match why {
+            Refusal::Collapse(_) => self.stats.refused += 1,
+            Refusal::Anchors(_) => self.stats.refused_anchors += 1,
+            Refusal::SameMix { .. } => self.stats.skipped_same_mix += 1,
         }
     }
 
@@ -413,10 +456,7 @@ impl OnlineLearner {
                 log::info!("online refit at exit: kept (held-back anchor faces and collapse guard passed)");
             }
             Err(why) => {
-                match why {
-                    Refusal::Collapse(_) => self.stats.refused += 1,
-                    Refusal::Anchors(_) => self.stats.refused_anchors += 1,
-                }
+                self.count_refusal(&why);
                 log::info!("online refit at exit refused: {why}");
             }
         }
@@ -425,5 +465,7 @@ impl OnlineLearner {
 
 #[cfg(test)]
 mod anchor_tests;
+#[cfg(test)]
+mod mix_tests;
 #[cfg(test)]
 mod tests;

@@ -5,12 +5,14 @@
 //! waits. Head files are also written here (an fsync can take tens of milliseconds). Jobs run
 //! one at a time in order, so two writes of one file never overlap.
 
-use super::AnchorConfig;
 use super::anchors::{AnchorLoss, Anchors};
 use super::head_file::{HeadIdentity, HeadState};
+use super::{AnchorConfig, TargetMix};
+use crate::adapt::label_shift::{divergence, estimate_prior};
 use crate::adapt::refit::refit_objective;
 use crate::adapt::{Collapse, GuardConfig, Head, Objective, RefitConfig};
 use crate::fusion::argmax;
+use crate::fusion::{Probs, softmax};
 use crate::labels::NUM_CLASSES;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +33,9 @@ pub struct RefitJob {
     pub guard: GuardConfig,
     pub anchors: Option<Arc<Anchors>>,
     pub anchor: AnchorConfig,
+    pub target_mix: TargetMix,
+    pub min_mix_shift: Option<f32>,
+    pub tau_sem: f32,
 }
 
 pub enum Job {
@@ -50,6 +55,8 @@ pub enum Refusal {
     Collapse(Vec<Collapse>),
     /// It lost accuracy on the held-back anchor faces.
     Anchors(AnchorLoss),
+    /// Not run: the camera's class mix is within `min` (KL, nats) of the training mix.
+    SameMix { shift: f32, min: f32 },
 }
 
 impl std::fmt::Display for Refusal {
@@ -60,6 +67,10 @@ impl std::fmt::Display for Refusal {
                 write!(f, "collapse guard: {}", why.join("; "))
             }
             Refusal::Anchors(a) => write!(f, "{a}"),
+            Refusal::SameMix { shift, min } => write!(
+                f,
+                "the camera's class mix is {shift:.3} nats from the training mix, under {min:.3}: nothing for a refit to correct"
+            ),
         }
     }
 }
@@ -88,7 +99,24 @@ pub fn run_refit(job: &RefitJob) -> Result<Head, Refusal> {
         .as_ref()
         .filter(|_| job.anchor.replay_weight > 0.0)
         .map(|a| a.replay(&replay_feats, job.anchor.replay_weight));
-    let fitted = refit_objective(&job.base, &feats, &labels, job.refit.objective, replay, &job.refit).head;
+    let mix = camera_mix(job);
+    if let (Some(min), Some((mix, source))) = (job.min_mix_shift, mix) {
+        let shift = divergence(&mix, &source);
+        // Nor a shift within sampling noise: a likelihood-ratio test at 1 % (2n·KL against the
+        // 99th percentile of χ² with six degrees of freedom), which few faces fail to pass.
+        let min = min.max(CHI2_6_P99 / (2.0 * job.recent.len().max(1) as f32));
+        if shift < min {
+            return Err(Refusal::SameMix { shift, min });
+        }
+    }
+    let refit = RefitConfig {
+        target_mix: match (job.target_mix, mix) {
+            (TargetMix::Estimated, Some((mix, _))) => Some(mix),
+            _ => job.refit.target_mix,
+        },
+        ..job.refit
+    };
+    let fitted = refit_objective(&job.base, &feats, &labels, job.refit.objective, replay, &refit).head;
     let (mut before, mut after) = ([0usize; NUM_CLASSES], [0usize; NUM_CLASSES]);
     for f in &job.recent {
         before[argmax(&job.current.logits(f)).0] += 1;
@@ -107,6 +135,31 @@ pub fn run_refit(job: &RefitJob) -> Result<Head, Refusal> {
         );
     }
     Ok(fitted)
+}
+
+/// The 99th percentile of χ² with NUM_CLASSES − 1 = 6 degrees of freedom.
+const CHI2_6_P99: f32 = 16.81;
+
+/// The camera's class mix, estimated from the bundle head's calibrated predictions on the recent
+/// faces, and the training mix (the anchors'), when either is asked for and there are anchors.
+fn camera_mix(job: &RefitJob) -> Option<(Probs, Probs)> {
+    let a = job.anchors.as_ref()?;
+    if job.target_mix != TargetMix::Estimated && job.min_mix_shift.is_none() {
+        return None;
+    }
+    let probs: Vec<Probs> = job
+        .recent
+        .iter()
+        .map(|f| softmax(&job.base.logits(f).map(|z| z / job.tau_sem)))
+        .collect();
+    let mix = estimate_prior(&probs, &a.mix);
+    log::info!(
+        "online refit: the camera's class mix estimated as {:?}, {:.3} nats from the training mix {:?}",
+        mix.map(|x| (100.0 * x).round() / 100.0),
+        divergence(&mix, &a.mix),
+        a.mix.map(|x| (100.0 * x).round() / 100.0)
+    );
+    Some((mix, a.mix))
 }
 
 fn run_job(job: Job) -> Outcome {
