@@ -85,6 +85,7 @@ fn run(target_mix: TargetMix) -> (f32, f32, f32) {
             ..AnchorConfig::default()
         },
         target_mix,
+        min_mix_shift: None,
         ..OnlineConfig::default()
     };
     let mut l = OnlineLearner::new(skewed_head(), cfg, false).unwrap();
