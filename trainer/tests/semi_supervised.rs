@@ -576,3 +576,45 @@ fn a_queue_threshold_keeps_the_buffer_to_confident_faces_while_l_u_takes_all() {
         "only the upper half is queued"
     );
 }
+
+/// The ablation of p_ins under L_in: with p_ins' fusion weight 0 the buffer is still kept, as
+/// L_in's bank, and p̂ is what p_sem and p_text give (a zero weight), the same as with no buffer.
+#[test]
+fn l_in_keeps_the_buffer_when_p_ins_is_out_of_the_fused_label() {
+    let cfg = SslConfig {
+        ins_warmup_steps: 0,
+        threshold: 0.01,
+        queue_per_class: 8,
+        instance_loss: Some(InstanceLoss { lambda: 1.0, tau: 0.1 }),
+        weights: sitfer_trainer::method::FusionWeights {
+            sem: 1.0,
+            text: 1.0,
+            ins: 0.0,
+        },
+        ..SslConfig::sitfer()
+    };
+    assert!(cfg.uses_memory(), "L_in needs the buffer even with p_ins out of p̂");
+    let (_vm, model, mut ssl) = primed(cfg);
+    let b = batches(5);
+    let out = step_output(&mut ssl, model.as_ref(), 0, &b);
+    assert!(
+        out.l_in.is_some_and(|l| l > 0.0),
+        "L_in runs on the buffer: {:?}",
+        out.l_in
+    );
+    let logits = model.forward_t(&b.weak, false).unwrap().logits;
+    let z = Tensor::randn(0f32, 1.0, (5, DIM), &Device::Cpu).unwrap();
+    let z = sitfer_trainer::text::encoder::l2_normalize(&z).unwrap();
+    let with_buffer = ssl.fused(&logits, Some(&z), 0, false).unwrap();
+    ssl.memory = None;
+    let no_buffer = ssl.fused(&logits, Some(&z), 0, false).unwrap();
+    let diff = (with_buffer - no_buffer)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-6, "p_ins must stay out of p̂ ({diff})");
+}

@@ -202,7 +202,7 @@ impl SslArgs {
         }
         c.text = c.lambda_t > 0.0 || c.weights.text > 0.0 || c.weights.ins > 0.0;
         if c.instance_loss.is_some() && !c.uses_memory() {
-            bail!("--lambda-in needs the instance buffer: --method sitfer with p_ins on (--w-ins > 0)");
+            bail!("--lambda-in needs the instance buffer: --method sitfer with the projection (text or L_t on)");
         }
         Ok(Some(c))
     }

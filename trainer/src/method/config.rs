@@ -213,8 +213,9 @@ impl SslConfig {
         }
     }
 
-    /// Whether the instance buffer is needed.
+    /// Whether the instance buffer is needed: for p_ins, or as L_in's bank (which it is even
+    /// with p_ins out of the fused label, the ablation of p_ins under L_in).
     pub fn uses_memory(&self) -> bool {
-        self.text && self.weights.ins > 0.0
+        self.text && (self.weights.ins > 0.0 || self.instance_loss.is_some())
     }
 }

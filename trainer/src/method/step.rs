@@ -172,10 +172,11 @@ impl SslState {
     }
 
     /// The buffer's embeddings as one bank (its labeled slots only with `labeled_only`), when
-    /// p_ins is on and the buffer holds something. Built once per use: p_ins and L_in read it.
+    /// there is a buffer (for p_ins or L_in) and it holds something. Built once per use: p_ins
+    /// and L_in read it.
     fn bank(&self, device: &Device, labeled_only: bool) -> Result<Option<Bank>> {
         match &self.memory {
-            Some(mem) if self.cfg.weights.ins > 0.0 && !mem.is_empty() => Ok(Some(mem.bank(device, labeled_only)?)),
+            Some(mem) if !mem.is_empty() => Ok(Some(mem.bank(device, labeled_only)?)),
             _ => Ok(None),
         }
     }
