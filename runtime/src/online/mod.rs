@@ -68,11 +68,11 @@ pub struct OnlineConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TargetMix {
     /// Uniform (SHOT's marginal entropy).
+    #[default]
     Uniform,
     /// The camera's own mix, estimated from the bundle head's calibrated predictions on the
     /// recent faces against the anchors' (training) mix ([`crate::adapt::label_shift`]); uniform
     /// without anchors.
-    #[default]
     Estimated,
 }
 
@@ -122,11 +122,12 @@ impl Default for OnlineConfig {
             guard: GuardConfig::default(),
             watch: WatchConfig::default(),
             anchor: AnchorConfig::default(),
-            // Both measured on fresh CK+ splits 80–89 and four FER2013 val guard halves
-            // (docs/results/runtime.md): +6.19 p̂ (10/10) and guards −0.17…+0.11, where the
-            // uniform mix and every refit gave +4.25 and −0.66…+0.22.
-            target_mix: TargetMix::Estimated,
-            min_mix_shift: Some(0.1),
+            // The estimated mix with a least shift of 0.1 met issue 21's goals on CK+ seeds 80–89
+            // and guards 80–83, then lost 0.61 and 0.70 on two of the guards 90–93 (refits on
+            // the first ~100 faces, whose mix estimate is noisier than its test assumes): by
+            // the registered rule the default stays uniform, every refit (docs/results/runtime.md).
+            target_mix: TargetMix::Uniform,
+            min_mix_shift: None,
         }
     }
 }
