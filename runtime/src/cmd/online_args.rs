@@ -62,8 +62,8 @@ pub struct OnlineArgs {
     #[arg(long, value_enum, default_value = "uniform")]
     pub refit_target_mix: TargetMixArg,
     /// Refit only while the camera's estimated class mix is at least this far (KL, nats) from
-    /// the bundle's training mix (its anchors') and beyond sampling noise; nearer, only the
-    /// buffer learns; 0 (the default) refits always.
+    /// the bundle's training mix (its anchors'), as a 5 % bootstrap lower bound over the recent
+    /// faces; nearer, only the buffer learns; 0 (the default) refits always.
     #[arg(long, default_value_t = OnlineConfig::default().min_mix_shift.unwrap_or(0.0))]
     pub refit_min_mix_shift: f32,
     /// No last refit when the run ends (with anchors it is kept if it passes their check).

@@ -58,8 +58,8 @@ pub struct OnlineConfig {
     /// Refit only while the camera's class mix, estimated as for [`TargetMix::Estimated`], is
     /// at least this far from the bundle's training mix (KL, nats); nearer, the camera looks
     /// like the data the head was trained on, where an unlabeled refit has nothing to correct
-    /// and only the buffer learns. A shift within sampling noise of the recent faces (a
-    /// likelihood-ratio test at 1 %) counts as none. `None`: always refit. Needs anchors (their
+    /// and only the buffer learns. The shift tested is a lower bound (the 5 % quantile over
+    /// bootstrap resamples of the recent faces), so a few faces' noisy estimate rarely passes. `None`: always refit. Needs anchors (their
     /// mix is the training mix).
     pub min_mix_shift: Option<f32>,
 }

@@ -8,7 +8,7 @@
 use super::anchors::{AnchorLoss, Anchors};
 use super::head_file::{HeadIdentity, HeadState};
 use super::{AnchorConfig, TargetMix};
-use crate::adapt::label_shift::{divergence, estimate_prior};
+use crate::adapt::label_shift::{divergence, estimate_prior, shift_lower_bound};
 use crate::adapt::refit::refit_objective;
 use crate::adapt::{Collapse, GuardConfig, Head, Objective, RefitConfig};
 use crate::fusion::argmax;
@@ -55,7 +55,8 @@ pub enum Refusal {
     Collapse(Vec<Collapse>),
     /// It lost accuracy on the held-back anchor faces.
     Anchors(AnchorLoss),
-    /// Not run: the camera's class mix is within `min` (KL, nats) of the training mix.
+    /// Not run: the camera's class mix may be within `min` (KL, nats) of the training mix (the
+    /// bootstrap lower bound of its distance is under it).
     SameMix { shift: f32, min: f32 },
 }
 
@@ -69,7 +70,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Anchors(a) => write!(f, "{a}"),
             Refusal::SameMix { shift, min } => write!(
                 f,
-                "the camera's class mix is {shift:.3} nats from the training mix, under {min:.3}: nothing for a refit to correct"
+                "the camera's class mix is at least {shift:.3} nats from the training mix (5 % bootstrap bound), under {min:.3}: nothing for a refit to correct"
             ),
         }
     }
@@ -100,18 +101,17 @@ pub fn run_refit(job: &RefitJob) -> Result<Head, Refusal> {
         .filter(|_| job.anchor.replay_weight > 0.0)
         .map(|a| a.replay(&replay_feats, job.anchor.replay_weight));
     let mix = camera_mix(job);
-    if let (Some(min), Some((mix, source))) = (job.min_mix_shift, mix) {
-        let shift = divergence(&mix, &source);
-        // Nor a shift within sampling noise: a likelihood-ratio test at 1 % (2n·KL against the
-        // 99th percentile of χ² with six degrees of freedom), which few faces fail to pass.
-        let min = min.max(CHI2_6_P99 / (2.0 * job.recent.len().max(1) as f32));
+    if let (Some(min), Some((_, source, probs))) = (job.min_mix_shift, &mix) {
+        // How far the mix is, at the least, given the recent faces' own spread (a bootstrap
+        // bound: the first refits rest on ~100 faces, whose estimate is noisy).
+        let shift = shift_lower_bound(probs, source, 0.05, BOOTSTRAP_RESAMPLES);
         if shift < min {
             return Err(Refusal::SameMix { shift, min });
         }
     }
     let refit = RefitConfig {
-        target_mix: match (job.target_mix, mix) {
-            (TargetMix::Estimated, Some((mix, _))) => Some(mix),
+        target_mix: match (job.target_mix, &mix) {
+            (TargetMix::Estimated, Some((mix, _, _))) => Some(*mix),
             _ => job.refit.target_mix,
         },
         ..job.refit
@@ -137,12 +137,14 @@ pub fn run_refit(job: &RefitJob) -> Result<Head, Refusal> {
     Ok(fitted)
 }
 
-/// The 99th percentile of χ² with NUM_CLASSES − 1 = 6 degrees of freedom.
-const CHI2_6_P99: f32 = 16.81;
+/// Bootstrap resamples behind the least-shift test: its 5 % quantile moves by a few hundredths
+/// of a nat between seeds at 40, and 40 EM estimates cost a small share of a refit.
+const BOOTSTRAP_RESAMPLES: usize = 40;
 
 /// The camera's class mix, estimated from the bundle head's calibrated predictions on the recent
-/// faces, and the training mix (the anchors'), when either is asked for and there are anchors.
-fn camera_mix(job: &RefitJob) -> Option<(Probs, Probs)> {
+/// faces, the training mix (the anchors'), and those predictions, when either use is asked for
+/// and there are anchors.
+fn camera_mix(job: &RefitJob) -> Option<(Probs, Probs, Vec<Probs>)> {
     let a = job.anchors.as_ref()?;
     if job.target_mix != TargetMix::Estimated && job.min_mix_shift.is_none() {
         return None;
@@ -154,12 +156,13 @@ fn camera_mix(job: &RefitJob) -> Option<(Probs, Probs)> {
         .collect();
     let mix = estimate_prior(&probs, &a.mix);
     log::info!(
-        "online refit: the camera's class mix estimated as {:?}, {:.3} nats from the training mix {:?}",
+        "online refit: the camera's class mix estimated as {:?}, {:.3} nats from the training mix {:?} ({} faces)",
         mix.map(|x| (100.0 * x).round() / 100.0),
         divergence(&mix, &a.mix),
-        a.mix.map(|x| (100.0 * x).round() / 100.0)
+        a.mix.map(|x| (100.0 * x).round() / 100.0),
+        probs.len()
     );
-    Some((mix, a.mix))
+    Some((mix, a.mix, probs))
 }
 
 fn run_job(job: Job) -> Outcome {
