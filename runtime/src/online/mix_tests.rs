@@ -122,7 +122,8 @@ fn toward_the_estimated_mix_a_familiar_camera_keeps_its_rare_classes_rare() {
 }
 
 /// With a least shift set, a camera in the training mix leaves the head alone (every refit
-/// skipped, none swapped in, none at exit) while one in another mix is refitted.
+/// skipped, none swapped in, none at exit) while one in another mix is refitted once the shift
+/// has shown in two consecutive windows.
 #[test]
 fn a_least_mix_shift_skips_refits_on_a_camera_in_the_training_mix_only() {
     let run = |mix: &[usize; NUM_CLASSES]| {
@@ -159,5 +160,6 @@ fn a_least_mix_shift_skips_refits_on_a_camera_in_the_training_mix_only() {
         "{same:?}"
     );
     let shifted = run(&SHIFTED);
-    assert!(shifted.skipped_same_mix == 0 && shifted.swapped >= 1, "{shifted:?}");
+    // The first window's shift is not enough alone; from the second on the camera is refitted.
+    assert!(shifted.skipped_same_mix == 1 && shifted.swapped >= 1, "{shifted:?}");
 }

@@ -174,6 +174,8 @@ pub struct OnlineLearner {
     exited: bool,
     /// The classifier's calibrated temperature (the bundle's τ_sem), for the mix estimate.
     tau_sem: f32,
+    /// The last refit's least-shift test passed (a shift must hold over two windows).
+    shift_seen: bool,
     refits_total: u64,
     stats: OnlineStats,
 }
@@ -201,6 +203,7 @@ impl OnlineLearner {
             anchors: None,
             exited: false,
             tau_sem: 1.0,
+            shift_seen: false,
             refits_total: 0,
             stats: OnlineStats::default(),
         })
@@ -365,6 +368,7 @@ impl OnlineLearner {
             anchor: self.cfg.anchor,
             target_mix: self.cfg.target_mix,
             min_mix_shift: self.cfg.min_mix_shift,
+            shift_seen_before: self.shift_seen,
             tau_sem: self.tau_sem,
         }
     }
@@ -373,6 +377,7 @@ impl OnlineLearner {
         match o {
             Outcome::Refit(Ok(head)) => {
                 self.busy = false;
+                self.shift_seen = true;
                 let previous = self.current.clone().unwrap_or_else(|| self.base.clone());
                 self.current = Some(Arc::new(head));
                 self.watch = Some(Watch::new(previous));
@@ -393,10 +398,12 @@ impl OnlineLearner {
     }
 
     fn count_refusal(&mut self, why: &Refusal) {
+        // Every refusal but a small shift comes after the test passed (or without the test).
+        self.shift_seen = !matches!(why, Refusal::SameMix { .. });
         match why {
             Refusal::Collapse(_) => self.stats.refused += 1,
             Refusal::Anchors(_) => self.stats.refused_anchors += 1,
-            Refusal::SameMix { .. } => self.stats.skipped_same_mix += 1,
+            Refusal::SameMix { .. } | Refusal::ShiftUnconfirmed { .. } => self.stats.skipped_same_mix += 1,
         }
     }
 

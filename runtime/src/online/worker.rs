@@ -35,6 +35,9 @@ pub struct RefitJob {
     pub anchor: AnchorConfig,
     pub target_mix: TargetMix,
     pub min_mix_shift: Option<f32>,
+    /// The least-shift test passed at the previous refit too: a shift must show in two
+    /// consecutive windows of recent faces before a head is fitted to it.
+    pub shift_seen_before: bool,
     pub tau_sem: f32,
 }
 
@@ -58,6 +61,8 @@ pub enum Refusal {
     /// Not run: the camera's class mix may be within `min` (KL, nats) of the training mix (the
     /// bootstrap lower bound of its distance is under it).
     SameMix { shift: f32, min: f32 },
+    /// Not run yet: the shift showed in this window of recent faces but not in the previous one.
+    ShiftUnconfirmed { shift: f32 },
 }
 
 impl std::fmt::Display for Refusal {
@@ -68,6 +73,10 @@ impl std::fmt::Display for Refusal {
                 write!(f, "collapse guard: {}", why.join("; "))
             }
             Refusal::Anchors(a) => write!(f, "{a}"),
+            Refusal::ShiftUnconfirmed { shift } => write!(
+                f,
+                "the camera's class mix is at least {shift:.3} nats from the training mix, a first time: the next window must show it too"
+            ),
             Refusal::SameMix { shift, min } => write!(
                 f,
                 "the camera's class mix is at least {shift:.3} nats from the training mix (5 % bootstrap bound), under {min:.3}: nothing for a refit to correct"
@@ -107,6 +116,9 @@ pub fn run_refit(job: &RefitJob) -> Result<Head, Refusal> {
         let shift = shift_lower_bound(probs, source, 0.05, BOOTSTRAP_RESAMPLES);
         if shift < min {
             return Err(Refusal::SameMix { shift, min });
+        }
+        if !job.shift_seen_before {
+            return Err(Refusal::ShiftUnconfirmed { shift });
         }
     }
     let refit = RefitConfig {
