@@ -59,11 +59,11 @@ pub struct OnlineArgs {
     /// Class mix information maximisation's diversity term pulls the predictions toward:
     /// uniform, or the camera's own, estimated from the bundle's calibrated predictions on the
     /// recent faces against its anchors' (training) mix.
-    #[arg(long, value_enum, default_value = "uniform")]
+    #[arg(long, value_enum, default_value = "estimated")]
     pub refit_target_mix: TargetMixArg,
     /// Refit only while the camera's estimated class mix is at least this far (KL, nats) from
     /// the bundle's training mix (its anchors'), as a 5 % bootstrap lower bound over the recent
-    /// faces; nearer, only the buffer learns; 0 (the default) refits always.
+    /// faces, in two consecutive windows; nearer, only the buffer learns; 0 refits always.
     #[arg(long, default_value_t = OnlineConfig::default().min_mix_shift.unwrap_or(0.0))]
     pub refit_min_mix_shift: f32,
     /// No last refit when the run ends (with anchors it is kept if it passes their check).
