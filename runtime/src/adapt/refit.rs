@@ -113,7 +113,8 @@ fn pseudo_label_term(labels: &[usize]) -> impl Fn(&[Probs]) -> (f32, Vec<Probs>)
     }
 }
 
-/// Mean conditional entropy minus `diversity` × entropy of the mean prediction.
+/// Mean conditional entropy plus `diversity` × KL(mean prediction ‖ `mix`); with no mix, uniform:
+/// minus the entropy of the mean prediction (SHOT's), up to a constant.
 fn info_max_term(diversity: f32, mix: Option<Probs>) -> impl Fn(&[Probs]) -> (f32, Vec<Probs>) {
     // KL(mean ‖ mix) = Σ mean (log mean − log mix): with a uniform mix it is −H(mean) + log K,
     // so one expression serves both, and the gradients differ only through log mix.

@@ -2,7 +2,7 @@
 //! information maximisation toward a uniform mix pushes rare classes into being predicted and
 //! costs accuracy; toward the camera's estimated mix it does not.
 
-use super::tests::{F, Lcg, accuracy};
+use super::tests::{F, Lcg, accuracy, base_head};
 use super::*;
 use crate::bundle::SeedBuffer;
 
@@ -35,16 +35,25 @@ fn face(rng: &mut Lcg, c: usize) -> Vec<f32> {
     f
 }
 
-/// The head trained on that mix: class c reads dimension c, its bias the log of the class's share.
+/// The head trained on that mix: the tests' base head (class c reads dimension c), its bias the
+/// log of each class's share.
 fn skewed_head() -> Head {
-    let mut weight = vec![0.0; NUM_CLASSES * F];
-    for c in 0..NUM_CLASSES {
-        weight[c * F + c] = 3.0;
-    }
     Head {
-        dim: F,
-        weight,
         bias: std::array::from_fn(|c| (MIX[c] as f32 / 20.0).ln()),
+        ..base_head()
+    }
+}
+
+/// Info-max refits every 100 admissions with no least interval: what both tests vary from.
+fn info_max_config() -> OnlineConfig {
+    OnlineConfig {
+        every_admissions: 100,
+        min_interval: Duration::ZERO,
+        refit: RefitConfig {
+            objective: crate::adapt::Objective::InfoMax { diversity: 1.0 },
+            ..RefitConfig::default()
+        },
+        ..OnlineConfig::default()
     }
 }
 
@@ -66,15 +75,13 @@ fn anchors(rng: &mut Lcg) -> SeedBuffer {
 /// in use predicts as one of the three rarest classes (15 % of the faces).
 fn run(target_mix: TargetMix) -> (f32, f32, f32) {
     let mut rng = Lcg(21);
+    let base = info_max_config();
     let cfg = OnlineConfig {
-        every_admissions: 100,
-        min_interval: Duration::ZERO,
         refit: RefitConfig {
-            objective: crate::adapt::Objective::InfoMax { diversity: 1.0 },
             // Free to follow the objective, and no replay: the diversity term's own pull.
             steps: 200,
             anchor: 0.0,
-            ..RefitConfig::default()
+            ..base.refit
         },
         watch: WatchConfig {
             faces: 20,
@@ -86,7 +93,7 @@ fn run(target_mix: TargetMix) -> (f32, f32, f32) {
         },
         target_mix,
         min_mix_shift: None,
-        ..OnlineConfig::default()
+        ..base
     };
     let mut l = OnlineLearner::new(skewed_head(), cfg, false).unwrap();
     l.set_anchors(&anchors(&mut rng));
@@ -129,14 +136,8 @@ fn a_least_mix_shift_skips_refits_on_a_camera_in_the_training_mix_only() {
     let run = |mix: &[usize; NUM_CLASSES]| {
         let mut rng = Lcg(31);
         let cfg = OnlineConfig {
-            every_admissions: 100,
-            min_interval: Duration::ZERO,
-            refit: RefitConfig {
-                objective: crate::adapt::Objective::InfoMax { diversity: 1.0 },
-                ..RefitConfig::default()
-            },
             min_mix_shift: Some(0.05),
-            ..OnlineConfig::default()
+            ..info_max_config()
         };
         let mut l = OnlineLearner::new(skewed_head(), cfg, false).unwrap();
         l.set_anchors(&anchors(&mut rng));

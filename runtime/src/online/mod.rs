@@ -59,8 +59,9 @@ pub struct OnlineConfig {
     /// at least this far from the bundle's training mix (KL, nats); nearer, the camera looks
     /// like the data the head was trained on, where an unlabeled refit has nothing to correct
     /// and only the buffer learns. The shift tested is a lower bound (the 5 % quantile over
-    /// bootstrap resamples of the recent faces), so a few faces' noisy estimate rarely passes. `None`: always refit. Needs anchors (their
-    /// mix is the training mix).
+    /// bootstrap resamples of the recent faces), and it must pass at two consecutive refits, so
+    /// a few faces' noisy estimate does not fit a head. `None`: always refit. Needs anchors
+    /// (their mix is the training mix).
     pub min_mix_shift: Option<f32>,
 }
 
