@@ -21,7 +21,8 @@
 #   SPLITS="20 21 22 23 24 25 26 27 28 29" experiments/online.sh
 #   (SITFER_DATA, default ../shared/data; OUT, default runs/online; SITFER, the binary; BUNDLE,
 #   a bundle directory for every command, default the one built into the binary; GUARD_ONLY=1
-#   runs the in-domain guard alone; ONLINE_FLAGS, extra flags of the online variant)
+#   runs the in-domain guard alone; ONLINE_FLAGS / ADAPT_FLAGS, extra flags of the online /
+#   offline variant)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${SITFER_DATA:-../shared/data}
@@ -36,6 +37,8 @@ ONLINE=(--online-refit --refit-inline --refit-min-interval 0)
 # Extra flags of the online variant (ONLINE_FLAGS="--refit-max-anchor-drop 100"), for ablations.
 read -r -a extra_online <<< "${ONLINE_FLAGS:-}"
 ONLINE+=("${extra_online[@]}")
+# Extra flags of the offline variant (ADAPT_FLAGS="--threshold 0.6"), for ablations.
+read -r -a extra_adapt <<< "${ADAPT_FLAGS:-}"
 GUARD_ONLY=${GUARD_ONLY:-0}
 # sitfer with the bundle, when one is given.
 sf() { local c=$1; shift; if [ -n "${BUNDLE:-}" ]; then "$BIN" "$c" --bundle "$BUNDLE" "$@"; else "$BIN" "$c" "$@"; fi; }
@@ -86,7 +89,7 @@ for seed in $SPLITS; do
         sf eval --data "$d/score" --faces whole-frame --buffer "$d/$v.safetensors" \
           > "$d/eval-$v.md" 2> "$d/eval-$v.log" ;;
       offline)
-        sf adapt --footage "$d/footage" --faces whole-frame --out "$d/bundle-offline" --refit \
+        sf adapt --footage "$d/footage" --faces whole-frame --out "$d/bundle-offline" --refit "${extra_adapt[@]}" \
           > "$d/adapt-offline.json" 2> "$d/adapt-offline.log"
         "$BIN" eval --bundle "$d/bundle-offline" --data "$d/score" --faces whole-frame \
           > "$d/eval-$v.md" 2> "$d/eval-$v.log" ;;

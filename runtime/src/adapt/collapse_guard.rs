@@ -140,9 +140,23 @@ impl GuardConfig {
 
     /// Findings on the predicted classes of the footage's faces before and after adaptation.
     pub fn check_predictions(&self, before: &[usize; NUM_CLASSES], after: &[usize; NUM_CLASSES]) -> Vec<Collapse> {
+        self.check_predictions_toward(before, after, None)
+    }
+
+    /// As [`Self::check_predictions`], for a head fitted toward the class mix `toward`: a class
+    /// that mix itself puts under a fifth of its share before is not a collapse when it
+    /// vanishes, since the refit was asked to shrink it (CK+ has no neutral faces, and a head
+    /// that stops predicting neutral there is right).
+    pub fn check_predictions_toward(
+        &self,
+        before: &[usize; NUM_CLASSES],
+        after: &[usize; NUM_CLASSES],
+        toward: Option<&[f32; NUM_CLASSES]>,
+    ) -> Vec<Collapse> {
         let (b, a) = (shares(before), shares(after));
+        let expected_to_shrink = |c: usize| toward.is_some_and(|t| t[c] < b[c] / 5.0);
         (0..NUM_CLASSES)
-            .filter(|&c| b[c] >= self.vanish_share && a[c] < b[c] / 5.0)
+            .filter(|&c| b[c] >= self.vanish_share && a[c] < b[c] / 5.0 && !expected_to_shrink(c))
             .map(|c| Collapse::ClassVanished {
                 class: ALL[c].name(),
                 share_before: b[c],

@@ -291,6 +291,27 @@ fn guard_counts_and_vanishing_classes() {
     assert!(f[0].to_string().contains("vanished"));
 }
 
+#[test]
+fn a_class_the_target_mix_shrinks_may_vanish_and_no_other() {
+    let g = GuardConfig::default();
+    let (before, after) = ([20, 20, 20, 20, 20, 0, 0], [30, 30, 1, 1, 38, 0, 0]);
+    assert_eq!(
+        g.check_predictions(&before, &after).len(),
+        2,
+        "classes 2 and 3 vanished"
+    );
+    // The mix the head was fitted toward expects class 2 at 1 % (under a fifth of its 20 %) and
+    // class 3 at 10 %: only class 2's vanishing is what the refit was asked for.
+    let toward = [0.3, 0.3, 0.01, 0.1, 0.29, 0.0, 0.0];
+    let f = g.check_predictions_toward(&before, &after, Some(&toward));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(matches!(&f[0], Collapse::ClassVanished { class, .. } if *class == crate::labels::ALL[3].name()));
+    assert_eq!(
+        g.check_predictions_toward(&before, &after, None),
+        g.check_predictions(&before, &after)
+    );
+}
+
 fn cand(class: usize, confidence: f32, track: u64, e: &[f32]) -> Candidate {
     Candidate {
         class,

@@ -66,6 +66,11 @@ pub struct OnlineArgs {
     /// faces, in two consecutive windows; nearer, only the buffer learns; 0 refits always.
     #[arg(long, default_value_t = OnlineConfig::default().min_mix_shift.unwrap_or(0.0))]
     pub refit_min_mix_shift: f32,
+    /// Let a class vanish under a new head when the camera's estimated class mix (the refit's
+    /// target, `--refit-target-mix estimated`) itself puts it under a fifth of the share the
+    /// current head predicts: the collapse guard and the watch refuse any other vanishing class.
+    #[arg(long)]
+    pub refit_vanish_follows_mix: bool,
     /// No last refit when the run ends (with anchors it is kept if it passes their check).
     #[arg(long)]
     pub no_refit_on_exit: bool,
@@ -117,6 +122,7 @@ impl OnlineArgs {
                 TargetMixArg::Estimated => TargetMix::Estimated,
             },
             min_mix_shift: (self.refit_min_mix_shift > 0.0).then_some(self.refit_min_mix_shift),
+            vanish_follows_mix: self.refit_vanish_follows_mix,
             ..OnlineConfig::default()
         }
     }

@@ -164,3 +164,49 @@ fn a_least_mix_shift_skips_refits_on_a_camera_in_the_training_mix_only() {
     // The first window's shift is not enough alone; from the second on the camera is refitted.
     assert!(shifted.skipped_same_mix == 1 && shifted.swapped >= 1, "{shifted:?}");
 }
+
+/// A camera without class 0, the bundle's commonest, whose class-1 faces lean toward it, so
+/// that the bundle head calls many of them class 0 (CK+ has no neutral faces; the default head
+/// calls up to 14 % of a stream neutral).
+const WITHOUT_0: [usize; NUM_CLASSES] = [0, 8, 4, 3, 3, 1, 1];
+
+fn leaning_face(rng: &mut Lcg, c: usize) -> Vec<f32> {
+    let mut f = face(rng, c);
+    if c == 1 {
+        f[0] += 1.3;
+    }
+    f
+}
+
+/// Heads fitted toward the estimated mix stop predicting class 0: the plain guard (or its
+/// watch) refuses some as a collapse, the guard that follows the mix refuses fewer and keeps
+/// more.
+#[test]
+fn a_class_the_camera_lacks_may_vanish_when_the_guard_follows_the_mix() {
+    let run = |follow: bool| {
+        let mut rng = Lcg(41);
+        let cfg = OnlineConfig {
+            min_mix_shift: None,
+            vanish_follows_mix: follow,
+            watch: WatchConfig {
+                faces: 20,
+                max_confidence_drop: 1.0,
+            },
+            ..info_max_config()
+        };
+        let mut l = OnlineLearner::new(skewed_head(), cfg, false).unwrap();
+        l.set_anchors(&anchors(&mut rng));
+        for i in 0..600 {
+            let c = class_in(&WITHOUT_0, i);
+            l.observe(&leaning_face(&mut rng, c), Some(c));
+            l.poll();
+        }
+        l.stats()
+    };
+    let (plain, follows) = (run(false), run(true));
+    assert!(plain.refused + plain.rolled_back > 0, "{plain:?}");
+    assert!(
+        follows.refused + follows.rolled_back < plain.refused + plain.rolled_back && follows.kept > plain.kept,
+        "plain {plain:?}, follows {follows:?}"
+    );
+}

@@ -63,6 +63,10 @@ pub struct OnlineConfig {
     /// a few faces' noisy estimate does not fit a head. `None`: always refit. Needs anchors
     /// (their mix is the training mix).
     pub min_mix_shift: Option<f32>,
+    /// A class the estimated mix puts under a fifth of its predicted share may vanish under a
+    /// new head without the collapse guard or the watch refusing it ([`TargetMix::Estimated`]
+    /// only): the refit was asked to shrink it.
+    pub vanish_follows_mix: bool,
 }
 
 /// What class mix information maximisation's diversity term pulls the predictions toward.
@@ -130,6 +134,7 @@ impl Default for OnlineConfig {
             // failed guards on seeds 90–93 and 102).
             target_mix: TargetMix::Estimated,
             min_mix_shift: Some(0.1),
+            vanish_follows_mix: false,
         }
     }
 }
@@ -372,17 +377,18 @@ impl OnlineLearner {
             min_mix_shift: self.cfg.min_mix_shift,
             shift_seen_before: self.shift_seen,
             tau_sem: self.tau_sem,
+            vanish_follows_mix: self.cfg.vanish_follows_mix,
         }
     }
 
     fn take(&mut self, o: Outcome) {
         match o {
-            Outcome::Refit(Ok(head)) => {
+            Outcome::Refit(Ok(fitted)) => {
                 self.busy = false;
                 self.shift_seen = true;
                 let previous = self.current.clone().unwrap_or_else(|| self.base.clone());
-                self.current = Some(Arc::new(head));
-                self.watch = Some(Watch::new(previous));
+                self.current = Some(Arc::new(fitted.head));
+                self.watch = Some(Watch::toward(previous, fitted.toward));
                 self.stats.swapped += 1;
                 log::info!(
                     "online refit: new head in use, watching the next {} faces",
@@ -461,8 +467,8 @@ impl OnlineLearner {
         self.stats.started += 1;
         self.since_refit = 0;
         match worker::run_refit(&self.job()) {
-            Ok(head) => {
-                self.current = Some(Arc::new(head));
+            Ok(fitted) => {
+                self.current = Some(Arc::new(fitted.head));
                 self.watch = None;
                 self.stats.kept_on_exit += 1;
                 self.refits_total += 1;

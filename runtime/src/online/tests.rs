@@ -170,6 +170,40 @@ fn the_watch_rolls_back_a_head_whose_predictions_collapse() {
     assert_eq!(same.verdict(&cfg, &GuardConfig::default()), Verdict::Keep);
 }
 
+#[test]
+fn a_watch_toward_a_mix_without_a_class_keeps_a_head_that_drops_it() {
+    // The old head predicts every class; the new one never predicts class 6 (neutral), which
+    // the mix it was fitted toward says the camera does not show.
+    let old = Arc::new(base_head());
+    // Neutral faces read as surprise, as surely as they read as neutral before (no drop of
+    // confidence for the watch to see).
+    let mut no_neutral = base_head();
+    no_neutral.weight[6 * F + 6] = 0.0;
+    no_neutral.weight[6] = 3.0;
+    no_neutral.bias[6] = -10.0;
+    let faces: Vec<Vec<f32>> = (0..70)
+        .map(|i| {
+            let mut f = vec![0.0; F];
+            f[i % 7] = 1.0;
+            f
+        })
+        .collect();
+    let cfg = WatchConfig::default();
+    let verdict = |toward| {
+        let mut w = Watch::toward(old.clone(), toward);
+        for f in &faces {
+            w.observe(&no_neutral, f);
+        }
+        w.verdict(&cfg, &GuardConfig::default())
+    };
+    assert!(
+        matches!(verdict(None), Verdict::RollBack(ref why) if why.iter().any(|d| matches!(d, Degraded::Collapse(Collapse::ClassVanished { class: "neutral", .. })))),
+        "without the mix, neutral vanishing is a collapse"
+    );
+    let without_neutral = [0.2, 0.15, 0.15, 0.2, 0.15, 0.15, 0.0];
+    assert_eq!(verdict(Some(without_neutral)), Verdict::Keep);
+}
+
 use crate::adapt::Collapse;
 
 fn identity() -> HeadIdentity {

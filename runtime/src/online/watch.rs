@@ -61,6 +61,8 @@ pub struct Watch {
     faces: u64,
     conf: [f64; 2],
     counts: [[usize; NUM_CLASSES]; 2],
+    /// The class mix the new head was fitted toward, when the guard follows it.
+    toward: Option<[f32; NUM_CLASSES]>,
 }
 
 /// What a watch concluded.
@@ -73,11 +75,18 @@ pub enum Verdict {
 
 impl Watch {
     pub fn new(previous: Arc<Head>) -> Self {
+        Self::toward(previous, None)
+    }
+
+    /// A watch whose collapse check lets the classes vanish that `toward`, the class mix the
+    /// new head was fitted toward, puts under a fifth of their share (the guard's rule).
+    pub fn toward(previous: Arc<Head>, toward: Option<[f32; NUM_CLASSES]>) -> Self {
         Watch {
             previous,
             faces: 0,
             conf: [0.0; 2],
             counts: [[0; NUM_CLASSES]; 2],
+            toward,
         }
     }
 
@@ -102,7 +111,12 @@ impl Watch {
             found.push(Degraded::Confidence { before, after });
         }
         let [old, new] = &self.counts;
-        found.extend(guard.check_predictions(old, new).into_iter().map(Degraded::Collapse));
+        found.extend(
+            guard
+                .check_predictions_toward(old, new, self.toward.as_ref())
+                .into_iter()
+                .map(Degraded::Collapse),
+        );
         let share = |c: &[usize; NUM_CLASSES], k: usize| c[k] as f32 / n as f32;
         for (k, class) in ALL.iter().enumerate() {
             if share(new, k) > guard.max_class_share && share(old, k) <= guard.max_class_share {

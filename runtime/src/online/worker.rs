@@ -39,6 +39,17 @@ pub struct RefitJob {
     /// consecutive windows of recent faces before a head is fitted to it.
     pub shift_seen_before: bool,
     pub tau_sem: f32,
+    /// The collapse guard (here and in the watch after a swap) lets a class vanish that the
+    /// estimated mix the head was fitted toward itself puts under a fifth of its share.
+    pub vanish_follows_mix: bool,
+}
+
+/// A candidate head that passed, and the class mix the guard judged it against (the watch
+/// after the swap judges it the same way).
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    pub head: Head,
+    pub toward: Option<Probs>,
 }
 
 pub enum Job {
@@ -87,14 +98,14 @@ impl std::fmt::Display for Refusal {
 
 pub enum Outcome {
     /// The candidate head, or why it was refused.
-    Refit(Result<Head, Refusal>),
+    Refit(Result<Fitted, Refusal>),
     Saved(Result<(), String>),
 }
 
 /// Runs a refit job: the shared refit maths from `adapt::refit`, then the guard's check that
 /// no class the current head predicts on recent faces vanishes under the candidate, then the
 /// check on the held-back anchor faces.
-pub fn run_refit(job: &RefitJob) -> Result<Head, Refusal> {
+pub fn run_refit(job: &RefitJob) -> Result<Fitted, Refusal> {
     let (feats, labels): (Vec<&[f32]>, Vec<usize>) = match job.refit.objective {
         Objective::PseudoLabels => job.rows.iter().map(|(c, f)| (f.as_slice(), *c)).unzip(),
         _ => (job.recent.iter().map(Vec::as_slice).collect(), Vec::new()),
@@ -134,7 +145,8 @@ pub fn run_refit(job: &RefitJob) -> Result<Head, Refusal> {
         before[argmax(&job.current.logits(f)).0] += 1;
         after[argmax(&fitted.logits(f)).0] += 1;
     }
-    let findings = job.guard.check_predictions(&before, &after);
+    let toward = refit.target_mix.filter(|_| job.vanish_follows_mix);
+    let findings = job.guard.check_predictions_toward(&before, &after, toward.as_ref());
     if !findings.is_empty() {
         return Err(Refusal::Collapse(findings));
     }
@@ -146,7 +158,7 @@ pub fn run_refit(job: &RefitJob) -> Result<Head, Refusal> {
             100.0 * a.base_accuracy
         );
     }
-    Ok(fitted)
+    Ok(Fitted { head: fitted, toward })
 }
 
 /// Bootstrap resamples behind the least-shift test: its 5 % quantile moves by a few hundredths
