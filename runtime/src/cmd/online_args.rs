@@ -69,7 +69,9 @@ pub struct OnlineArgs {
     /// Let a class vanish under a new head when the camera's estimated class mix (the refit's
     /// target, `--refit-target-mix estimated`) itself puts it under a fifth of the share the
     /// current head predicts: the collapse guard and the watch refuse any other vanishing class.
-    #[arg(long)]
+    /// `false`: every class vanishing is refused.
+    #[arg(long, default_value_t = OnlineConfig::default().vanish_follows_mix, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
     pub refit_vanish_follows_mix: bool,
     /// No last refit when the run ends (with anchors it is kept if it passes their check).
     #[arg(long)]
@@ -205,4 +207,29 @@ pub fn save(l: &mut OnlineLearner, buffer: &Path, bundle: &Bundle, base: &Head) 
         .with_context(|| format!("saving the online head beside {}", buffer.display()))?;
     log::info!("online head {}: saved ({:?})", path.display(), l.stats());
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        online: OnlineArgs,
+    }
+
+    fn follows(args: &[&str]) -> bool {
+        let cli = Cli::try_parse_from(std::iter::once("sitfer").chain(args.iter().copied())).unwrap();
+        cli.online.config().vanish_follows_mix
+    }
+
+    #[test]
+    fn the_guard_follows_the_mix_unless_told_false() {
+        assert!(follows(&[]), "the default");
+        assert!(follows(&["--refit-vanish-follows-mix"]), "the flag alone");
+        assert!(!follows(&["--refit-vanish-follows-mix", "false"]));
+        assert!(follows(&["--refit-vanish-follows-mix=true"]));
+    }
 }
