@@ -154,9 +154,11 @@ impl GuardConfig {
         toward: Option<&[f32; NUM_CLASSES]>,
     ) -> Vec<Collapse> {
         let (b, a) = (shares(before), shares(after));
-        let expected_to_shrink = |c: usize| toward.is_some_and(|t| t[c] < b[c] / 5.0);
+        // One rule for what "vanished" means, applied to the new head and to the target mix.
+        let under_a_fifth = |share: f32, c: usize| share < b[c] / 5.0;
+        let expected_to_shrink = |c: usize| toward.is_some_and(|t| under_a_fifth(t[c], c));
         (0..NUM_CLASSES)
-            .filter(|&c| b[c] >= self.vanish_share && a[c] < b[c] / 5.0 && !expected_to_shrink(c))
+            .filter(|&c| b[c] >= self.vanish_share && under_a_fifth(a[c], c) && !expected_to_shrink(c))
             .map(|c| Collapse::ClassVanished {
                 class: ALL[c].name(),
                 share_before: b[c],
